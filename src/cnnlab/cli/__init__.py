@@ -1,0 +1,71 @@
+"""The `cnnlab` command: parse arguments, call one library function, print, return an exit code.
+
+Each command group lives in its own module and adds itself with `register(app)`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+import cnnlab
+from cnnlab.cli import data, import_keras, models, summary, train
+from cnnlab.errors import CnnlabError
+
+app = typer.Typer(
+    name="cnnlab",
+    help="Compare CNN architectures: Keras-faithful models, multi-seed studies, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cnnlab {cnnlab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+for _module in (data, models, summary, import_keras, train):
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; a CnnlabError becomes one red line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CnnlabError as error:
+        if _state["debug"]:
+            raise
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        return 2
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except Exception as click_error:  # click's usage errors carry their own exit code
+        show = getattr(click_error, "show", None)
+        if show is None:
+            raise
+        show()
+        return getattr(click_error, "exit_code", 2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
