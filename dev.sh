@@ -40,8 +40,8 @@ case "$cmd" in
         ;;
     test)
         setup
-        "$VENV/bin/ruff" check src tests benchmarks
-        "$VENV/bin/ruff" format --check src tests benchmarks
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)
