@@ -1,0 +1,125 @@
+"""Statistics for comparing trained models: intervals, paired and across-seed tests, Holm.
+
+Pure functions over NumPy arrays that return frozen results; nothing here prints, plots or
+reads files. Where a method cannot apply (one seed, no discordant images) the result says so
+in `note` instead of carrying a silent NaN, so the report can state it in words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def _as_values(values: ArrayLike, what: str = "values") -> np.ndarray:
+    """A 1-D float64 array with at least one finite entry, or a ValueError that says why not."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty; need at least one run")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN or inf ({arr.tolist()}); drop failed runs first")
+    return arr
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean and sample spread of a few runs, with a Student-t interval for the mean."""
+
+    mean: float
+    std: float | None  # ddof=1; None for a single value
+    n: int
+    confidence: float
+    low: float | None  # None when no interval exists (n = 1), see `note`
+    high: float | None
+    note: str = ""
+
+    @property
+    def has_interval(self) -> bool:
+        return self.low is not None
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.low is None or self.high is None else (self.high - self.low) / 2
+
+
+def mean_ci(values: ArrayLike, confidence: float = 0.95) -> MeanCI:
+    """Mean, std (ddof=1) and the t-interval mean +- t_{(1+c)/2, n-1} * std / sqrt(n).
+
+    Student's t, not the normal quantile, because a study has few seeds (t_{0.975,2} = 4.30,
+    not 1.96). One value has no spread, so no interval: the result says so in `note`.
+    """
+    _check_confidence(confidence)
+    arr = _as_values(values)
+    mean, n = float(arr.mean()), int(arr.size)
+    if n == 1:
+        note = "one run: no spread and no interval; run more seeds"
+        return MeanCI(mean, None, 1, confidence, None, None, note)
+    std = float(arr.std(ddof=1))
+    half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
+    return MeanCI(mean, std, n, confidence, mean - half, mean + half)
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on n independent images: sqrt(p(1-p)/n).
+
+    The test set's own resolution: at p = 0.99, n = 10,000 it is 0.000995, about 0.1 point.
+    """
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must lie in [0, 1], got {accuracy}")
+    if n < 1:
+        raise ValueError(f"n (test images) must be at least 1, got {n}")
+    return math.sqrt(accuracy * (1.0 - accuracy) / n)
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """One binomial standard error of an accuracy, in fraction and in percentage points."""
+
+    accuracy: float
+    n_images: int
+    se: float
+
+    @property
+    def points(self) -> float:
+        return 100.0 * self.se
+
+
+def noise_floor(accuracy: float, n_images: int) -> NoiseFloor:
+    """The smallest accuracy difference the test set can resolve: one binomial SE.
+
+    Differences well inside it (e.g. 99.12 % vs 99.08 % on 10,000 images) are noise.
+    """
+    return NoiseFloor(accuracy, n_images, binomial_se(accuracy, n_images))
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+
+
+def accuracy_interval(n_correct: int, n: int, confidence: float = 0.95) -> Interval:
+    """Wilson score interval for one accuracy (Wilson 1927), via scipy's binomtest.
+
+    Wilson, not the normal (Wald) interval: near 100 % the Wald interval runs past 1 and
+    undercovers; Wilson stays inside [0, 1] and is less conservative than Clopper-Pearson.
+    """
+    _check_confidence(confidence)
+    if not 0 <= n_correct <= n or n < 1:
+        raise ValueError(f"need 0 <= n_correct <= n and n >= 1, got n_correct={n_correct}, n={n}")
+    ci = sps.binomtest(n_correct, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Interval(n_correct / n, float(ci.low), float(ci.high), confidence, "wilson")

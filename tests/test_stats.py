@@ -1,0 +1,70 @@
+"""The statistics against known values: hand-computed intervals, SciPy's tests, Holm by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats as sps
+
+from cnnlab import stats
+
+
+def test_mean_ci_matches_hand_computed_t_interval():
+    ci = stats.mean_ci([0.98, 0.99, 1.00])
+    # std = 0.01; half-width = t_{0.975,2} * 0.01 / sqrt(3) = 4.3027 * 0.005774 = 0.02484
+    assert ci.mean == pytest.approx(0.99)
+    assert ci.std == pytest.approx(0.01)
+    assert ci.n == 3
+    assert ci.half_width == pytest.approx(4.302653 * 0.01 / math.sqrt(3), rel=1e-6)
+    assert ci.half_width == pytest.approx(0.0248, abs=1e-4)
+    assert ci.low == pytest.approx(0.99 - 0.02484, abs=1e-5)
+    assert ci.high == pytest.approx(0.99 + 0.02484, abs=1e-5)
+
+
+def test_mean_ci_widens_with_confidence():
+    values = [0.981, 0.985, 0.990, 0.987]
+    assert stats.mean_ci(values, 0.99).half_width > stats.mean_ci(values, 0.95).half_width
+
+
+def test_mean_ci_of_one_run_says_there_is_no_interval():
+    ci = stats.mean_ci([0.991])
+    assert ci.mean == pytest.approx(0.991)
+    assert ci.n == 1
+    assert not ci.has_interval
+    assert ci.std is None and ci.low is None and ci.half_width is None
+    assert "one run" in ci.note
+
+
+def test_mean_ci_rejects_empty_and_nan_values():
+    with pytest.raises(ValueError, match="empty"):
+        stats.mean_ci([])
+    with pytest.raises(ValueError, match="drop failed runs"):
+        stats.mean_ci([0.99, float("nan")])
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        stats.mean_ci([0.99, 0.98], confidence=95)
+
+
+def test_noise_floor_at_99_percent_on_10000_images_is_about_a_tenth_of_a_point():
+    floor = stats.noise_floor(0.99, 10_000)
+    assert floor.se == pytest.approx(math.sqrt(0.99 * 0.01 / 10_000))
+    assert floor.points == pytest.approx(0.0995, abs=1e-4)
+    assert stats.binomial_se(0.5, 100) == pytest.approx(0.05)
+
+
+def test_binomial_se_rejects_impossible_inputs():
+    with pytest.raises(ValueError, match="accuracy must lie in"):
+        stats.binomial_se(99.0, 10_000)
+    with pytest.raises(ValueError, match="at least 1"):
+        stats.binomial_se(0.9, 0)
+
+
+def test_accuracy_interval_is_wilson_and_stays_inside_zero_one():
+    iv = stats.accuracy_interval(9_900, 10_000)
+    # Wilson by hand: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)
+    z, n, p = sps.norm.ppf(0.975), 10_000, 0.99
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    assert (iv.low, iv.high) == pytest.approx((centre - half, centre + half), rel=1e-9)
+    perfect = stats.accuracy_interval(100, 100)
+    assert perfect.high == pytest.approx(1.0) and 0.95 < perfect.low < 1.0
