@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
@@ -68,3 +69,62 @@ def test_accuracy_interval_is_wilson_and_stays_inside_zero_one():
     assert (iv.low, iv.high) == pytest.approx((centre - half, centre + half), rel=1e-9)
     perfect = stats.accuracy_interval(100, 100)
     assert perfect.high == pytest.approx(1.0) and 0.95 < perfect.low < 1.0
+
+
+def _correctness(pattern: list[tuple[bool, bool, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Two models' per-image correctness built from (a right, b right, count) cells."""
+    a = np.concatenate([np.full(k, ra) for ra, _, k in pattern])
+    b = np.concatenate([np.full(k, rb) for _, rb, k in pattern])
+    return a, b
+
+
+def test_mcnemar_on_a_hand_made_table_matches_scipy_exact_binomial():
+    # 2x2 table: both right 950, A only 12, B only 3, both wrong 35.
+    a, b = _correctness(
+        [(True, True, 950), (True, False, 12), (False, True, 3), (False, False, 35)]
+    )
+    result = stats.mcnemar(a, b)
+    assert (result.b, result.c, result.n_images) == (12, 3, 1000)
+    assert result.p_value == pytest.approx(sps.binomtest(12, 15, 0.5).pvalue)
+    # By hand: 2 * P(X <= 3), X ~ Bin(15, 1/2) = 2 * (1 + 15 + 105 + 455) / 2**15
+    assert result.p_value == pytest.approx(2 * 576 / 2**15)
+    assert stats.mcnemar(b, a).p_value == pytest.approx(result.p_value)
+
+
+def test_mcnemar_of_identical_predictions_gives_p_one_and_says_why():
+    a = np.array([True, True, False, True])
+    result = stats.mcnemar(a, a.copy())
+    assert (result.b, result.c, result.p_value) == (0, 0, 1.0)
+    assert "no discordant" in result.note
+
+
+def test_mcnemar_rejects_non_bool_and_mismatched_arrays():
+    with pytest.raises(ValueError, match="bool array"):
+        stats.mcnemar(np.array([1, 0, 1]), np.array([1, 1, 1]))
+    with pytest.raises(ValueError, match="same images"):
+        stats.mcnemar(np.ones(5, bool), np.ones(6, bool))
+    with pytest.raises(ValueError, match="paired_seeds_test"):
+        stats.mcnemar(np.ones((2, 5), bool), np.ones((2, 5), bool))
+
+
+def test_paired_seeds_test_with_one_seed_each_is_mcnemar():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(500) < 0.9, rng.random(500) < 0.85
+    pooled = stats.paired_seeds_test(a[None], b[None])
+    plain = stats.mcnemar(a, b)
+    assert (pooled.b, pooled.c, pooled.p_value) == (plain.b, plain.c, plain.p_value)
+
+
+def test_paired_seeds_test_counts_images_by_correct_fraction_across_seeds():
+    a = np.array([[1, 1, 0, 0, 1], [1, 0, 0, 1, 1]], bool)  # fractions 1, .5, 0, .5, 1
+    b = np.array([[1, 0, 1, 0, 1], [0, 1, 0, 0, 1], [1, 0, 1, 0, 1]], bool)  # 2/3 1/3 2/3 0 1
+    result = stats.paired_seeds_test(a, b)
+    assert (result.b, result.c) == (3, 1)  # A better on images 0, 1, 3; B on image 2
+    assert result.p_value == pytest.approx(sps.binomtest(3, 4, 0.5).pvalue)
+    assert "2 vs 3 seeds" in result.method
+
+
+def test_paired_seeds_test_treats_equal_fractions_as_ties():
+    a = np.array([[1], [0], [1]], bool)  # 2/3
+    b = np.array([[1], [1], [0], [0], [1], [1]], bool)  # 4/6
+    assert stats.paired_seeds_test(a, b).discordant == 0

@@ -123,3 +123,83 @@ def accuracy_interval(n_correct: int, n: int, confidence: float = 0.95) -> Inter
         raise ValueError(f"need 0 <= n_correct <= n and n >= 1, got n_correct={n_correct}, n={n}")
     ci = sps.binomtest(n_correct, n).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(n_correct / n, float(ci.low), float(ci.high), confidence, "wilson")
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired test of two models on the same test images.
+
+    b counts images where A does better than B, c where B does better; images where they agree
+    carry no information about which is better and are left out (McNemar 1947).
+    """
+
+    b: int
+    c: int
+    n_images: int
+    p_value: float
+    method: str
+    note: str = ""
+
+    @property
+    def discordant(self) -> int:
+        return self.b + self.c
+
+
+def _as_correctness(correct: np.ndarray, what: str) -> np.ndarray:
+    """A (seeds, images) bool array; a 1-D array is one seed."""
+    arr = np.asarray(correct)
+    if arr.dtype != np.bool_:
+        raise ValueError(f"{what} must be a bool array of per-image correctness, got {arr.dtype}")
+    arr = arr[np.newaxis] if arr.ndim == 1 else arr
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{what} must have shape (images,) or (seeds, images), got {arr.shape}")
+    return arr
+
+
+def _sign_test(b: int, c: int, n_images: int, method: str) -> PairedTest:
+    """Exact two-sided binomial test of b successes in b + c trials at p = 1/2."""
+    if b + c == 0:
+        note = "no discordant images: the models agree everywhere, nothing to test"
+        return PairedTest(0, 0, n_images, 1.0, method, note)
+    p = float(sps.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+    return PairedTest(b, c, n_images, p, method)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> PairedTest:
+    """McNemar's test on two models' per-image correctness (bool arrays over the same images).
+
+    Always the exact form (scipy.stats.binomtest on b of b + c at p = 1/2), never the
+    chi-square approximation: the exact p-value costs microseconds even for b + c in the
+    thousands, is valid for any b + c (accurate models leave few discordant images, where
+    the chi-square is poor), and so no threshold has to be chosen.
+    """
+    a = _as_correctness(correct_a, "correct_a")
+    bb = _as_correctness(correct_b, "correct_b")
+    if a.shape[0] != 1 or bb.shape[0] != 1 or a.shape != bb.shape:
+        raise ValueError(
+            f"mcnemar needs two 1-D arrays over the same images, got {a.shape} and {bb.shape}; "
+            "for several seeds use paired_seeds_test"
+        )
+    b = int(np.sum(a[0] & ~bb[0]))
+    c = int(np.sum(~a[0] & bb[0]))
+    return _sign_test(b, c, a.shape[1], "exact McNemar")
+
+
+def paired_seeds_test(correct_a: np.ndarray, correct_b: np.ndarray) -> PairedTest:
+    """Paired test of two models with several seeds each: a sign test on per-image scores.
+
+    Each image gets each model's fraction of seeds that classify it correctly; b counts images
+    where A's fraction is higher, c where B's is. The exact sign test on b of b + c is then the
+    same test as exact McNemar, to which it reduces with one seed per model, and the seed
+    counts need not match. Like McNemar it asks about these trained networks on this test set:
+    it does not treat the seeds as a sample of training runs (welch / bootstrap_diff do).
+    """
+    a = _as_correctness(correct_a, "correct_a")
+    bb = _as_correctness(correct_b, "correct_b")
+    if a.shape[1] != bb.shape[1]:
+        raise ValueError(f"models scored different test sets: {a.shape[1]} vs {bb.shape[1]} images")
+    # Compare k_a / s_a with k_b / s_b as k_a * s_b - k_b * s_a: exact integers, no float ties.
+    diff = a.sum(axis=0) * len(bb) - bb.sum(axis=0) * len(a)
+    b, c = int(np.sum(diff > 0)), int(np.sum(diff < 0))
+    method = f"exact sign test on per-image correct fraction ({len(a)} vs {len(bb)} seeds)"
+    return _sign_test(b, c, a.shape[1], method)
