@@ -128,3 +128,55 @@ def test_paired_seeds_test_treats_equal_fractions_as_ties():
     a = np.array([[1], [0], [1]], bool)  # 2/3
     b = np.array([[1], [1], [0], [0], [1], [1]], bool)  # 4/6
     assert stats.paired_seeds_test(a, b).discordant == 0
+
+
+def test_welch_matches_scipy_unequal_variance_t_test():
+    a, b = [0.991, 0.989, 0.993, 0.990], [0.985, 0.979, 0.988]
+    result = stats.welch(a, b)
+    expected = sps.ttest_ind(a, b, equal_var=False)
+    assert result.p_value == pytest.approx(expected.pvalue)
+    assert result.statistic == pytest.approx(expected.statistic)
+    assert result.mean_diff == pytest.approx(np.mean(a) - np.mean(b))
+    assert result.applicable and (result.n_a, result.n_b) == (4, 3)
+
+
+def test_welch_with_one_seed_is_not_applicable():
+    result = stats.welch([0.99], [0.98, 0.97])
+    assert not result.applicable and result.p_value is None
+    assert "at least 2 seeds" in result.note
+    assert result.mean_diff == pytest.approx(0.99 - 0.975)
+
+
+def test_welch_without_spread_in_either_model_is_not_applicable():
+    result = stats.welch([0.99, 0.99], [0.98, 0.98])
+    assert not result.applicable and "no spread" in result.note
+
+
+def test_bootstrap_diff_is_reproducible_with_a_seed_and_brackets_the_difference():
+    a, b = [0.991, 0.989, 0.993, 0.990, 0.992], [0.985, 0.979, 0.988, 0.983]
+    first = stats.bootstrap_diff(a, b, n_resamples=2000, seed=7)
+    again = stats.bootstrap_diff(a, b, n_resamples=2000, seed=7)
+    other = stats.bootstrap_diff(a, b, n_resamples=2000, seed=8)
+    assert (first.low, first.high) == (again.low, again.high)
+    assert (first.low, first.high) != (other.low, other.high)
+    assert first.low < first.mean_diff < first.high
+    assert first.low > 0  # every seed of a beats every seed of b
+
+
+def test_bootstrap_diff_with_one_seed_is_not_applicable():
+    result = stats.bootstrap_diff([0.99, 0.98], [0.97], n_resamples=100, seed=0)
+    assert not result.applicable and result.low is None and "got 2 and 1" in result.note
+
+
+def test_holm_matches_hand_computed_example_in_original_order():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max
+    adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_keeps_a_single_p_value():
+    np.testing.assert_allclose(stats.holm([0.5, 0.4, 0.9]), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(stats.holm([0.03]), [0.03])
+    assert stats.holm([]).size == 0
+    with pytest.raises(ValueError, match="must lie in"):
+        stats.holm([0.2, 1.5])

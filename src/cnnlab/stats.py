@@ -203,3 +203,92 @@ def paired_seeds_test(correct_a: np.ndarray, correct_b: np.ndarray) -> PairedTes
     b, c = int(np.sum(diff > 0)), int(np.sum(diff < 0))
     method = f"exact sign test on per-image correct fraction ({len(a)} vs {len(bb)} seeds)"
     return _sign_test(b, c, a.shape[1], method)
+
+
+@dataclass(frozen=True)
+class SeedsTest:
+    """A comparison of two models across seeds: the difference of mean accuracy (a - b)."""
+
+    mean_diff: float
+    n_a: int
+    n_b: int
+    method: str
+    p_value: float | None = None  # None when not applicable, see `note`
+    statistic: float | None = None
+    low: float | None = None  # interval of the difference (bootstrap only)
+    high: float | None = None
+    note: str = ""  # set only when the method does not apply, saying why
+
+    @property
+    def applicable(self) -> bool:
+        return not self.note
+
+
+def _too_few_seeds(a: np.ndarray, b: np.ndarray, method: str) -> SeedsTest | None:
+    """The not-applicable result when either model has fewer than two seeds, else None."""
+    if len(a) >= 2 and len(b) >= 2:
+        return None
+    note = f"needs at least 2 seeds per model, got {len(a)} and {len(b)}: not applicable"
+    return SeedsTest(float(a.mean() - b.mean()), len(a), len(b), method, note=note)
+
+
+def welch(a: ArrayLike, b: ArrayLike) -> SeedsTest:
+    """Welch's t-test of two models' seed accuracies (scipy.stats.ttest_ind, equal_var=False).
+
+    Welch, not Student: two architectures need not have the same seed-to-seed spread.
+    """
+    a, b = _as_values(a, "a"), _as_values(b, "b")
+    method = "Welch t-test"
+    if (skipped := _too_few_seeds(a, b, method)) is not None:
+        return skipped
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        note = "no spread within either model: t is undefined, not applicable"
+        return SeedsTest(float(a.mean() - b.mean()), len(a), len(b), method, note=note)
+    res = sps.ttest_ind(a, b, equal_var=False)
+    diff = float(a.mean() - b.mean())
+    return SeedsTest(diff, len(a), len(b), method, float(res.pvalue), float(res.statistic))
+
+
+def bootstrap_diff(
+    a: ArrayLike,
+    b: ArrayLike,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> SeedsTest:
+    """Percentile bootstrap interval of mean(a) - mean(b) (Efron & Tibshirani 1993, ch. 13).
+
+    Each model's seeds are resampled with replacement on their own (the seeds of two models
+    are independent runs); the same `seed` gives the same interval.
+    """
+    _check_confidence(confidence)
+    a, b = _as_values(a, "a"), _as_values(b, "b")
+    method = f"percentile bootstrap, {n_resamples} resamples"
+    if (skipped := _too_few_seeds(a, b, method)) is not None:
+        return skipped
+    rng = np.random.default_rng(seed)
+    means_a = rng.choice(a, size=(n_resamples, len(a))).mean(axis=1)
+    means_b = rng.choice(b, size=(n_resamples, len(b))).mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means_a - means_b, [tail, 1 - tail])
+    diff = float(a.mean() - b.mean())
+    return SeedsTest(diff, len(a), len(b), method, low=float(low), high=float(high))
+
+
+def holm(pvalues: ArrayLike) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given.
+
+    The i-th smallest of m p-values is multiplied by (m - i + 1), then a running maximum keeps
+    the adjusted values monotone, capped at 1. It controls the family-wise error rate like
+    Bonferroni but rejects at least as often.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    if p.size == 0:
+        return p
+    if np.any((p < 0) | (p > 1) | ~np.isfinite(p)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * np.arange(len(p), 0, -1)
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
