@@ -180,3 +180,74 @@ def test_holm_caps_at_one_and_keeps_a_single_p_value():
     assert stats.holm([]).size == 0
     with pytest.raises(ValueError, match="must lie in"):
         stats.holm([0.2, 1.5])
+
+
+def _flip(correct: np.ndarray, right_to_wrong: int, wrong_to_right: int) -> np.ndarray:
+    """A copy with the first k right images made wrong and the first j wrong ones made right."""
+    out = correct.copy()
+    out[np.flatnonzero(correct)[:right_to_wrong]] = False
+    out[np.flatnonzero(~correct)[:wrong_to_right]] = True
+    return out
+
+
+@pytest.fixture
+def three_models() -> dict[str, np.ndarray]:
+    """Seed-wise correctness on 10,000 images: a and b tied near 99 %, c clearly worse."""
+    base = np.random.default_rng(0).random(10_000) < 0.99
+    a = np.stack([base, _flip(base, 4, 6)])
+    b = np.stack([_flip(base, 6, 4), _flip(base, 5, 5), _flip(base, 3, 6)])
+    c = np.stack([_flip(base, 250, 10), _flip(base, 300, 5)])
+    return {"c": c, "b": b, "a": a}
+
+
+def test_compare_to_best_keeps_tied_models_and_drops_the_clearly_worse_one(three_models):
+    accuracies = {name: corr.mean(axis=1) for name, corr in three_models.items()}
+    result = stats.compare_to_best(accuracies, correct=three_models)
+    assert result.best == "a"
+    assert result.not_worse == ("a", "b")
+    by_model = {c.model: c for c in result.comparisons}
+    assert [c.model for c in result.comparisons] == ["b", "c"]
+    assert not by_model["b"].worse and by_model["b"].p_holm > 0.05
+    assert by_model["c"].worse and by_model["c"].p_holm < 1e-10
+    # a gains (6 - 4) / 2 = 1 image on average, c loses (240 + 295) / 2 = 267.5
+    assert by_model["c"].diff_to_best == pytest.approx(-268.5 / 10_000)
+    raw = [by_model[m].p_value for m in ("b", "c")]
+    np.testing.assert_allclose([by_model[m].p_holm for m in ("b", "c")], stats.holm(raw))
+    assert "McNemar" in result.method and "Holm" in result.method
+
+
+def test_compare_to_best_with_one_seed_each_uses_mcnemar(three_models):
+    single = {name: corr[:1] for name, corr in three_models.items()}
+    result = stats.compare_to_best({m: c.mean(axis=1) for m, c in single.items()}, correct=single)
+    c_vs_best = next(c for c in result.comparisons if c.model == "c")
+    assert c_vs_best.p_value == stats.mcnemar(single["c"][0], single[result.best][0]).p_value
+    assert "c" not in result.not_worse
+
+
+def test_compare_to_best_across_seeds_uses_welch_without_correctness():
+    accuracies = {
+        "tied": [0.9905, 0.9911, 0.9898],
+        "best": [0.9910, 0.9902, 0.9912],
+        "worse": [0.9700, 0.9710, 0.9690],
+    }
+    result = stats.compare_to_best(accuracies)
+    assert result.best == "best" and set(result.not_worse) == {"best", "tied"}
+    worse = result.comparisons[-1]
+    assert worse.p_value == pytest.approx(
+        sps.ttest_ind(accuracies["worse"], accuracies["best"], equal_var=False).pvalue
+    )
+    assert "Welch" in result.method
+
+
+def test_compare_to_best_keeps_a_model_it_cannot_test_and_says_why():
+    result = stats.compare_to_best({"a": [0.991, 0.990], "one-seed": [0.95]})
+    (comparison,) = result.comparisons
+    assert comparison.p_value is None and comparison.p_holm is None and not comparison.worse
+    assert "at least 2 seeds" in comparison.note
+    assert result.not_worse == ("a", "one-seed")
+
+
+def test_compare_to_best_names_models_without_correctness(three_models):
+    accuracies = {name: corr.mean(axis=1) for name, corr in three_models.items()}
+    with pytest.raises(ValueError, match=r"missing for models \['c'\]"):
+        stats.compare_to_best(accuracies, correct={"a": three_models["a"], "b": three_models["b"]})

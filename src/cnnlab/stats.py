@@ -8,7 +8,7 @@ in `note` instead of carrying a silent NaN, so the report can state it in words.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -292,3 +292,91 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
     adjusted = np.empty_like(p)
     adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
     return adjusted
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One model against the best: its mean accuracy, the gap, and the Holm-adjusted p-value."""
+
+    model: str
+    mean_accuracy: float
+    diff_to_best: float  # model - best, <= 0
+    p_value: float | None  # None when the test does not apply, see `note`
+    p_holm: float | None
+    worse: bool  # significantly worse than the best after Holm
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BestSet:
+    """The best model, every other model tested against it, and those not shown worse."""
+
+    best: str
+    alpha: float
+    method: str
+    comparisons: tuple[Comparison, ...]  # the other models, best mean accuracy first
+    not_worse: tuple[str, ...]  # the best first, then every model not significantly worse
+
+
+def _test_against_best(
+    model: str, best: str, accuracies: Mapping[str, np.ndarray], correct: Mapping | None
+) -> tuple[float | None, str]:
+    """The p-value of one model vs the best (None if not applicable) and a note."""
+    if correct is None:
+        res = welch(accuracies[model], accuracies[best])
+        return res.p_value, res.note
+    paired = paired_seeds_test(correct[model], correct[best])
+    return paired.p_value, paired.note
+
+
+def _holm_where_tested(pvalues: list[float | None]) -> list[float | None]:
+    """Holm over the p-values that exist; a None (test not applicable) stays None."""
+    tested = [p for p in pvalues if p is not None]
+    adjusted = iter(holm(tested).tolist())
+    return [None if p is None else next(adjusted) for p in pvalues]
+
+
+def compare_to_best(
+    accuracies: Mapping[str, ArrayLike],
+    *,
+    correct: Mapping[str, np.ndarray] | None = None,
+    alpha: float = 0.05,
+) -> BestSet:
+    """Find the model with the highest mean accuracy and the set not significantly worse.
+
+    With per-image `correct` arrays ((seeds, images) bool per model) every model is tested
+    against the best by paired_seeds_test (exact McNemar at one seed), which works with a single
+    seed; without them, by Welch across seed accuracies. The p-values are Holm-adjusted over
+    the m - 1 comparisons, so "not worse" holds for the family at level alpha. A model whose
+    test does not apply cannot be shown worse and stays in the set, its note saying why.
+    """
+    accs = {name: _as_values(v, f"accuracies[{name!r}]") for name, v in accuracies.items()}
+    if not accs:
+        raise ValueError("compare_to_best needs at least one model")
+    if correct is not None and (missing := sorted(set(accs) - set(correct))):
+        raise ValueError(f"per-image correctness missing for models {missing}")
+    means = {name: float(v.mean()) for name, v in accs.items()}
+    best = max(means, key=means.__getitem__)  # the first of equals, in input order
+    others = sorted((m for m in means if m != best), key=lambda m: -means[m])
+    tests = [_test_against_best(m, best, accs, correct) for m in others]
+    adjusted = _holm_where_tested([p for p, _ in tests])
+    comparisons = tuple(
+        _comparison(m, means[m], means[best], test, p_holm, alpha)
+        for m, test, p_holm in zip(others, tests, adjusted, strict=True)
+    )
+    method = "Welch t-test across seeds" if correct is None else "paired sign test (McNemar)"
+    not_worse = (best,) + tuple(c.model for c in comparisons if not c.worse)
+    return BestSet(best, alpha, method + ", Holm-adjusted", comparisons, not_worse)
+
+
+def _comparison(
+    model: str,
+    mean: float,
+    best_mean: float,
+    test: tuple[float | None, str],
+    p_holm: float | None,
+    alpha: float,
+) -> Comparison:
+    diff = mean - best_mean
+    worse = p_holm is not None and p_holm < alpha and diff < 0
+    return Comparison(model, mean, diff, test[0], p_holm, worse, test[1])
