@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from cnnlab import stats
+from cnnlab.errors import SpecError
 
 
 def test_mean_ci_matches_hand_computed_t_interval():
@@ -251,3 +252,64 @@ def test_compare_to_best_names_models_without_correctness(three_models):
     accuracies = {name: corr.mean(axis=1) for name, corr in three_models.items()}
     with pytest.raises(ValueError, match=r"missing for models \['c'\]"):
         stats.compare_to_best(accuracies, correct={"a": three_models["a"], "b": three_models["b"]})
+
+
+def _grid_rows() -> list[dict[str, object]]:
+    """A 2 x 2 grid (depth x batch norm), two seeds per model."""
+    accuracy = {
+        (2, False): [0.980, 0.982],
+        (2, True): [0.986, 0.984],
+        (3, False): [0.988, 0.990],
+        (3, True): [0.992, 0.994],
+    }
+    return [
+        {"model": f"d{d}-bn{bn}", "depth": d, "batch_norm": bn, "seed": s, "accuracy": acc}
+        for (d, bn), accs in accuracy.items()
+        for s, acc in enumerate(accs)
+    ]
+
+
+def test_factor_effects_averages_seeds_then_takes_a_t_interval_over_models():
+    effect = stats.factor_effects(_grid_rows(), "depth")
+    assert [lv.level for lv in effect.levels] == [2, 3]
+    two, three = effect.levels
+    # depth 2: model means 0.981 and 0.985 -> mean 0.983, std 0.002*sqrt(2), t_{0.975,1} = 12.706
+    assert two.ci.mean == pytest.approx(0.983)
+    assert two.ci.half_width == pytest.approx(12.7062 * 0.004 / math.sqrt(2) / math.sqrt(2), 1e-4)
+    assert (two.n_models, two.n_runs, two.unit) == (2, 4, "model")
+    assert three.ci.mean == pytest.approx(0.991)
+
+
+def test_factor_effects_orders_boolean_levels_and_uses_seeds_for_a_single_model_level():
+    rows = [r for r in _grid_rows() if r["depth"] == 3]
+    effect = stats.factor_effects(rows, "batch_norm")
+    off, on = effect.levels
+    assert (off.level, on.level) == (False, True)
+    assert (on.unit, on.n_models, on.n_runs) == ("run", 1, 2)
+    assert on.ci == stats.mean_ci([0.992, 0.994])
+
+
+def test_factor_effects_names_the_available_columns_for_an_unknown_factor():
+    with pytest.raises(SpecError, match=r"factor 'kernel' is not a column.*'depth'"):
+        stats.factor_effects(_grid_rows(), "kernel")
+
+
+def test_instability_flags_a_spread_far_above_the_noise_floor():
+    steady = stats.instability([0.9910, 0.9905, 0.9915], n_images=10_000)
+    assert not steady.unstable
+    assert steady.noise_floor == pytest.approx(stats.binomial_se(0.991, 10_000))
+    shaky = stats.instability([0.991, 0.975, 0.990], n_images=10_000)
+    assert shaky.unstable and shaky.range == pytest.approx(0.016)
+    assert shaky.std > 3 * shaky.noise_floor
+    assert "3 x binomial SE" in shaky.rule
+
+
+def test_instability_threshold_follows_k():
+    values = [0.9900, 0.9920, 0.9880]  # std 0.002, about 2 SE at 99 % on 10,000 images
+    assert stats.instability(values, n_images=10_000, k=1.0).unstable
+    assert not stats.instability(values, n_images=10_000, k=3.0).unstable
+
+
+def test_instability_of_one_run_is_not_flagged_and_says_why():
+    result = stats.instability([0.99], n_images=10_000)
+    assert not result.unstable and result.std is None and "one run" in result.note

@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
+
+from cnnlab.errors import SpecError
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -380,3 +383,107 @@ def _comparison(
     diff = mean - best_mean
     worse = p_holm is not None and p_holm < alpha and diff < 0
     return Comparison(model, mean, diff, test[0], p_holm, worse, test[1])
+
+
+@dataclass(frozen=True)
+class LevelMean:
+    """The marginal mean of a metric at one level of a factor, with its interval."""
+
+    level: object
+    ci: MeanCI
+    n_models: int
+    n_runs: int
+    unit: str  # "model" (seed-averaged models) or "run" (one model's seeds), see factor_effects
+
+
+@dataclass(frozen=True)
+class FactorEffect:
+    factor: str
+    metric: str
+    levels: tuple[LevelMean, ...]  # sorted by level where levels compare, else as first seen
+
+
+def _runs_by_model_at_level(
+    rows: Sequence[Mapping[str, Any]], factor: str, metric: str, model_key: str
+) -> dict[object, dict[object, list[float]]]:
+    """{level: {model: [metric per run]}}, in the order levels and models first appear."""
+    grouped: dict[object, dict[object, list[float]]] = {}
+    for i, row in enumerate(rows):
+        if factor not in row:
+            raise SpecError(f"factor {factor!r} is not a column of the results; have {sorted(row)}")
+        if metric not in row or model_key not in row:
+            raise ValueError(f"row {i} lacks {metric!r} or {model_key!r}: {dict(row)}")
+        per_model = grouped.setdefault(row[factor], {})
+        per_model.setdefault(row[model_key], []).append(float(row[metric]))
+    return grouped
+
+
+def _level_mean(level: object, runs: dict[object, list[float]], confidence: float) -> LevelMean:
+    n_runs = sum(len(v) for v in runs.values())
+    if len(runs) == 1:  # one model at this level (a one-factor study): its seeds are all we have
+        (values,) = runs.values()
+        return LevelMean(level, mean_ci(values, confidence), 1, n_runs, "run")
+    model_means = [float(np.mean(v)) for v in runs.values()]
+    return LevelMean(level, mean_ci(model_means, confidence), len(runs), n_runs, "model")
+
+
+def factor_effects(
+    rows: Sequence[Mapping[str, Any]],
+    factor: str,
+    *,
+    metric: str = "accuracy",
+    model_key: str = "model",
+    confidence: float = 0.95,
+) -> FactorEffect:
+    """Marginal mean of `metric` at each level of `factor` over a grid study's runs.
+
+    `rows` holds one mapping per run (e.g. {"model": "d3-k5", "depth": 3, "seed": 0,
+    "accuracy": 0.991}). Each model's seeds are averaged first and the t-interval is taken over
+    the models at the level: the models are the replicates of a factor level, and counting
+    every seed as independent would narrow the interval falsely (pseudo-replication). A level
+    held by one model falls back to that model's seeds. In an unbalanced grid the marginal
+    means also carry the other factors' imbalance.
+    """
+    grouped = _runs_by_model_at_level(rows, factor, metric, model_key)
+    try:
+        levels = sorted(grouped)
+    except TypeError:  # mixed kinds of level (e.g. None and int): keep them as first seen
+        levels = list(grouped)
+    means = tuple(_level_mean(level, grouped[level], confidence) for level in levels)
+    return FactorEffect(factor, metric, means)
+
+
+@dataclass(frozen=True)
+class Instability:
+    """A model's spread across seeds, set against the test set's binomial noise floor."""
+
+    n: int
+    mean: float
+    std: float | None  # ddof=1; None for one run
+    range: float
+    noise_floor: float  # one binomial SE at the mean accuracy
+    k: float
+    unstable: bool
+    rule: str
+    note: str = ""
+
+
+def instability(values: ArrayLike, *, n_images: int, k: float = 3.0) -> Instability:
+    """Flag a model whose seeds disagree by more than the test set can explain.
+
+    Rule: unstable when the std of the seed accuracies (ddof=1) exceeds k times one binomial
+    SE, sqrt(p(1-p)/n_images) at their mean p. The SE is the test set's own resolution (about
+    0.1 point at 99 % on 10,000 images); seeds spreading k = 3 times wider differ by more than
+    measurement noise, through training itself (a bad seed, a near-divergence). One run has no
+    spread and is never flagged; `note` says so.
+    """
+    arr = _as_values(values)
+    mean = float(arr.mean())
+    floor = binomial_se(mean, n_images)
+    rule = f"unstable if std across seeds > {k:g} x binomial SE ({100 * floor:.3f} points)"
+    spread = float(np.ptp(arr))
+    if arr.size == 1:
+        note = "one run: no spread to judge; run more seeds"
+        return Instability(1, mean, None, spread, floor, k, False, rule, note)
+    std = float(arr.std(ddof=1))
+    return Instability(arr.size, mean, std, spread, floor, k, std > k * floor, rule)
