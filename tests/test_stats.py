@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from cnnlab import stats
@@ -313,3 +315,12 @@ def test_instability_threshold_follows_k():
 def test_instability_of_one_run_is_not_flagged_and_says_why():
     result = stats.instability([0.99], n_images=10_000)
     assert not result.unstable and result.std is None and "one run" in result.note
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12))
+def test_holm_never_lowers_a_p_value_and_keeps_their_order(pvalues):
+    adjusted = stats.holm(pvalues)
+    assert np.all(adjusted >= np.asarray(pvalues)) and np.all(adjusted <= 1.0)
+    order = np.argsort(pvalues, kind="stable")
+    assert np.all(np.diff(adjusted[order]) >= 0)
+    assert np.all(adjusted <= np.minimum(np.asarray(pvalues) * len(pvalues), 1.0))  # Bonferroni
