@@ -105,6 +105,8 @@ class EpochMetrics:
 class TestMetrics:
     """The final evaluation on the test set (the notebook's "Test loss" / "Test accuracy")."""
 
+    __test__ = False  # a record, not a pytest test class
+
     loss: float
     accuracy: float
 

@@ -109,6 +109,12 @@ def ensure_writable(path: Path) -> None:
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(
+            f"cannot create the study directory {directory} ({error.strerror}); create it or"
+            " choose another study directory"
+        ) from error
+    try:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as error:
@@ -140,7 +146,7 @@ class SqliteStore:
         ensure_writable(self.path)
         self._conn = self._connect()
         try:
-            self._create_or_check_schema()
+            self._create_schema()
         except BaseException:
             self._conn.close()
             raise
@@ -293,10 +299,11 @@ class SqliteStore:
                 "SELECT COALESCE(MAX(epoch), 0) FROM epochs WHERE run_key = ?", (key,)
             ).fetchone()[0]
             if not 1 <= epoch <= last + 1:
+                recorded = f"epochs 1..{last} are" if last else "no epoch is"
                 raise StoreError(
-                    f"run {key}: cannot record epoch {epoch} when epochs 1..{last} are recorded;"
-                    f" epochs are recorded in order from 1 (resume from a checkpoint of epoch"
-                    f" {last} or earlier)"
+                    f"run {key}: cannot record epoch {epoch} when {recorded} recorded; epochs"
+                    f" are recorded in order from 1 (resume from a checkpoint of epoch {last}"
+                    " or earlier)"
                 )
             db.execute("DELETE FROM epochs WHERE run_key = ? AND epoch >= ?", (key, epoch))
             db.execute(
@@ -382,26 +389,16 @@ class SqliteStore:
             )
             conn.row_factory = sqlite3.Row
             try:
+                _schema_version(conn, self.path)  # before any write: a foreign file stays as is
                 _configure(conn, self.path)
             except BaseException:
                 conn.close()
                 raise
             return conn
 
-    def _create_or_check_schema(self) -> None:
+    def _create_schema(self) -> None:
         with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the results store {self.path} has schema version {version}, newer than"
-                    f" this cnnlab understands ({SCHEMA_VERSION}); upgrade cnnlab to open it"
-                )
-            if version == 0:
-                if db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-                    raise StoreError(
-                        f"{self.path} is a SQLite database but not a cnnlab results store;"
-                        " move it away or choose another study directory"
-                    )
+            if _schema_version(db, self.path) == 0:
                 for statement in SCHEMA:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -444,7 +441,7 @@ class SqliteStore:
         if row is None:
             raise StoreError(_unknown_run(key, self.path))
         if row["status"] != "running" or row["worker_id"] != worker.id:
-            holder = f" by {row['worker_id']}" if row["worker_id"] else ""
+            holder = f" under {row['worker_id']}" if row["worker_id"] else ""
             raise ClaimLostError(
                 f"run {key} is {row['status']}{holder}, not claimed by {worker.id}: its claim"
                 " went stale and was taken over, or was never made; stop working on it"
@@ -486,6 +483,22 @@ class SqliteStore:
         rows.sort(key=lambda row: row["seq"])
         epochs = _epochs_of(db, [row["key"] for row in rows])
         return [_run_from_row(row, epochs.get(row["key"], ())) for row in rows]
+
+
+def _schema_version(db: sqlite3.Connection, path: Path) -> int:
+    """The store's schema version (0: empty file), refusing newer stores and foreign files."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the results store {path} has schema version {version}, newer than this cnnlab"
+            f" understands ({SCHEMA_VERSION}); upgrade cnnlab to open it"
+        )
+    if version == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+        raise StoreError(
+            f"{path} is a SQLite database but not a cnnlab results store;"
+            " move it away or choose another study directory"
+        )
+    return version
 
 
 def _configure(conn: sqlite3.Connection, path: Path) -> None:
