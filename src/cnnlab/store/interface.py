@@ -52,7 +52,10 @@ class Worker:
 
     @classmethod
     def current(cls, label: str = "") -> Worker:
-        """This process as a worker; `label` tells apart several workers inside one process."""
+        """This process as a worker; `label` tells apart several workers inside one process.
+
+        Call it in the process that trains: a worker made before a fork carries its parent's PID.
+        """
         pid = os.getpid()
         worker_id = f"{socket.gethostname()}:{pid}" + (f":{label}" if label else "")
         return cls(id=worker_id, host=host_identity(), pid=pid)
