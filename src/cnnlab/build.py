@@ -1,0 +1,142 @@
+"""Build the PyTorch network that Keras would build from the same layer list.
+
+The result takes float NCHW images and returns logits: a final softmax is left out (the loss is
+cross-entropy on logits, numerically safer than log of softmax) and recorded on the module as
+`output_softmax = True`. Submodules carry Keras's layer names (`conv2d`, `conv2d_1`,
+`max_pooling2d`, `dense`, ...), so parameters are named `conv2d.weight`, `dense_1.bias`, ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from cnnlab import layers as keras_layers
+from cnnlab import spec as s
+from cnnlab.shapes import (
+    Shape,
+    check_classifier_output,
+    dense_units,
+    infer_shapes,
+    keras_layer_names,
+)
+
+NamedLayer = tuple[str, s.Layer, nn.Module]
+
+
+class KerasSequential(nn.Sequential):
+    """A Sequential whose children are named as Keras names them; forward is the plain chain.
+
+    `keras_layers` lists (keras_name, layer_spec, module) in order, the spec as written (its
+    softmax included); `output_softmax` says the spec's final softmax was left out.
+    """
+
+    def __init__(
+        self,
+        named: list[NamedLayer],
+        *,
+        model_spec: s.ModelSpec,
+        input_shape: tuple[int, int, int],
+        classes: int,
+        output_softmax: bool,
+    ) -> None:
+        super().__init__(OrderedDict((name, module) for name, _, module in named))
+        self.keras_layers = tuple(named)
+        self.model_spec = model_spec
+        self.input_shape = tuple(input_shape)
+        self.classes = classes
+        self.output_softmax = output_softmax
+
+
+def build_model(
+    spec: s.ModelSpec,
+    input_shape: tuple[int, int, int],
+    classes: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> KerasSequential:
+    """The spec's network with Keras's initial weights (glorot_uniform kernels, zero biases).
+
+    Initial weights come from `generator` when given (the global RNG is then left untouched),
+    else from torch's global RNG, so `torch.manual_seed` makes builds repeatable either way.
+    Raises `SpecError` (layer index and rule) when the layers cannot take their inputs or the
+    output is not one score per class.
+    """
+    shapes = infer_shapes(spec.layers, input_shape, classes)
+    check_classifier_output(shapes, classes)
+    built_layers, output_softmax = without_output_softmax(spec.layers)
+    inputs: list[Shape] = [tuple(input_shape), *shapes[:-1]]
+    with _global_rng_kept(generator is not None):
+        modules = [
+            make_module(layer, shape, classes)
+            for layer, shape in zip(built_layers, inputs, strict=True)
+        ]
+    if generator is not None:
+        reset_parameters(modules, generator)
+    named = list(zip(keras_layer_names(spec.layers), spec.layers, modules, strict=True))
+    return KerasSequential(
+        named,
+        model_spec=spec,
+        input_shape=input_shape,
+        classes=classes,
+        output_softmax=output_softmax,
+    )
+
+
+def without_output_softmax(layers: tuple[s.Layer, ...]) -> tuple[tuple[s.Layer, ...], bool]:
+    """The layers with a final softmax (Dense's or an Activation layer's) made linear."""
+    if not layers:
+        return layers, False
+    last = layers[-1]
+    if isinstance(last, (s.Dense, s.Activation)) and last.activation == "softmax":
+        return (*layers[:-1], dataclasses.replace(last, activation="linear")), True
+    return layers, False
+
+
+def make_module(layer: s.Layer, input_shape: Shape, classes: int) -> nn.Module:
+    """The torch module for one layer spec receiving `input_shape` (Keras's H, W, C)."""
+    if isinstance(layer, s.Conv2D):
+        return keras_layers.Conv2D(layer, input_shape[2], input_shape[:2])
+    if isinstance(layer, s.MaxPooling2D):
+        return keras_layers.MaxPooling2D(layer, input_shape[:2])
+    if isinstance(layer, s.AveragePooling2D):
+        return keras_layers.AveragePooling2D(layer, input_shape[:2])
+    if isinstance(layer, s.Dense):
+        units = dense_units(layer, classes)
+        return keras_layers.Dense(input_shape[0], units, layer.activation, layer.use_bias)
+    if isinstance(layer, s.BatchNormalization):
+        if len(input_shape) == 3:
+            return keras_layers.BatchNormalization2d(layer, input_shape[2])
+        return keras_layers.BatchNormalization1d(layer, input_shape[0])
+    if isinstance(layer, s.Dropout):
+        return nn.Dropout(layer.rate)  # inverted dropout, as Keras's: kept units scaled 1/(1-p)
+    if isinstance(layer, s.Flatten):
+        return keras_layers.Flatten()
+    if isinstance(layer, s.GlobalAveragePooling2D):
+        return keras_layers.GlobalAveragePooling2D()
+    if isinstance(layer, s.Activation):
+        return keras_layers.make_activation(layer.activation)
+    raise TypeError(f"no module for layer type {type(layer).__name__}")
+
+
+def reset_parameters(modules: list[nn.Module], generator: torch.Generator | None) -> None:
+    """Draw every kernel again from `generator`, layer by layer in order (Keras's initialisers)."""
+    for module in modules:
+        if isinstance(module, (keras_layers.Conv2D, keras_layers.Dense)):
+            module.reset_parameters(generator)
+
+
+@contextlib.contextmanager
+def _global_rng_kept(keep: bool) -> Iterator[None]:
+    """Restore torch's global CPU RNG afterwards when `keep`: the modules' own first draw
+    must not shift a training run's later dropout masks."""
+    if not keep:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        yield

@@ -1,0 +1,258 @@
+"""PyTorch modules that compute exactly what the Keras layers of the same name compute.
+
+Tensors are NCHW as torch expects; every Keras subtlety that changes numbers is reproduced:
+TensorFlow's asymmetric 'same' padding, Keras's initialisers and BatchNormalization statistics,
+Flatten in Keras's (H, W, C) order. Sources are cited at each constant; `tests/test_build_parity.py`
+checks the outputs against real Keras to 1e-5.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab import spec
+from cnnlab.errors import SpecError
+from cnnlab.shapes import same_padding
+
+# Keras 3's activation strings (keras/src/activations/__init__.py maps each to the function of
+# that name in keras/src/activations/activations.py, called with its defaults):
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,  # keras.activations.elu(x, alpha=1.0) = torch's default alpha
+    "selu": nn.SELU,  # same fixed alpha and scale constants in both
+    # `activation="leaky_relu"` is keras.activations.leaky_relu(x, negative_slope=0.2); the
+    # 0.3 default belongs to the LeakyReLU *layer*, which the string does not mean.
+    "leaky_relu": lambda: nn.LeakyReLU(negative_slope=0.2),
+    # keras.activations.gelu(x, approximate=False): the exact erf form, torch's "none".
+    "gelu": lambda: nn.GELU(approximate="none"),
+    # Keras's softmax acts on the last (channels) axis: axis 1 in NCHW and in (N, units).
+    "softmax": lambda: nn.Softmax(dim=1),
+    "linear": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """The module for a Keras activation string; unknown names get close matches suggested."""
+    if name not in ACTIVATIONS:
+        close = difflib.get_close_matches(name, ACTIVATIONS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise SpecError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}{hint}")
+    return ACTIVATIONS[name]()
+
+
+def _same_pads(hw: tuple[int, int], window, strides) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((top, bottom), (left, right)) of TF's 'same' padding for a map of size `hw`."""
+    return (
+        same_padding(hw[0], window[0], strides[0]),
+        same_padding(hw[1], window[1], strides[1]),
+    )
+
+
+def _split_padding(pads) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+    """Padding as torch's symmetric (pad_h, pad_w), or, when uneven, an F.pad tuple instead."""
+    (top, bottom), (left, right) = pads
+    if top == bottom and left == right:
+        return (top, left), None
+    return (0, 0), (left, right, top, bottom)
+
+
+def glorot_uniform_(weight: torch.Tensor, generator: torch.Generator | None = None) -> None:
+    """Keras's default kernel initialiser, with Keras's fans, in place.
+
+    keras/src/initializers/random_initializers.py: GlorotUniform = VarianceScaling(scale=1,
+    mode="fan_avg", distribution="uniform"), limit = sqrt(3 * scale / ((fan_in + fan_out) / 2))
+    = sqrt(6 / (fan_in + fan_out)); `compute_fans` takes a conv kernel (kh, kw, in, out) as
+    fan_in = kh*kw*in, fan_out = kh*kw*out. Torch's (out, in, kh, kw) gives the same products.
+    """
+    receptive_field = math.prod(weight.shape[2:])
+    fan_in, fan_out = weight.shape[1] * receptive_field, weight.shape[0] * receptive_field
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        weight.uniform_(-limit, limit, generator=generator)
+
+
+class _KerasKernelInit:
+    """glorot_uniform kernel, zero bias: Keras's Conv2D and Dense defaults
+    (kernel_initializer="glorot_uniform", bias_initializer="zeros" in
+    keras/src/layers/convolutional/base_conv.py and keras/src/layers/core/dense.py)."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        glorot_uniform_(self.weight, generator)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+class Conv2D(_KerasKernelInit, nn.Conv2d):
+    """Keras Conv2D: TF 'same' padding (extra row/column at the bottom/right), then activation.
+
+    The padding is fixed at build time from the known input size: symmetric padding goes to the
+    convolution itself; only an uneven one (even kernel, or stride > 1 on some sizes) costs an
+    explicit zero pad.
+    """
+
+    def __init__(self, layer: spec.Conv2D, in_channels: int, input_hw: tuple[int, int]) -> None:
+        pads = ((0, 0), (0, 0))
+        if layer.padding == "same":
+            pads = _same_pads(input_hw, layer.kernel_size, layer.strides)
+        symmetric, pre_pad = _split_padding(pads)
+        super().__init__(
+            in_channels,
+            layer.filters,
+            kernel_size=layer.kernel_size,
+            stride=layer.strides,
+            padding=symmetric,
+            bias=layer.use_bias,
+        )
+        self.pre_pad = pre_pad
+        self.activation = make_activation(layer.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_pad is not None:
+            x = F.pad(x, self.pre_pad)
+        return self.activation(super().forward(x))
+
+
+class Dense(_KerasKernelInit, nn.Linear):
+    """Keras Dense on a vector; torch keeps the kernel as (out, in), Keras's transposed."""
+
+    def __init__(self, in_features: int, units: int, activation: str, use_bias: bool) -> None:
+        super().__init__(in_features, units, bias=use_bias)
+        self.activation = make_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(super().forward(x))
+
+
+class MaxPooling2D(nn.Module):
+    """Keras MaxPooling2D; 'same' pads with -inf, the odd row/column at the bottom/right (TF)."""
+
+    def __init__(self, layer: spec.MaxPooling2D, input_hw: tuple[int, int]) -> None:
+        super().__init__()
+        strides = layer.strides or layer.pool_size  # Keras: strides=None means pool_size
+        pads = ((0, 0), (0, 0))
+        if layer.padding == "same":
+            pads = _same_pads(input_hw, layer.pool_size, strides)
+        symmetric, self.pre_pad = _split_padding(pads)
+        # torch's own pooling padding is -inf too, so the symmetric case needs no copy.
+        self.pool = nn.MaxPool2d(layer.pool_size, strides, padding=symmetric)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_pad is not None:
+            x = F.pad(x, self.pre_pad, value=-math.inf)
+        return self.pool(x)
+
+
+class AveragePooling2D(nn.Module):
+    """Keras AveragePooling2D; 'same' averages over the real pixels only, as TF does.
+
+    TF's avg_pool divides each window by the number of input pixels it covers, not counting
+    padding. For uneven padding the windows are summed over a zero pad and divided by a
+    per-position count fixed at build time (a non-persistent buffer: no state_dict entry).
+    """
+
+    def __init__(self, layer: spec.AveragePooling2D, input_hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.window = layer.pool_size
+        self.strides = layer.strides or layer.pool_size
+        pads = ((0, 0), (0, 0))
+        if layer.padding == "same":
+            pads = _same_pads(input_hw, self.window, self.strides)
+        self.symmetric, self.pre_pad = _split_padding(pads)
+        if self.pre_pad is not None:
+            ones = F.pad(torch.ones(1, 1, *input_hw), self.pre_pad)
+            counts = F.avg_pool2d(ones, self.window, self.strides, divisor_override=1)
+            self.register_buffer("inverse_count", 1.0 / counts, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_pad is None:
+            return F.avg_pool2d(
+                x, self.window, self.strides, self.symmetric, count_include_pad=False
+            )
+        summed = F.avg_pool2d(F.pad(x, self.pre_pad), self.window, self.strides, divisor_override=1)
+        return summed * self.inverse_count
+
+
+class _KerasBatchStatistics:
+    """Keras's moving-variance update, on torch's fused batch norm.
+
+    Keras (keras/src/layers/normalization/batch_normalization.py, `call`) blends the *biased*
+    batch variance from `ops.moments` into moving_variance; torch blends the unbiased one
+    (x n/(n-1)). Torch updates a copy, rv' = (1-m) rv + m u; Keras's value is
+    (1-m) rv + m u (n-1)/n = rv' - (rv' - (1-m) rv) / n: a few C-sized operations. (The copy
+    keeps the buffer autograd saved untouched, so backward still works.)
+    """
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+    weight: nn.Parameter
+    bias: nn.Parameter
+    momentum: float
+    eps: float
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        blended = self.running_var.clone()
+        y = F.batch_norm(
+            x, self.running_mean, blended, self.weight, self.bias, True, self.momentum, self.eps
+        )
+        count = x.numel() // x.shape[1]
+        with torch.no_grad():
+            previous = self.running_var
+            previous.copy_(blended - (blended - (1.0 - self.momentum) * previous) / count)
+            self.num_batches_tracked.add_(1)
+        return y
+
+
+def _torch_bn_kwargs(layer: spec.BatchNormalization) -> dict[str, float]:
+    # Keras: moving = momentum * moving + (1 - momentum) * batch (momentum=0.99 default);
+    # torch: running = (1 - momentum) * running + momentum * batch, so torch's is 1 - Keras's.
+    # epsilon: Keras's default 1e-3 (torch's is 1e-5). Gamma 1, beta 0, moving mean 0 and
+    # variance 1 are Keras's initialisers and torch's defaults alike.
+    return {"eps": layer.epsilon, "momentum": 1.0 - layer.momentum}
+
+
+class BatchNormalization2d(_KerasBatchStatistics, nn.BatchNorm2d):
+    """Keras BatchNormalization on a feature map: per channel (Keras's axis=-1 is C)."""
+
+    def __init__(self, layer: spec.BatchNormalization, channels: int) -> None:
+        super().__init__(channels, **_torch_bn_kwargs(layer))
+
+
+class BatchNormalization1d(_KerasBatchStatistics, nn.BatchNorm1d):
+    """Keras BatchNormalization on a vector: per unit."""
+
+    def __init__(self, layer: spec.BatchNormalization, units: int) -> None:
+        super().__init__(units, **_torch_bn_kwargs(layer))
+
+
+class Flatten(nn.Module):
+    """Keras Flatten: a feature map is flattened in (H, W, C) order, Keras's channels_last.
+
+    So Dense weights imported from Keras line up. On a channels_last tensor the permute is a
+    free view; on an NCHW one it is the single copy the model makes for it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)
+        return x.flatten(1)
+
+
+class GlobalAveragePooling2D(nn.Module):
+    """Keras GlobalAveragePooling2D: the mean over height and width, per channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))

@@ -1,0 +1,151 @@
+"""build_model: the seed notebook's models as Keras builds them, Keras's initial weights, names."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cnnlab import spec as s
+from cnnlab.build import build_model
+from cnnlab.shapes import infer_shapes
+from fixtures.keras.keras_reference import SEED_MODELS, model_from_keras
+
+INPUT_SHAPE = tuple(SEED_MODELS["input_shape"])  # (28, 28, 1), the notebook's MNIST
+CLASSES = SEED_MODELS["classes"]
+SEED_NAMES = sorted(SEED_MODELS["models"], key=lambda n: (len(n), n))
+
+
+def _traced_output_shapes(model, images) -> list[tuple[int, ...]]:
+    """Each layer's real output shape in Keras's layout (H, W, C) / (units,), batch dropped."""
+    shapes, h = [], images
+    for _, _, module in model.keras_layers:
+        h = module(h)
+        shape = tuple(h.shape[1:])
+        shapes.append((*shape[1:], shape[0]) if h.dim() == 4 else shape)
+    return shapes
+
+
+def _layer_param_counts(module: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, non-trainable) as Keras counts them: BN's moving mean/variance non-trainable."""
+    trainable = sum(p.numel() for p in module.parameters())
+    moving = [b for n, b in module.named_buffers() if n.endswith(("running_mean", "running_var"))]
+    return trainable, sum(b.numel() for b in moving)
+
+
+@pytest.mark.parametrize("name", SEED_NAMES)
+def test_seed_model_matches_keras_layer_by_layer(name):
+    record = SEED_MODELS["models"][name]
+    model = build_model(model_from_keras(name, record), INPUT_SHAPE, CLASSES)
+    images = torch.rand(4, INPUT_SHAPE[2], *INPUT_SHAPE[:2])
+    with torch.no_grad():
+        traced = _traced_output_shapes(model.eval(), images)
+    inferred = infer_shapes(model.model_spec.layers, INPUT_SHAPE, CLASSES)
+    for (keras_name, _, module), row, real, static in zip(
+        model.keras_layers, record["layers"], traced, inferred, strict=True
+    ):
+        assert keras_name == row["name"]
+        assert real == static == tuple(row["output_shape"]), keras_name
+        counts = (row["trainable_params"], row["non_trainable_params"])
+        assert _layer_param_counts(module) == counts, keras_name
+
+
+@pytest.mark.parametrize("name", SEED_NAMES)
+def test_seed_model_trains_a_step_and_counts_like_keras(name):
+    record = SEED_MODELS["models"][name]
+    model = build_model(model_from_keras(name, record), INPUT_SHAPE, CLASSES)
+    logits = model(torch.rand(8, INPUT_SHAPE[2], *INPUT_SHAPE[:2]))
+    loss = torch.nn.functional.cross_entropy(logits, torch.arange(8) % CLASSES)
+    loss.backward()
+    assert logits.shape == (8, CLASSES)
+    assert model.output_softmax
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    trainable, moving = _layer_param_counts(model)
+    assert (trainable, trainable + moving) == (record["trainable_params"], record["total_params"])
+
+
+def test_parameters_are_named_like_keras_layers():
+    record = SEED_MODELS["models"]["model-12"]
+    model = build_model(model_from_keras("m12", record), INPUT_SHAPE, CLASSES)
+    keys = set(model.state_dict())
+    assert {"conv2d.weight", "conv2d_3.bias", "dense.weight", "dense_1.bias"} <= keys
+    assert {"batch_normalization_2.running_var", "batch_normalization.weight"} <= keys
+    assert [name for name, _ in model.named_children()][:3] == [
+        "conv2d",
+        "max_pooling2d",
+        "dropout",
+    ]
+
+
+def test_kernels_are_glorot_uniform_with_keras_fans_and_biases_zero():
+    layers = (s.Conv2D(64, (5, 5)), s.Flatten(), s.Dense(s.CLASSES))
+    model = build_model(s.ModelSpec("m", layers), (12, 12, 3), 10)
+    conv_limit = math.sqrt(6 / (5 * 5 * 3 + 5 * 5 * 64))  # fan_in kh*kw*in, fan_out kh*kw*out
+    dense_limit = math.sqrt(6 / (8 * 8 * 64 + 10))
+    for weight, limit in ((model.conv2d.weight, conv_limit), (model.dense.weight, dense_limit)):
+        assert weight.abs().max() <= limit
+        assert weight.abs().max() > 0.95 * limit  # uniform over the whole range, not narrower
+        # a uniform(-a, a) has standard deviation a / sqrt(3)
+        assert weight.std().item() == pytest.approx(limit / math.sqrt(3), rel=0.05)
+    assert not model.conv2d.bias.any() and not model.dense.bias.any()
+
+
+def test_batch_normalization_uses_keras_constants():
+    layers = (s.Conv2D(4, (3, 3)), s.BatchNormalization(), s.Flatten(), s.Dense(s.CLASSES))
+    bn = build_model(s.ModelSpec("m", layers), (6, 6, 1), 10).batch_normalization
+    assert bn.eps == 1e-3 and bn.momentum == pytest.approx(0.01)
+    assert bn.weight.eq(1).all() and not bn.bias.any()
+    assert not bn.running_mean.any() and bn.running_var.eq(1).all()
+
+
+def _small_spec() -> s.ModelSpec:
+    layers = (s.Conv2D(6, (3, 3), activation="relu"), s.Flatten(), s.Dense(s.CLASSES))
+    return s.ModelSpec("small", layers)
+
+
+def test_a_generator_makes_builds_repeatable_without_touching_the_global_rng():
+    state = torch.random.get_rng_state()
+    first = build_model(_small_spec(), (8, 8, 1), 10, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    second = build_model(_small_spec(), (8, 8, 1), 10, generator=torch.Generator().manual_seed(3))
+    other = build_model(_small_spec(), (8, 8, 1), 10, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(first.conv2d.weight, second.conv2d.weight)
+    assert torch.equal(first.dense.weight, second.dense.weight)
+    assert not torch.equal(first.conv2d.weight, other.conv2d.weight)
+
+
+def test_the_global_seed_makes_builds_repeatable():
+    torch.manual_seed(11)
+    first = build_model(_small_spec(), (8, 8, 1), 10)
+    torch.manual_seed(11)
+    second = build_model(_small_spec(), (8, 8, 1), 10)
+    assert torch.equal(first.dense.weight, second.dense.weight)
+
+
+def test_a_final_softmax_is_left_out_and_recorded():
+    with_softmax = s.ModelSpec("a", (s.Flatten(), s.Dense(s.CLASSES, activation="softmax")))
+    as_layer = s.ModelSpec("b", (s.Flatten(), s.Dense(s.CLASSES), s.Activation("softmax")))
+    plain = s.ModelSpec("c", (s.Flatten(), s.Dense(s.CLASSES)))
+    images = torch.randn(5, 1, 4, 4) * 10
+    for spec in (with_softmax, as_layer):
+        model = build_model(spec, (4, 4, 1), 3)
+        assert model.output_softmax
+        assert not torch.allclose(model(images).sum(1), torch.ones(5))  # logits, not probabilities
+        assert model.keras_layers[-1][1] == spec.layers[-1]  # the spec as written is kept
+    assert not build_model(plain, (4, 4, 1), 3).output_softmax
+
+
+def test_flatten_orders_features_height_width_channel_like_keras():
+    model = build_model(s.ModelSpec("f", (s.Flatten(), s.Dense(s.CLASSES))), (2, 3, 4), 5)
+    nhwc = torch.arange(2 * 3 * 4.0).reshape(1, 2, 3, 4)  # Keras's layout: value = flat index
+    flat = model.flatten(nhwc.permute(0, 3, 1, 2))
+    assert torch.equal(flat, torch.arange(24.0).reshape(1, 24))
+
+
+def test_dropout_is_inverted_like_keras():
+    model = build_model(s.ModelSpec("d", (s.Flatten(), s.Dropout(0.25), s.Dense(2))), (1, 1, 1), 2)
+    dropped = model.dropout(torch.ones(10_000))
+    kept = dropped[dropped != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1 / 0.75))
+    assert 0.2 < 1 - kept.numel() / 10_000 < 0.3
