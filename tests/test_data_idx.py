@@ -251,3 +251,10 @@ def test_npz_with_float_images_says_uint8_expected(tmp_path):
     np.savez(path, **{**arrays, "x_train": TRAIN_IMAGES / 255.0})
     with pytest.raises(DataError, match=r"\[x_train\]: images have dtype float64, expected uint8"):
         load_dataset(f"npz:{path}")
+
+
+def test_building_a_dataset_leaves_the_callers_arrays_writable():
+    images, labels = TRAIN_IMAGES[..., None].copy(), TRAIN_LABELS.astype(np.int64)
+    dataset_from_arrays("x", (images, labels), (TEST_IMAGES, TEST_LABELS))
+    images[0, 0, 0, 0] = 1
+    labels[0] = 1

@@ -100,6 +100,13 @@ def test_files_are_found_in_the_dataset_subfolder_too(mnist_dir, tmp_path, no_da
     assert {item.path.parent for item in checked.files} == {tmp_path / "mnist"}
 
 
+def test_flat_files_are_preferred_over_the_subfolder(mnist_dir, tmp_path, no_data_env):
+    link_mnist(mnist_dir, tmp_path)
+    link_mnist(mnist_dir, tmp_path / "mnist")
+    checked = verify_dataset("mnist", data_dir=tmp_path)
+    assert {item.path.parent for item in checked.files} == {tmp_path}
+
+
 def test_data_dir_option_wins_over_environment(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_DATA_DIR", str(tmp_path / "empty"))
     assert resolve_data_dir(mnist_dir) == mnist_dir

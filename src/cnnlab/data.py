@@ -141,7 +141,11 @@ class FetchedFile:
     url: str | None  # None when a local copy was found
 
 
-def _idx_files(sizes: tuple[int, ...], sha256s=(None,) * 4, md5s=(None,) * 4) -> tuple:
+def _idx_files(
+    sizes: tuple[int, ...],
+    sha256s: tuple[str | None, ...] = (None,) * 4,
+    md5s: tuple[str | None, ...] = (None,) * 4,
+) -> tuple[DataFile, ...]:
     return tuple(
         DataFile(name, size, sha, md5)
         for name, size, sha, md5 in zip(IDX_NAMES, sizes, sha256s, md5s, strict=True)
@@ -454,7 +458,9 @@ def _describe_network_error(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _try_mirror(url: str, file: DataFile, info: DatasetInfo, dest_dir: Path, timeout: float):
+def _try_mirror(
+    url: str, file: DataFile, info: DatasetInfo, dest_dir: Path, timeout: float
+) -> Path | str:
     """Download one URL into a temp file beside the target; keep it only if its content checks.
 
     Returns the final path, or a string saying what went wrong with this mirror.
@@ -583,9 +589,10 @@ def _as_labels(array: np.ndarray, where: str) -> np.ndarray:
 
 def _read_only(array: np.ndarray) -> np.ndarray:
     # Datasets are shared between callers (a session-wide MNIST, several runs); a write through
-    # one would silently change the others.
-    array.flags.writeable = False
-    return array
+    # one would silently change the others. A view, so the caller's own array stays writable.
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def dataset_from_arrays(
@@ -677,12 +684,24 @@ def _verify_registered(
         array, check = _read_checked(path, file, info)
         arrays.append(array)
         checked.append(CheckedFile(role, path, check, array.shape))
-    where = tuple(str(item.path) for item in checked)
+    return _assemble(info.name, arrays, checked, expected_classes=info.classes)
+
+
+def _assemble(
+    name: str,
+    arrays: list[np.ndarray],
+    checked: list[CheckedFile],
+    *,
+    expected_classes: int | None = None,
+    where: tuple[str, ...] | None = None,
+) -> Verification:
+    """Four arrays in ROLES order, with their file checks, into a validated Verification."""
+    where = where or tuple(str(item.path) for item in checked)
     dataset = dataset_from_arrays(
-        info.name,
+        name,
         (arrays[0], arrays[1]),
         (arrays[2], arrays[3]),
-        expected_classes=info.classes,
+        expected_classes=expected_classes,
         where=where,
     )
     return Verification(dataset, tuple(checked))
@@ -705,24 +724,17 @@ def _verify_idx_dir(source: str, directory: Path) -> Verification:
         array = read_idx(path, labels="labels" in name)
         arrays.append(array)
         checked.append(CheckedFile(role, path, "structure only", array.shape))
-    where = tuple(str(item.path) for item in checked)
-    dataset = dataset_from_arrays(
-        source, (arrays[0], arrays[1]), (arrays[2], arrays[3]), where=where
-    )
-    return Verification(dataset, tuple(checked))
+    return _assemble(source, arrays, checked)
 
 
 def _verify_npz(source: str, path: Path) -> Verification:
     arrays = _read_npz(source, path)
-    where = tuple(f"{path}[{key}]" for key in NPZ_KEYS)
-    dataset = dataset_from_arrays(
-        source, (arrays[0], arrays[1]), (arrays[2], arrays[3]), where=where
-    )
-    checked = tuple(
+    checked = [
         CheckedFile(role, path, "structure only", array.shape)
         for role, array in zip(ROLES, arrays, strict=True)
-    )
-    return Verification(dataset, checked)
+    ]
+    where = tuple(f"{path}[{key}]" for key in NPZ_KEYS)
+    return _assemble(source, arrays, checked, where=where)
 
 
 def _read_npz(source: str, path: Path) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ from cnnlab import data
 
 DATA_DIR_HELP = (
     "Directory with the dataset files, looked for in DIR and then DIR/NAME/ "
-    "[default: $CNNLAB_DATA_DIR, else the per-user cache]."
+    "(default: $CNNLAB_DATA_DIR, else the per-user cache)."
 )
 CHECK_WORDS = {
     "content SHA-256": "content SHA-256 matches",
