@@ -1,0 +1,26 @@
+# Seed notebook, "Model-2: 3 Conv-Layers, dropout, Max-pooling with 5*5 kernel", as written.
+# Two code blocks (split before Dropout(0.75)), joined; the commented-out line is no layer.
+
+model = Sequential()
+
+model.add(Conv2D(32, kernel_size=(5, 5),activation='relu',input_shape=input_shape))
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.25))
+
+model.add(Conv2D(64, (5, 5), activation='relu'))
+# model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.25))
+
+model.add(Conv2D(84, (5, 5), activation='relu'))
+model.add(MaxPooling2D(pool_size=(2, 2)))
+
+model.add(Dropout(0.75))
+
+model.add(Flatten())
+model.add(Dense(128, activation='relu'))
+model.add(Dropout(0.5))
+model.add(Dense(num_classes, activation='softmax'))
+
+model.compile(loss=keras.losses.categorical_crossentropy,
+              optimizer=keras.optimizers.Adadelta(),
+              metrics=['accuracy'])

@@ -1,0 +1,34 @@
+# Seed notebook, "Model-5: 5 Conv-Layers, dropout, Max-pooling with 5*5 kernel", as written.
+# Two code blocks (split before the last Dense), joined; commented-out lines are no layers.
+
+model = Sequential()
+
+model.add(Conv2D(32, kernel_size=(5, 5),activation='relu',input_shape=input_shape))
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.25))
+
+model.add(Conv2D(42, kernel_size=(5, 5),activation='relu',padding='same'))
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.25))
+
+model.add(Conv2D(52, kernel_size=(5, 5),activation='relu',padding='same'))
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.25))
+
+model.add(Conv2D(62, (5, 5), activation='relu',padding='same'))
+# model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.25))
+
+model.add(Conv2D(72, (5, 5), activation='relu',padding='same'))
+model.add(MaxPooling2D(pool_size=(2, 2)))
+model.add(Dropout(0.75))
+
+model.add(Flatten())
+model.add(Dense(128, activation='relu'))
+model.add(Dropout(0.5))
+
+model.add(Dense(num_classes, activation='softmax'))
+
+model.compile(loss=keras.losses.categorical_crossentropy,
+              optimizer=keras.optimizers.Adadelta(),
+              metrics=['accuracy'])
