@@ -1,9 +1,42 @@
-"""`cnnlab` commands for import_keras (filled in by its issue)."""
+"""`cnnlab import-keras FILE.py`: Keras Sequential code in, a model spec (TOML) out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from cnnlab.errors import CnnlabError
+from cnnlab.keras_import import import_keras_file
+
+
+def import_keras(
+    file: Path = typer.Argument(..., help="A .py file with Keras Sequential model code."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the spec here instead of printing it."
+    ),
+    name: str | None = typer.Option(None, "--name", help="The model's name in the spec."),
+    index: int | None = typer.Option(
+        None, "--index", help="Which Sequential model of the file, from 1 (default: the last)."
+    ),
+) -> None:
+    """Read Keras Sequential code (never running it) and print the equivalent model spec."""
+    imported = import_keras_file(file, name=name, index=index)
+    text = imported.to_toml()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise CnnlabError(f"cannot write {output}: {error.strerror or error}") from None
+    count = len(imported.model_lines)
+    typer.echo(
+        f"wrote {output}: {imported.spec.name!r}, {len(imported.spec.layers)} layers "
+        f"(Sequential model {imported.index} of {count}, line {imported.line} of {file})"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("import-keras")(import_keras)
