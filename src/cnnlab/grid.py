@@ -55,6 +55,7 @@ GRID_KEYS = (
 )
 # A study of more models than this is a typo (an axis of 1000 values), not a plan.
 MAX_MODELS = 10_000
+MAX_LAYERS = 1_000_000
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 _AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -90,10 +91,13 @@ def expand_grid(table: Any) -> list[Variant]:
     if count > MAX_MODELS:
         raise GridProblem(f"grid makes {count} models, at most {MAX_MODELS} allowed", ("axes",))
     names = [name for name, _ in axes]
-    return [
-        _variant(table, dict(zip(names, combo, strict=True)))
-        for combo in itertools.product(*(values for _, values in axes))
-    ]
+    variants, layers = [], 0
+    for combo in itertools.product(*(values for _, values in axes)):
+        variants.append(_variant(table, dict(zip(names, combo, strict=True))))
+        layers += len(variants[-1].layer_paths)
+        if layers > MAX_LAYERS:
+            raise GridProblem(f"grid makes more than {MAX_LAYERS} layers in all", ("axes",))
+    return variants
 
 
 def parse_axes(axes: Any) -> list[tuple[str, list[Scalar]]]:
@@ -154,7 +158,7 @@ def _check_name_template(template: Any, axes: list[tuple[str, list[Scalar]]]) ->
 
 
 def _variant(table: dict, values: dict[str, Scalar]) -> Variant:
-    model: dict[str, Any] = {"name": substitute(table["name"], values, ("name",))}
+    model: dict[str, Any] = {"name": render_text(table["name"], values, ("name",))}
     for key in ("description", "optimizer"):
         if key in table:
             model[key] = substitute(table[key], values, (key,))
@@ -183,9 +187,9 @@ def _assemble_layers(table: dict, values: dict[str, Scalar]) -> tuple[list[Any],
 
 def _repeat_count(table: dict, values: dict[str, Scalar]) -> int:
     repeat = substitute(table.get("repeat", 1), values, ("repeat",))
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 1000:
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 100:
         raise GridProblem(
-            f"repeat must be an integer from 1 to 1000 (or an axis placeholder such as "
+            f"repeat must be an integer from 1 to 100 (or an axis placeholder such as "
             f'"{{depth}}"), got {show(repeat)}',
             ("repeat",),
         )
@@ -203,11 +207,16 @@ def substitute(value: Any, values: dict[str, Scalar], path: Path_) -> Any:
     return value
 
 
+def render_text(template: str, values: dict[str, Scalar], path: Path_) -> str:
+    """Every placeholder rendered as text (for names): {depth} -> "3", {bn:-bn} -> "-bn"."""
+    return _PLACEHOLDER.sub(lambda match: _render(match, values, path), template)
+
+
 def _substitute_text(text: str, values: dict[str, Scalar], path: Path_) -> Scalar:
     whole = _PLACEHOLDER.fullmatch(text)
     if whole and whole.group(2) is None:
         return _lookup(whole.group(1), values, path)
-    return _PLACEHOLDER.sub(lambda match: _render(match, values, path), text)
+    return render_text(text, values, path)
 
 
 def _render(match: re.Match[str], values: dict[str, Scalar], path: Path_) -> str:

@@ -473,6 +473,7 @@ def _parse_batchnorm(value: Any, options: dict, at: _At) -> BatchNormalization:
     if value is not True:
         raise at.error(
             f'write "batchnorm" or {{ batchnorm = true, momentum = 0.99 }}, got {show(value)}'
+            " (false leaves a layer out only in grid templates)"
         )
     epsilon = _number(options.get("epsilon", 1e-3), at.key("epsilon"), "epsilon")
     if epsilon <= 0:
@@ -482,7 +483,7 @@ def _parse_batchnorm(value: Any, options: dict, at: _At) -> BatchNormalization:
 
 
 def _parse_dense(units: Any, options: dict, at: _At) -> Dense:
-    if units != CLASSES:
+    if not (isinstance(units, str) and units == CLASSES):
         units = _int(units, at.key("dense"), 'units (an integer >= 1 or "classes")')
     activation = options.get("activation", "linear")
     return Dense(
@@ -589,11 +590,11 @@ def _parse_model(
     optimizer = table.get("optimizer")
     return ModelSpec(
         name=_name(table.get("name", default_name), at.key("name")),
-        layers=_parse_layers(table["layers"], at, layer_paths),
+        description=_text(table.get("description", ""), at.key("description"), "description"),
         optimizer=OptimizerSpec()
         if optimizer is None
         else _parse_optimizer(optimizer, at.key("optimizer")),
-        description=_text(table.get("description", ""), at.key("description"), "description"),
+        layers=_parse_layers(table["layers"], at, layer_paths),
         reported=_parse_figures(
             table.get("reported", {}), at.key("reported"), "reported", numbers_only=True
         ),
@@ -610,6 +611,12 @@ def model_from_dict(d: dict, *, source: str = "<dict>") -> ModelSpec:
     layer index: `<dict>: layer 3 (conv): kernel must be >= 1, got 0`.
     """
     return _parse_model(d, _At(_Source(source)), default_name=_default_name(source))
+
+
+def model_from_toml(text: str, *, source: str = "<string>") -> ModelSpec:
+    """A ModelSpec from the text of a model file; errors name `source` and the line."""
+    data = parse_toml(text, source)
+    return _parse_model(data, _At(_Source(source, text)), default_name=_default_name(source))
 
 
 def _default_name(source: str) -> str:
@@ -652,8 +659,10 @@ def _read_file(path: Path) -> tuple[dict, _Source]:
         raise SpecError(f"{path}: no such file") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a UTF-8 text file") from None
-    except OSError as error:
-        raise SpecError(f"{path}: cannot read: {error.strerror or error}") from None
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        raise SpecError(
+            f"{path}: cannot read: {getattr(error, 'strerror', None) or error}"
+        ) from None
     return parse_toml(text, str(path)), _Source(str(path), text)
 
 
@@ -1008,6 +1017,7 @@ class _Scanner:
                 self.i = self.text.index("]", self.i) + 1
             else:
                 self.key_value(prefix)
+                self.advanced(start)
                 continue
             self.positions[prefix] = self.line(start)
 
@@ -1067,6 +1077,7 @@ class _Scanner:
         index = 0
         while True:
             self.skip(newlines=True)
+            start = self.i
             if self.text[self.i] == close:
                 self.i += 1
                 return
@@ -1079,6 +1090,12 @@ class _Scanner:
             self.skip(newlines=True)
             if self.text[self.i] == ",":
                 self.i += 1
+            self.advanced(start)
+
+    def advanced(self, start: int) -> None:
+        """Stop (as on text it cannot follow) rather than loop without moving."""
+        if self.i <= start:
+            raise ValueError("the scanner did not advance")
 
     def string(self, quote: str) -> None:
         self.i += 1
