@@ -47,6 +47,7 @@ def _import(code: str):
         (MODEL + "model.add(Conv2D(32, 3, 3))\n", r"model\.py:3: .*ambiguous.*kernel_size="),
         (MODEL + "model.add(Dense())\n", r"model\.py:3: Dense needs its argument 'units'"),
         (MODEL + "model.add(Dense(8, activation='swish'))\n", r"'swish' is not supported"),
+        (MODEL + "model.add(Dense(8, activation='Relu'))\n", r"'Relu'.*did you mean 'relu'"),
         (MODEL + "model.add(Conv2D(8, 3, padding='causal'))\n", r"'valid' or 'same'"),
         (MODEL + "model.add(Dropout(1.5))\n", r"Dropout argument 'rate' must be a number in"),
         (MODEL + "model.add(Dense(True))\n", r"Dense argument 'units' must be an integer"),

@@ -318,7 +318,8 @@ def _show(value: object) -> str:
 
 
 def _close_match(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
+    same_but_case = [choice for choice in choices if choice.lower() == word.lower()]
+    close = same_but_case or difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
