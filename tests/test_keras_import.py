@@ -210,6 +210,19 @@ def test_a_name_means_the_value_it_had_where_the_model_uses_it():
     assert _layers(code) == (Conv2D(8, (3, 3)),)
 
 
+def test_names_of_functions_and_comprehensions_do_not_hide_module_names():
+    code = """
+kernel_size = (3, 3)
+k = 5
+def conv_block(filters, kernel_size):
+    return Conv2D(filters, kernel_size)
+squares = [k * k for k in range(3)]
+scale = lambda k: 2 * k
+model = Sequential([Conv2D(8, kernel_size), Conv2D(8, k)])
+"""
+    assert _layers(code) == (Conv2D(8, (3, 3)), Conv2D(8, (5, 5)))
+
+
 def test_class_count_names_mean_classes_even_when_assigned():
     code = (
         "num_classes = 10\nNB_CLASSES = 7\n"

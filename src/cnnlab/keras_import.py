@@ -170,7 +170,8 @@ class _Source:
 
     def __init__(self, tree: ast.Module, text: str, filename: str) -> None:
         self.tree, self.text, self.filename = tree, text, filename
-        self.bindings = _collect_bindings(tree)
+        self.scope_of, self.enclosing = _scopes(tree)
+        self.bindings = _collect_bindings(tree, self.scope_of)
         # `from keras.layers import Conv2D as C`: C means Conv2D.
         self.aliases = {
             alias.asname: alias.name
@@ -190,10 +191,20 @@ class _Source:
         return _shorten(first + (" ..." if "\n" in text else ""))
 
     def binding_before(self, name: ast.Name) -> _Binding | None:
-        """The last assignment of `name` that ends before this use of it."""
-        found = self.bindings.get(name.id, [])
-        before = bisect.bisect_right(found, (name.lineno, name.col_offset), key=_binding_end)
-        return found[before - 1] if before else None
+        """The last assignment of `name` that ends before this use of it, in its scope.
+
+        As in Python, the innermost scope (function, lambda, comprehension, module) that
+        assigns the name anywhere decides; a function's parameter `k` is not the module's `k`.
+        """
+        scope: ast.AST | None = self.scope_of[id(name)]
+        while scope is not None:
+            found = self.bindings.get((name.id, id(scope)))
+            if found:
+                use = (name.lineno, name.col_offset)
+                before = bisect.bisect_right(found, use, key=_binding_end)
+                return found[before - 1] if before else None
+            scope = self.enclosing[id(scope)]
+        return None
 
     def resolve(self, node: ast.expr, what: str) -> ast.expr:
         """Follow a name to the expression assigned to it (never evaluating anything)."""
@@ -262,28 +273,59 @@ class _Source:
         return node.attr if isinstance(node, ast.Attribute) and isinstance(base, ast.Name) else None
 
 
-def _collect_bindings(tree: ast.Module) -> dict[str, list[_Binding]]:
-    """Every name assignment of the file, in order; unreadable ones with value None."""
-    bindings: dict[str, list[_Binding]] = defaultdict(list)
+_SCOPES = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
+
+
+def _scopes(tree: ast.Module) -> tuple[dict[int, ast.AST], dict[int, ast.AST | None]]:
+    """Each node's scope, and each scope's enclosing scope (iteratively: no recursion limit)."""
+    scope_of: dict[int, ast.AST] = {}
+    enclosing: dict[int, ast.AST | None] = {id(tree): None}
+    stack: list[tuple[ast.AST, ast.AST]] = [(tree, tree)]
+    while stack:
+        node, scope = stack.pop()
+        scope_of[id(node)] = scope
+        if isinstance(node, _SCOPES):
+            enclosing[id(node)] = scope
+            scope = node
+        stack.extend((child, scope) for child in ast.iter_child_nodes(node))
+    return scope_of, enclosing
+
+
+def _collect_bindings(
+    tree: ast.Module, scope_of: dict[int, ast.AST]
+) -> dict[tuple[str, int], list[_Binding]]:
+    """Every name assignment of the file by (name, scope), in order; unreadable ones as None."""
+    bindings: dict[tuple[str, int], list[_Binding]] = defaultdict(list)
     readable: set[int] = set()
     for node in ast.walk(tree):  # breadth-first: an assignment comes before its target names
+        scope = id(scope_of[id(node)])
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            end = (node.end_lineno or node.lineno, node.end_col_offset or 0)
             for target in targets:
                 for name, value in _unpack(target, node.value):
-                    bindings[name.id].append(_Binding(end, name.lineno, value))
+                    bindings[name.id, scope].append(_Binding(_end(node), name.lineno, value))
                     readable.add(id(name))
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             if id(node) not in readable:  # for-loop targets, `x += 1`, `with ... as x`, ...
-                end = (node.end_lineno or node.lineno, node.end_col_offset or 0)
-                bindings[node.id].append(_Binding(end, node.lineno, None))
-        elif isinstance(node, ast.arg):  # a function's parameter: set by its caller
-            end = (node.end_lineno or node.lineno, node.end_col_offset or 0)
-            bindings[node.arg].append(_Binding(end, node.lineno, None))
+                bindings[node.id, scope].append(_Binding(_end(node), node.lineno, None))
+        elif isinstance(node, ast.arg):  # a parameter: its caller sets it
+            bindings[node.arg, scope].append(_Binding(_end(node), node.lineno, None))
     for found in bindings.values():
         found.sort(key=_binding_end)
     return bindings
+
+
+def _end(node: ast.AST) -> tuple[int, int]:
+    return (node.end_lineno or node.lineno, node.end_col_offset or 0)  # type: ignore[attr-defined]
 
 
 def _binding_end(binding: _Binding) -> tuple[int, int]:
