@@ -243,41 +243,53 @@ def test_activation_references_and_none_are_read():
     )
 
 
-@pytest.mark.parametrize(
-    ("compile_line", "expected"),
-    [
-        ("model.compile(loss='categorical_crossentropy', optimizer='adam')", OptimizerSpec("adam")),
-        ("model.compile(optimizer='Adadelta')", KERAS2_ADADELTA),
-        ("model.compile(optimizer=keras.optimizers.Adadelta())", KERAS2_ADADELTA),
-        (
-            "model.compile(optimizer=Adadelta(rho=0.9))",
-            OptimizerSpec("adadelta", (("learning_rate", 1.0), ("rho", 0.9))),
-        ),
-        (
-            "model.compile(optimizer=Adam(learning_rate=0.01))",
-            OptimizerSpec("adam", (("learning_rate", 0.01),)),
-        ),
-        (
-            "model.compile(optimizer=tf.keras.optimizers.SGD(0.1, nesterov=True, momentum=0.9))",
-            OptimizerSpec("sgd", (("learning_rate", 0.1), ("momentum", 0.9), ("nesterov", True))),
-        ),
-        (
-            "model.compile(optimizer=RMSprop(rho=0.8, epsilon=None, decay=0.0))",
-            OptimizerSpec("rmsprop", (("rho", 0.8),)),
-        ),
-        (
-            "model.compile(optimizer=AdamW(weight_decay=0.01, beta_1=0.8))",
-            OptimizerSpec("adamw", (("weight_decay", 0.01), ("beta_1", 0.8))),
-        ),
-        (
-            "opt = Adam(lr=1e-4)\nmodel.compile(optimizer=opt)",
-            OptimizerSpec("adam", (("learning_rate", 1e-4),)),
-        ),
-        ("model.compile(loss='categorical_crossentropy')", OptimizerSpec("rmsprop")),
-    ],
-)
+OPTIMIZER_CASES = [
+    ("model.compile(loss='categorical_crossentropy', optimizer='adam')", OptimizerSpec("adam")),
+    ("model.compile(optimizer='Adadelta')", KERAS2_ADADELTA),
+    ("model.compile(optimizer=keras.optimizers.Adadelta())", KERAS2_ADADELTA),
+    (
+        "model.compile(optimizer=Adadelta(rho=0.9))",
+        OptimizerSpec("adadelta", (("learning_rate", 1.0), ("rho", 0.9))),
+    ),
+    (
+        "model.compile(optimizer=Adam(learning_rate=0.01))",
+        OptimizerSpec("adam", (("learning_rate", 0.01),)),
+    ),
+    (
+        "model.compile(optimizer=tf.keras.optimizers.SGD(0.1, nesterov=True, momentum=0.9))",
+        OptimizerSpec("sgd", (("learning_rate", 0.1), ("momentum", 0.9), ("nesterov", True))),
+    ),
+    (
+        "model.compile(optimizer=RMSprop(rho=0.8, epsilon=None, decay=0.0))",
+        OptimizerSpec("rmsprop", (("rho", 0.8),)),
+    ),
+    (
+        "model.compile(optimizer=AdamW(weight_decay=0.01, beta_1=0.8))",
+        OptimizerSpec("adamw", (("weight_decay", 0.01), ("beta_1", 0.8))),
+    ),
+    (
+        "opt = Adam(lr=1e-4)\nmodel.compile(optimizer=opt)",
+        OptimizerSpec("adam", (("learning_rate", 1e-4),)),
+    ),
+    (
+        "model.compile(optimizer=Adam(amsgrad=True, epsilon=1e-8, beta_2=0.99))",
+        OptimizerSpec("adam", (("beta_2", 0.99), ("epsilon", 1e-8), ("amsgrad", True))),
+    ),
+    ("model.compile(loss='categorical_crossentropy')", OptimizerSpec("rmsprop")),
+]
+
+
+@pytest.mark.parametrize(("compile_line", "expected"), OPTIMIZER_CASES)
 def test_optimizer_is_read_from_compile(compile_line, expected):
     assert _optimizer(compile_line) == expected
+
+
+@pytest.mark.parametrize(("compile_line", "expected"), OPTIMIZER_CASES)
+def test_imported_optimizers_are_ones_training_accepts(compile_line, expected):
+    from cnnlab.optim import resolve_optimizer  # torch, only for this check
+
+    resolved = resolve_optimizer(expected).kwargs()
+    assert {key: resolved[key] for key, _ in expected.params} == expected.kwargs()
 
 
 def test_a_model_without_compile_keeps_the_default_optimizer_with_a_note():
