@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,12 +10,38 @@ import torch
 
 from cnnlab import spec as s
 from cnnlab.build import build_model
+from cnnlab.presets import list_presets
 from cnnlab.shapes import infer_shapes
+from cnnlab.spec import load_model
 from fixtures.keras.keras_reference import SEED_MODELS, model_from_keras
 
 INPUT_SHAPE = tuple(SEED_MODELS["input_shape"])  # (28, 28, 1), the notebook's MNIST
 CLASSES = SEED_MODELS["classes"]
-SEED_NAMES = sorted(SEED_MODELS["models"], key=lambda n: (len(n), n))
+SEED_PRESETS = [name for name in list_presets() if name.startswith("seed/")]
+
+
+def _keras_record(preset: str) -> dict:
+    return SEED_MODELS["models"][preset.removeprefix("seed/")]
+
+
+def test_every_seed_preset_has_keras_figures():
+    assert sorted(f"seed/{name}" for name in SEED_MODELS["models"]) == sorted(SEED_PRESETS)
+
+
+def _as_keras_reads_it(layer: s.Layer) -> s.Layer:
+    """Spell out what Keras resolves: pooling strides=None, units="classes"."""
+    if isinstance(layer, (s.MaxPooling2D, s.AveragePooling2D)) and layer.strides is None:
+        return dataclasses.replace(layer, strides=layer.pool_size)
+    if isinstance(layer, s.Dense) and layer.units == s.CLASSES:
+        return dataclasses.replace(layer, units=CLASSES)
+    return layer
+
+
+@pytest.mark.parametrize("preset", SEED_PRESETS)
+def test_seed_preset_has_the_layers_keras_built_from_the_notebook(preset):
+    """The presets against make_fixtures.py's independent reading of the notebook."""
+    keras_layers = model_from_keras(preset, _keras_record(preset)).layers
+    assert tuple(map(_as_keras_reads_it, load_model(preset).layers)) == keras_layers
 
 
 def _traced_output_shapes(model, images) -> list[tuple[int, ...]]:
@@ -34,10 +61,10 @@ def _layer_param_counts(module: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(b.numel() for b in moving)
 
 
-@pytest.mark.parametrize("name", SEED_NAMES)
-def test_seed_model_matches_keras_layer_by_layer(name):
-    record = SEED_MODELS["models"][name]
-    model = build_model(model_from_keras(name, record), INPUT_SHAPE, CLASSES)
+@pytest.mark.parametrize("preset", SEED_PRESETS)
+def test_seed_preset_matches_keras_layer_by_layer(preset):
+    record = _keras_record(preset)
+    model = build_model(load_model(preset), INPUT_SHAPE, CLASSES)
     images = torch.rand(4, INPUT_SHAPE[2], *INPUT_SHAPE[:2])
     with torch.no_grad():
         traced = _traced_output_shapes(model.eval(), images)
@@ -51,10 +78,10 @@ def test_seed_model_matches_keras_layer_by_layer(name):
         assert _layer_param_counts(module) == counts, keras_name
 
 
-@pytest.mark.parametrize("name", SEED_NAMES)
-def test_seed_model_trains_a_step_and_counts_like_keras(name):
-    record = SEED_MODELS["models"][name]
-    model = build_model(model_from_keras(name, record), INPUT_SHAPE, CLASSES)
+@pytest.mark.parametrize("preset", SEED_PRESETS)
+def test_seed_preset_trains_a_step_and_counts_like_keras(preset):
+    record = _keras_record(preset)
+    model = build_model(load_model(preset), INPUT_SHAPE, CLASSES)
     logits = model(torch.rand(8, INPUT_SHAPE[2], *INPUT_SHAPE[:2]))
     loss = torch.nn.functional.cross_entropy(logits, torch.arange(8) % CLASSES)
     loss.backward()
@@ -66,8 +93,7 @@ def test_seed_model_trains_a_step_and_counts_like_keras(name):
 
 
 def test_parameters_are_named_like_keras_layers():
-    record = SEED_MODELS["models"]["model-12"]
-    model = build_model(model_from_keras("m12", record), INPUT_SHAPE, CLASSES)
+    model = build_model(load_model("seed/model-12"), INPUT_SHAPE, CLASSES)
     keys = set(model.state_dict())
     assert {"conv2d.weight", "conv2d_3.bias", "dense.weight", "dense_1.bias"} <= keys
     assert {"batch_normalization_2.running_var", "batch_normalization.weight"} <= keys
