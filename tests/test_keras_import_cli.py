@@ -21,6 +21,14 @@ def test_written_spec_loads_as_the_imported_model(tmp_path, capsys):
     assert loaded.layers == spec.load_model("seed/model-10").layers
 
 
+def test_written_spec_is_accepted_by_summary(tmp_path, capsys):
+    out = tmp_path / "reference.toml"
+    assert main(["import-keras", str(SNIPPETS / "seed_reference.py"), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["summary", str(out), "--input-shape", "28,28,1", "--classes", "10"]) == 0
+    assert "1,199,882" in capsys.readouterr().out  # Keras's count for its mnist_cnn.py
+
+
 def test_spec_is_printed_with_a_header_saying_which_model(tmp_path, capsys):
     path = tmp_path / "two.py"
     path.write_text("model = Sequential([Dense(4)])\nmodel = Sequential([Flatten(), Dense(2)])\n")
