@@ -698,14 +698,16 @@ def load_model(ref: str | Path) -> ModelSpec:
 def load_study(ref: str | Path) -> StudySpec:
     """A study from a preset name (`seed`) or a .toml file, with every model resolved."""
     data, source, default_name = _read_ref(ref, "study")
-    base = Path(source.name).parent if source.name.endswith(".toml") else Path(".")
-    in_package = presets.is_preset_source(source.name)
-    return _parse_study(data, _At(source), default_name, None if in_package else base)
+    # Model files named in a study are found beside it; a preset study names presets only.
+    base = None if presets.is_preset_source(source.name) else Path(source.name).parent
+    return _parse_study(data, _At(source), default_name, base)
 
 
 def study_from_dict(d: dict, *, source: str = "<dict>", base_dir: Path | None = None) -> StudySpec:
-    """A StudySpec from a dict shaped like a study file; model paths are relative to base_dir."""
-    return _parse_study(d, _At(_Source(source)), _default_name(source), base_dir)
+    """A StudySpec from a dict shaped like a study file; model files are found in base_dir
+    (the current directory when None)."""
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    return _parse_study(d, _At(_Source(source)), _default_name(source), base)
 
 
 def _parse_study(data: Any, at: _At, default_name: str, base: Path | None) -> StudySpec:
