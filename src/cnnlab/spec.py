@@ -236,8 +236,7 @@ OPTIMIZERS = {
     "sgd": ("learning_rate", "momentum", "nesterov", "weight_decay"),
     "rmsprop": ("learning_rate", "rho", "momentum", "epsilon", "weight_decay"),
 }
-_PARAM_ORDER = ("learning_rate", "rho", "beta_1", "beta_2", "epsilon", "momentum", "nesterov")
-_PARAM_ORDER += ("weight_decay",)
+_PARAM_ORDER = tuple(dict.fromkeys(param for params in OPTIMIZERS.values() for param in params))
 _PARAM_ALIASES = {"lr": "learning_rate"}  # Keras 2's spelling
 
 MODEL_KEYS = ("name", "description", "optimizer", "layers", "reported", "factors")
@@ -337,9 +336,9 @@ def _choice(value: Any, at: _At, what: str, choices: tuple[str, ...]) -> str:
 
 def _pair(value: Any, at: _At, what: str) -> Pair:
     """3 means (3, 3); [3, 5] means (3, 5); every size >= 1."""
-    if isinstance(value, list) and len(value) == 2:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
         return (_int(value[0], at, what), _int(value[1], at, what))
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         raise at.error(f"{what} must be an integer or a list of two, got {show(value)}")
     size = _int(value, at, what)
     return (size, size)
@@ -505,17 +504,16 @@ def _parse_layers(
     items: Any, at: _At, paths: tuple[tuple[str | int, ...], ...] | None = None
 ) -> tuple[Layer, ...]:
     """Every layer, labelled by its position (from 1) and type; grid layers keep their origin."""
-    if not isinstance(items, list) or not items:
+    if not isinstance(items, (list, tuple)) or not items:
         raise at.key("layers").error(f"layers must be a non-empty list, got {show(items)}")
     layers: list[Layer] = []
     for index, item in enumerate(items):
         if paths is not None and _is_dropped(item):
             continue
         where = paths[index] if paths is not None else ("layers", index)
-        place = _At(at.source, at.path + where, at.label).key(label=f"layer {len(layers) + 1}")
-        kind, options = _layer_type(item, place)
-        place = _At(at.source, place.path, f"{place.label} ({kind})")
-        layers.append(_parse_layer(kind, options, place))
+        place, label = _At(at.source, at.path + where, at.label), f"layer {len(layers) + 1}"
+        kind, options = _layer_type(item, place.key(label=label))
+        layers.append(_parse_layer(kind, options, place.key(label=f"{label} ({kind})")))
     if not layers:
         raise at.key("layers").error("every layer was left out; a model needs at least one")
     return tuple(layers)
