@@ -51,25 +51,25 @@ def test_layers_are_named_as_keras_names_them():
 
 def test_a_valid_convolution_that_shrinks_the_map_below_1x1_names_the_layer():
     layers = (s.MaxPooling2D((2, 2)), s.Conv2D(8, (5, 5)), s.Flatten(), s.Dense(s.CLASSES))
-    with pytest.raises(SpecError, match=r"layer 1 \(Conv2D\): a 5x5 window .* 3x3 map .*1x1"):
+    with pytest.raises(SpecError, match=r"layer 2 \(Conv2D\): a 5x5 window .* 3x3 map .*1x1"):
         infer_shapes(layers, (7, 7, 1), 10)
 
 
 def test_a_pooling_on_a_1x1_map_names_the_layer():
     layers = (s.MaxPooling2D((4, 4)), s.MaxPooling2D((2, 2)), s.Flatten(), s.Dense(2))
-    with pytest.raises(SpecError, match=r"layer 1 \(MaxPooling2D\).* on a 1x1 map"):
+    with pytest.raises(SpecError, match=r"layer 2 \(MaxPooling2D\).* on a 1x1 map"):
         infer_shapes(layers, (4, 4, 1), 2)
 
 
 def test_dense_on_a_feature_map_asks_for_flatten():
     layers = (s.Conv2D(4, (3, 3)), s.Dense(s.CLASSES))
-    with pytest.raises(SpecError, match=r"layer 1 \(Dense\).*\(6, 6, 4\).*put Flatten"):
+    with pytest.raises(SpecError, match=r"layer 2 \(Dense\).*\(6, 6, 4\).*put Flatten"):
         infer_shapes(layers, (8, 8, 1), 10)
 
 
 def test_a_convolution_after_flatten_is_rejected():
     layers = (s.Flatten(), s.Conv2D(4, (3, 3)))
-    with pytest.raises(SpecError, match=r"layer 1 \(Conv2D\).*flat vector \(64,\)"):
+    with pytest.raises(SpecError, match=r"layer 2 \(Conv2D\).*flat vector \(64,\)"):
         infer_shapes(layers, (8, 8, 1), 10)
 
 

@@ -18,3 +18,10 @@ def test_console_script_help_lists_commands():
     )
     assert done.returncode == 0, done.stderr
     assert "Usage" in done.stdout
+
+
+def test_a_user_error_is_one_line_and_exit_code_2(capsys):
+    assert main(["summary", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err

@@ -81,7 +81,7 @@ def test_summary_is_plain_json_with_its_flops_convention():
 
 def test_a_summary_of_an_impossible_model_is_a_spec_error():
     spec = s.ModelSpec("m", (s.Conv2D(4, (9, 9)), s.Flatten(), s.Dense(s.CLASSES)))
-    with pytest.raises(SpecError, match=r"layer 0 \(Conv2D\)"):
+    with pytest.raises(SpecError, match=r"layer 1 \(Conv2D\)"):
         summarize(spec, (8, 8, 1), 10)
 
 

@@ -77,6 +77,9 @@ class DatasetInfo:
     mirrors: tuple[str, ...]  # base URLs ending in "/", tried in order; file URL = base + name.gz
     files: tuple[DataFile, ...]  # train images, train labels, test images, test labels
     classes: int | None = None
+    # What the files hold, known without reading them (e.g. for `cnnlab summary`); the loaded
+    # arrays stay the authority on shape.
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def size(self) -> int:
@@ -181,6 +184,7 @@ REGISTRY: dict[str, DatasetInfo] = {
                 ),
             ),
             classes=10,
+            image_shape=(28, 28, 1),
         ),
         DatasetInfo(
             name="fashion-mnist",
@@ -208,6 +212,7 @@ REGISTRY: dict[str, DatasetInfo] = {
                 ),
             ),
             classes=10,
+            image_shape=(28, 28, 1),
         ),
         DatasetInfo(
             name="kmnist",
@@ -232,6 +237,7 @@ REGISTRY: dict[str, DatasetInfo] = {
                 ),
             ),
             classes=10,
+            image_shape=(28, 28, 1),
         ),
     )
 }

@@ -41,14 +41,14 @@ def infer_shapes(
     if len(shape) != 3 or min(shape) < 1:
         raise SpecError(f"input shape must be (height, width, channels) >= 1, got {shape}")
     shapes = []
-    for index, layer in enumerate(layers):
+    for index, layer in enumerate(layers, start=1):
         shape = layer_output_shape(layer, shape, classes, index=index)
         shapes.append(shape)
     return shapes
 
 
 def layer_output_shape(layer: Layer, shape: Shape, classes: int, *, index: int) -> Shape:
-    """One layer's output shape for an input of `shape`."""
+    """One layer's output shape for an input of `shape`; `index` counts from 1 as in spec errors."""
     where = f"layer {index} ({type(layer).__name__})"
     if isinstance(layer, Conv2D):
         _require_map(shape, where)

@@ -141,7 +141,7 @@ def input_for_dataset(
     """
     info = data.REGISTRY.get(source)
     if info is not None:
-        input_shape = input_shape or getattr(info, "image_shape", None)
+        input_shape = input_shape or info.image_shape
         classes = classes or info.classes
     if input_shape is None or classes is None:
         dataset = data.load_dataset(source, data_dir=data_dir, offline=True)

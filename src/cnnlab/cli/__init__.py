@@ -47,7 +47,7 @@ for _module in (data, models, summary, import_keras, train):
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; a CnnlabError becomes one red line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except CnnlabError as error:
         if _state["debug"]:
             raise
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         show()
         return getattr(click_error, "exit_code", 2)
-    return 0
+    # With standalone_mode=False click returns typer.Exit's code, or the command's return value.
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ def summary_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Layers, output shapes, parameters and forward FLOPs per image, with totals."""
+    model_spec = spec.load_model(model)
     shape, count = _input(dataset, input_shape, classes, data_dir)
-    result = summary.summarize(spec.load_model(model), shape, count)
+    result = summary.summarize(model_spec, shape, count)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
