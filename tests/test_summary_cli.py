@@ -58,12 +58,14 @@ def test_a_model_that_does_not_fit_the_input_is_one_line_error(capsys):
     assert err.startswith("error: layer ") and "below 1x1" in err and "\n" not in err
 
 
-def test_the_registry_gives_the_class_count_without_reading_data(tmp_path, capsys):
-    args = ["summary", "seed/model-1", "--input-shape", "28,28,1", "--data-dir", str(tmp_path)]
+def test_the_registry_gives_shape_and_classes_without_reading_data(tmp_path, capsys):
+    args = ["summary", "seed/model-1", "--data-dir", str(tmp_path)]
     assert main([*args, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["classes"] == 10
+    result = json.loads(capsys.readouterr().out)
+    assert result["classes"] == 10
+    assert result["input_shape"] == [28, 28, 1]
 
 
 def test_missing_data_says_how_to_give_the_input_instead(tmp_path, capsys):
-    assert main(["summary", "seed/model-1", "--data-dir", str(tmp_path)]) == 2
+    assert main(["summary", "seed/model-1", "--dataset", f"idx:{tmp_path}"]) == 2
     assert "--input-shape HEIGHT,WIDTH,CHANNELS --classes N" in capsys.readouterr().err
