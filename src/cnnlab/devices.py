@@ -1,0 +1,90 @@
+"""Where training runs: device choice (`--device`), CPU thread count, and a name for the records."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from cnnlab.errors import SpecError
+
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """`None` or "auto": CUDA when present, else Apple's MPS, else the CPU; or the one named.
+
+    "cuda:1" picks a GPU by index. Asking for a device this machine lacks is a SpecError that
+    says which ones it has, before any data is loaded onto it.
+    """
+    if name is None or name == "auto":
+        return torch.device(_best_available())
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpecError(
+            f"unknown device {name!r}; use one of auto, {', '.join(DEVICE_KINDS)} (or cuda:N)"
+        ) from None
+    if device.type not in DEVICE_KINDS:
+        raise SpecError(f"unsupported device {name!r}; use one of auto, {', '.join(DEVICE_KINDS)}")
+    if not _available(device):
+        have = ", ".join(available_devices())
+        raise SpecError(f"device {name!r} is not available on this machine; available: {have}")
+    return device
+
+
+def available_devices() -> list[str]:
+    """The device names this machine can train on, best first."""
+    names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return [*names, "cpu"]
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op CPU threads (default: the cores this process may use); returns it.
+
+    Torch's own default counts physical cores of the whole machine, which oversubscribes when
+    several training processes share it (a study's `--jobs`) or a container limits the CPUs.
+    """
+    if threads is None:
+        threads = usable_cores()
+    if threads < 1:
+        raise SpecError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask, where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def describe_device(device: torch.device) -> str:
+    """A name for the records: "cuda:0 (NVIDIA H100 80GB HBM3)", "cpu (x86_64, 2 threads)"."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({platform.machine() or 'unknown'}, {torch.get_num_threads()} threads)"
+
+
+def _best_available() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _available(device: torch.device) -> bool:
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        return count > 0 and (device.index is None or device.index < count)
+    if device.type == "mps":
+        return torch.backends.mps.is_available()
+    return True
