@@ -1,9 +1,143 @@
-"""`cnnlab` commands for train (filled in by its issue)."""
+"""`cnnlab train MODEL`: train one model with one seed and print its history and test metrics."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from cnnlab import data, spec, train
+from cnnlab.errors import SpecError
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `train` command to the root app."""
+    app.command("train")(train_command)
+
+
+def train_command(
+    model: str = typer.Argument(..., help="A preset name (seed/model-3) or a .toml spec file."),
+    epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs to train (the notebook: 12)."),
+    seed: int = typer.Option(0, "--seed", help="Fixes initial weights, shuffling and dropout."),
+    dataset: str = typer.Option("mnist", "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
+    train_limit: int = typer.Option(
+        None, "--train-limit", min=1, help="Train on the first N training images only."
+    ),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per step."),
+    validation: str = typer.Option(
+        "0.1", "--validation", help='Fraction of the training set held out, or "test".'
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast)."),
+    run_dir: Path = typer.Option(
+        None, "--run-dir", help="Checkpoint every epoch here; resume from it if interrupted."
+    ),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Train MODEL and print its per-epoch history and test metrics."""
+    model_spec = spec.load_model(model)
+    images = data.load_dataset(dataset, data_dir=data_dir)
+    with _sigterm_as_interrupt(), _interrupt_message(run_dir):
+        result = train.train_model(
+            model_spec,
+            images,
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation=parse_validation(validation),
+            train_limit=train_limit,
+            device=device,
+            run_dir=run_dir,
+            progress="quiet" if quiet or as_json else "auto",
+            precision=precision,
+            threads=threads,
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_result(model_spec.name, result)
+    if result.status != "done":
+        raise typer.Exit(1)
+
+
+def parse_validation(text: str) -> float | str:
+    """ "test" or a fraction in [0, 1)."""
+    if text == "test":
+        return "test"
+    try:
+        return float(text)
+    except ValueError:
+        raise SpecError(
+            f'--validation must be a fraction such as 0.1, or "test"; got {text!r}'
+        ) from None
+
+
+def print_result(name: str, result: train.TrainResult) -> None:
+    """The history as a table, then Keras's "Test loss:" / "Test accuracy:" lines."""
+    console = Console()
+    console.print(history_table(name, result))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if result.status == "done":
+        typer.echo(f"Test loss: {result.test_loss:.4f}")
+        typer.echo(f"Test accuracy: {result.test_accuracy:.4f}")
+    else:
+        console.print(f"[red]{result.status}[/] at epoch {result.epoch}: {result.reason}")
+    if result.checkpoint:
+        typer.echo(f"Checkpoint: {result.checkpoint}")
+
+
+def history_table(name: str, result: train.TrainResult) -> Table:
+    """One row per epoch: what Keras's History holds, plus time and throughput."""
+    table = Table(title=f"{name}  (seed {result.seed}, {result.device}, {result.precision})")
+    for column in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "img/s"):
+        table.add_column(column, justify="right")
+    for r in result.history:
+        table.add_row(
+            str(r.epoch),
+            f"{r.loss:.4f}",
+            f"{r.accuracy:.4f}",
+            "-" if r.val_loss is None else f"{r.val_loss:.4f}",
+            "-" if r.val_accuracy is None else f"{r.val_accuracy:.4f}",
+            f"{r.seconds:.1f}",
+            f"{r.images_per_second:,.0f}",
+        )
+    return table
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (e.g. from a job scheduler) stops training as Ctrl-C does."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _interrupt_message(run_dir: Path | None) -> Iterator[None]:
+    """Turn an interrupt into a message on how to resume, and exit code 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        where = (
+            f"finished epochs are saved in {run_dir}; run the same command to resume"
+            if run_dir
+            else "nothing was saved (use --run-dir to make runs resumable)"
+        )
+        typer.secho(f"interrupted: {where}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None

@@ -1,0 +1,588 @@
+"""Train one model, with one seed, on one dataset, the way the notebook's Keras `fit()` did.
+
+Keras semantics kept: categorical cross-entropy (on logits), shuffling every epoch, the last
+partial batch trained, `validation_split` as the *last* fraction of the training set taken
+before shuffling, and a History of loss/accuracy averaged over the epoch's batches with dropout
+active (weighted by batch size), plus val_loss/val_accuracy.
+
+Beyond Keras: the whole dataset lives on the device as float tensors (converted once); a run's
+seed fixes initialisation, shuffling and dropout (bit-identical on CPU); every epoch is
+checkpointed atomically and an interrupted run resumes to the same numbers; a NaN loss or an
+exception ends the run as `diverged` or `failed`, returned, with the finished epochs kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.build import build_model
+from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
+from cnnlab.devices import configure_threads, describe_device, resolve_device
+from cnnlab.errors import CnnlabError, DataError, SpecError
+from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
+from cnnlab.progress import Progress, ProgressMode, make_progress
+from cnnlab.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from cnnlab.data import Dataset
+
+Validation = float | Literal["test"]
+Precision = Literal["fp32", "bf16"]
+Status = Literal["done", "diverged", "failed"]
+
+EVAL_BATCH = 1024  # evaluation has no backward pass: bigger batches, fewer Python round trips
+DIVERGENCE_CHECK_STEPS = 50  # look for a diverged loss this often in an epoch (one sync each)
+# Keras 2 clips probabilities to [1e-7, 1 - 1e-7] before the log (keras.backend.epsilon()), so its
+# loss never exceeds -ln(1e-7) = 16.1. A mean loss above that is confidently wrong on average:
+# the weights have blown up even where the loss is still finite.
+DIVERGED_LOSS = -math.log(1e-7)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch as Keras's History records it, plus time and throughput."""
+
+    epoch: int  # 1-based, as Keras prints it
+    loss: float  # mean over the epoch's training batches, dropout active
+    accuracy: float
+    val_loss: float | None  # None when training without validation
+    val_accuracy: float | None
+    seconds: float  # wall time of the epoch: training and validation
+    images_per_second: float  # training images / training time
+
+
+@dataclass(frozen=True)
+class Timings:
+    setup_seconds: float  # data onto the device, model build, checkpoint load
+    train_seconds: float  # epochs trained by this call (resumed ones excluded)
+    test_seconds: float
+    total_seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """How a run ended, its history, and its test-set figures (None unless `done`)."""
+
+    status: Status
+    history: tuple[EpochRecord, ...]
+    test_loss: float | None
+    test_accuracy: float | None
+    # Predicted class per test image (int64): for paired tests (McNemar) and confusion matrices.
+    test_predictions: np.ndarray | None
+    timings: Timings
+    checkpoint: Path | None  # the last epoch's weights (safetensors), when run with a run_dir
+    reason: str = ""  # why a run diverged or failed
+    epoch: int | None = None  # the epoch in which it diverged or failed
+    seed: int = 0
+    device: str = ""
+    precision: str = "fp32"
+    parameters: int = 0
+    resumed_from: int = 0  # epochs restored from the run directory's checkpoint
+    notes: tuple[str, ...] = ()  # e.g. damaged checkpoints that were passed over
+
+    def to_dict(self, *, predictions: bool = False) -> dict[str, Any]:
+        """JSON-ready fields; test predictions only when asked (10,000 numbers for MNIST)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["history"] = [dataclasses.asdict(r) for r in self.history]
+        data["timings"] = dataclasses.asdict(self.timings)
+        data["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
+        data["notes"] = list(self.notes)
+        data["test_predictions"] = (
+            self.test_predictions.tolist()
+            if predictions and self.test_predictions is not None
+            else None
+        )
+        return data
+
+
+@dataclass(frozen=True)
+class SeedStreams:
+    """Independent seeds for a run's three random streams, all derived from its one seed."""
+
+    init: int
+    shuffle: int
+    dropout: int
+
+
+def seed_streams(seed: int) -> SeedStreams:
+    """NumPy's SeedSequence spreads the seed, so seeds 0, 1, 2 give unrelated streams."""
+    init, shuffle, dropout = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
+    return SeedStreams(int(init), int(shuffle), int(dropout))
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """The run's images (N, H, W, C) as floats in [0, 1] and labels, on the training device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor | None
+    val_y: torch.Tensor | None
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    predictions: np.ndarray
+
+
+@dataclass
+class _Run:
+    """What one training run holds while it trains (internal)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    data: TensorData
+    shuffle: torch.Generator
+    device: torch.device
+    precision: Precision
+    batch_size: int
+    history: list[EpochRecord]
+    progress: Progress
+    test_evaluation: Evaluation | None = None
+
+
+def train_model(
+    spec: ModelSpec,
+    dataset: Dataset,
+    *,
+    seed: int = 0,
+    epochs: int = 12,
+    batch_size: int = 128,
+    validation: Validation = 0.1,
+    train_limit: int | None = None,
+    device: str | None = None,
+    run_dir: Path | str | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    progress: ProgressMode | Progress = "auto",
+    precision: Precision = "fp32",
+    threads: int | None = None,
+) -> TrainResult:
+    """Train `spec` on `dataset` for `epochs` epochs and evaluate it on the test set.
+
+    validation: a fraction of the training set held out (its last part, as Keras's
+    `validation_split`), "test" to validate on the test set (what the seed notebook did), or 0.
+    run_dir: where checkpoints go; a run directory holding an unfinished run of the same
+    settings is resumed from its last good epoch. `on_epoch` is called after each epoch is
+    saved. Bad input raises SpecError before anything trains; a run that diverges or fails is
+    returned with that status. Ctrl-C (KeyboardInterrupt) propagates; the last finished epoch
+    is already on disk.
+    """
+    started = time.perf_counter()
+    _check_settings(epochs, batch_size, validation, train_limit, precision)
+    resolved = resolve_optimizer(spec.optimizer)
+    target = resolve_device(device)
+    if threads is not None:
+        configure_threads(threads)
+    directory = Path(run_dir) if run_dir is not None else None
+    identity = run_identity(
+        spec, resolved, dataset, seed, batch_size, validation, train_limit, precision
+    )
+    streams = seed_streams(seed)
+    model = build_model(
+        spec,
+        dataset.image_shape,
+        dataset.classes,
+        generator=torch.Generator().manual_seed(streams.init),
+    )
+    data = prepare_data(dataset, train_limit, validation, target)
+    model = _to_device(model, target)
+    with _forked_rng(target):
+        torch.manual_seed(streams.dropout)
+        run = _Run(
+            model=model,
+            optimizer=make_optimizer(resolved, model.parameters()),
+            data=data,
+            shuffle=torch.Generator().manual_seed(streams.shuffle),
+            device=target,
+            precision=precision,
+            batch_size=batch_size,
+            history=[],
+            progress=make_progress(progress),
+        )
+        resumed_from, notes = _resume(run, directory, identity, epochs)
+        setup_seconds = time.perf_counter() - started
+        outcome = _train_epochs(run, resumed_from, epochs, directory, identity, on_epoch)
+    return _result(run, outcome, seed, resumed_from, notes, setup_seconds, started, directory)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: Status
+    reason: str = ""
+    epoch: int | None = None
+    train_seconds: float = 0.0
+    test: Evaluation | None = None
+    test_seconds: float = 0.0
+
+
+def _train_epochs(
+    run: _Run,
+    first: int,
+    epochs: int,
+    directory: Path | None,
+    identity: dict[str, Any],
+    on_epoch: Callable[[EpochRecord], None] | None,
+) -> _Outcome:
+    """Epochs `first + 1 .. epochs`, each saved; then the test set. Failure is data."""
+    train_started = time.perf_counter()
+    epoch = first
+    try:
+        for epoch in range(first + 1, epochs + 1):
+            record, problem = run_epoch(run, epoch, epochs)
+            if record is None:
+                return _Outcome("diverged", problem, epoch, time.perf_counter() - train_started)
+            run.history.append(record)
+            if directory is not None:
+                save_checkpoint(
+                    directory,
+                    epoch=epoch,
+                    model=run.model,
+                    optimizer=run.optimizer,
+                    rng_states=_rng_states(run),
+                    history=_history_dicts(run),
+                    identity=identity,
+                )
+            if on_epoch is not None:
+                on_epoch(record)
+        train_seconds = time.perf_counter() - train_started
+        test_started = time.perf_counter()
+        test = run.test_evaluation or evaluate(run, run.data.test_x, run.data.test_y)
+        return _Outcome("done", "", None, train_seconds, test, time.perf_counter() - test_started)
+    except CnnlabError:
+        raise
+    except Exception as error:  # any failure of the run is recorded, not raised
+        reason = f"{type(error).__name__}: {error}"
+        return _Outcome("failed", reason, epoch, time.perf_counter() - train_started)
+    finally:
+        run.progress.close()
+
+
+def run_epoch(run: _Run, epoch: int, epochs: int) -> tuple[EpochRecord | None, str]:
+    """Train one epoch and validate; (None, why) when the loss stopped being finite."""
+    started = time.perf_counter()
+    steps = math.ceil(len(run.data.train_y) / run.batch_size)
+    run.progress.start_epoch(epoch, epochs, steps)
+    meter = train_one_epoch(run)
+    train_seconds = time.perf_counter() - started
+    if meter.diverged():
+        return None, (
+            f"training loss reached {meter.loss():.4g} in epoch {epoch} (by batch {meter.steps}); "
+            f"a finite loss above {DIVERGED_LOSS:.1f} counts as diverged too (see DIVERGED_LOSS)"
+        )
+    val = validate(run, epoch == epochs)
+    record = EpochRecord(
+        epoch=epoch,
+        loss=meter.loss(),
+        accuracy=meter.accuracy(),
+        val_loss=val.loss if val else None,
+        val_accuracy=val.accuracy if val else None,
+        seconds=time.perf_counter() - started,
+        images_per_second=meter.seen / train_seconds,
+    )
+    run.progress.end_epoch(record)
+    return record, ""
+
+
+class EpochMeter:
+    """Running loss and accuracy kept on the device: no sync per batch, only when read."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        # Keras's epoch loss is the batch losses' mean weighted by batch size.
+        self.loss_sum += loss * len(labels)
+        self.correct += (logits.argmax(dim=1) == labels).sum()
+        self.seen += len(labels)
+        self.steps += 1
+
+    def loss(self) -> float:
+        return self.loss_sum.item() / max(self.seen, 1)
+
+    def accuracy(self) -> float:
+        return self.correct.item() / max(self.seen, 1)
+
+    def diverged(self) -> bool:
+        """NaN/inf, or above anything Keras's clipped cross-entropy can report."""
+        loss = self.loss()
+        return not math.isfinite(loss) or loss > DIVERGED_LOSS
+
+
+def train_one_epoch(run: _Run) -> EpochMeter:
+    """One pass over the shuffled training set in batches, the last one partial."""
+    run.model.train()
+    data, meter = run.data, EpochMeter(run.device)
+    order = torch.randperm(len(data.train_y), generator=run.shuffle).to(run.device)
+    for batch in order.split(run.batch_size):
+        images = data.train_x.index_select(0, batch).permute(0, 3, 1, 2)  # NHWC -> NCHW view
+        labels = data.train_y.index_select(0, batch)
+        with _autocast(run):
+            logits = run.model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        meter.add(loss.detach(), logits.detach(), labels)
+        run.progress.update(meter.steps, meter)
+        if meter.steps % DIVERGENCE_CHECK_STEPS == 0 and meter.diverged():
+            break
+    return meter
+
+
+def validate(run: _Run, last_epoch: bool) -> Evaluation | None:
+    """The epoch's validation pass; on the test set at the last epoch it is also the test."""
+    data = run.data
+    if data.val_x is None:
+        return None
+    result = evaluate(run, data.val_x, data.val_y)
+    if last_epoch and data.val_x is data.test_x:
+        run.test_evaluation = result
+    return result
+
+
+@torch.inference_mode()
+def evaluate(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
+    """Mean loss, accuracy and predicted classes, in inference mode (dropout off, BN frozen)."""
+    run.model.eval()
+    loss_sum = torch.zeros((), device=run.device)
+    predictions = []
+    for start in range(0, len(labels), EVAL_BATCH):
+        batch = images[start : start + EVAL_BATCH].permute(0, 3, 1, 2)
+        with _autocast(run):
+            logits = run.model(batch).float()
+        target = labels[start : start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        predictions.append(logits.argmax(dim=1))
+    predicted = torch.cat(predictions)
+    return Evaluation(
+        loss=loss_sum.item() / len(labels),
+        accuracy=(predicted == labels).sum().item() / len(labels),
+        predictions=predicted.cpu().numpy().astype(np.int64),
+    )
+
+
+def prepare_data(
+    dataset: Dataset, train_limit: int | None, validation: Validation, device: torch.device
+) -> TensorData:
+    """Images to floats in [0, 1] once, on the device; the validation split as Keras makes it."""
+    _check_labels(dataset)
+    count = len(dataset.train_labels) if train_limit is None else train_limit
+    images, labels = dataset.train_images[:count], dataset.train_labels[:count]
+    test_x, test_y = _on_device(dataset.test_images, device), _labels(dataset.test_labels, device)
+    if validation == "test":
+        return TensorData(
+            _on_device(images, device), _labels(labels, device), test_x, test_y, test_x, test_y
+        )
+    # Keras: split_at = floor(n * (1 - validation_split)); the tail validates
+    # (keras/src/trainers/data_adapters/array_slicing.py, train_validation_split).
+    split = math.floor(len(labels) * (1.0 - validation))
+    if split == 0 or (validation > 0 and split == len(labels)):
+        raise SpecError(
+            f"validation={validation} leaves {split} of {len(labels)} images for training; "
+            "use a fraction that keeps both parts non-empty, or more images"
+        )
+    val_x = _on_device(images[split:], device) if split < len(labels) else None
+    val_y = _labels(labels[split:], device) if split < len(labels) else None
+    return TensorData(
+        _on_device(images[:split], device),
+        _labels(labels[:split], device),
+        val_x,
+        val_y,
+        test_x,
+        test_y,
+    )
+
+
+def run_identity(
+    spec: ModelSpec,
+    optimizer: ResolvedOptimizer,
+    dataset: Dataset,
+    seed: int,
+    batch_size: int,
+    validation: Validation,
+    train_limit: int | None,
+    precision: Precision,
+) -> dict[str, Any]:
+    """What determines a run's numbers (not its epoch count): a resumed run must match it."""
+    return {
+        "layers": [
+            {"type": type(layer).__name__, **dataclasses.asdict(layer)} for layer in spec.layers
+        ],
+        "optimizer": {"name": optimizer.name, **optimizer.kwargs()},
+        "dataset": {
+            "name": dataset.name,
+            "image_shape": list(dataset.image_shape),
+            "classes": dataset.classes,
+            "train": len(dataset.train_labels),
+            "labels_sha256": hashlib.sha256(dataset.train_labels.tobytes()).hexdigest(),
+        },
+        "seed": seed,
+        "batch_size": batch_size,
+        "validation": validation,
+        "train_limit": train_limit,
+        "precision": precision,
+    }
+
+
+def _resume(
+    run: _Run, directory: Path | None, identity: dict[str, Any], epochs: int
+) -> tuple[int, tuple[str, ...]]:
+    """Restore the newest good checkpoint; returns the epochs it holds and notes on damage."""
+    if directory is None:
+        return 0, ()
+    checkpoint, damaged = load_latest(directory)
+    notes = tuple(f"damaged checkpoint passed over: {d}" for d in damaged)
+    if checkpoint is None:
+        return 0, notes
+    if checkpoint.identity != json.loads(json.dumps(identity)):
+        raise SpecError(
+            f"run directory {directory} holds a run with other settings (model, seed, data or "
+            "training options); use another --run-dir or delete it"
+        )
+    if checkpoint.epoch > epochs:
+        raise SpecError(
+            f"run directory {directory} already holds {checkpoint.epoch} epochs, more than the "
+            f"{epochs} asked; ask for at least {checkpoint.epoch} or use another --run-dir"
+        )
+    run.model.load_state_dict(checkpoint.model_state)
+    restore_optimizer_state(run.optimizer, checkpoint.optimizer_state)
+    _restore_rng_states(run, checkpoint.rng_states)
+    run.history.extend(EpochRecord(**record) for record in checkpoint.history)
+    return checkpoint.epoch, notes
+
+
+def _rng_states(run: _Run) -> dict[str, torch.Tensor]:
+    """The generators whose state decides the next epoch: shuffling and dropout."""
+    states = {"shuffle": run.shuffle.get_state(), "torch_cpu": torch.get_rng_state()}
+    if run.device.type == "cuda":
+        states["torch_cuda"] = torch.cuda.get_rng_state(run.device)
+    return states
+
+
+def _restore_rng_states(run: _Run, states: dict[str, torch.Tensor]) -> None:
+    run.shuffle.set_state(states["shuffle"])
+    torch.set_rng_state(states["torch_cpu"])
+    if run.device.type == "cuda" and "torch_cuda" in states:
+        torch.cuda.set_rng_state(states["torch_cuda"], run.device)
+
+
+def _history_dicts(run: _Run) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(record) for record in run.history]
+
+
+def _result(
+    run: _Run,
+    outcome: _Outcome,
+    seed: int,
+    resumed_from: int,
+    notes: tuple[str, ...],
+    setup_seconds: float,
+    started: float,
+    directory: Path | None,
+) -> TrainResult:
+    saved = (
+        directory / f"epoch-{len(run.history):04d}.safetensors"
+        if directory and run.history
+        else None
+    )
+    test = outcome.test
+    return TrainResult(
+        status=outcome.status,
+        history=tuple(run.history),
+        test_loss=test.loss if test else None,
+        test_accuracy=test.accuracy if test else None,
+        test_predictions=test.predictions if test else None,
+        timings=Timings(
+            setup_seconds,
+            outcome.train_seconds,
+            outcome.test_seconds,
+            time.perf_counter() - started,
+        ),
+        checkpoint=saved,
+        reason=outcome.reason,
+        epoch=outcome.epoch,
+        seed=seed,
+        device=describe_device(run.device),
+        precision=run.precision,
+        parameters=sum(p.numel() for p in run.model.parameters()),
+        resumed_from=resumed_from,
+        notes=notes,
+    )
+
+
+def _check_settings(
+    epochs: int, batch_size: int, validation: Validation, train_limit: int | None, precision: str
+) -> None:
+    if epochs < 1:
+        raise SpecError(f"epochs must be at least 1, got {epochs}")
+    if batch_size < 1:
+        raise SpecError(f"batch_size must be at least 1, got {batch_size}")
+    if validation != "test" and not (isinstance(validation, (int, float)) and 0 <= validation < 1):
+        raise SpecError(f'validation must be a fraction in [0, 1) or "test", got {validation!r}')
+    if train_limit is not None and train_limit < 1:
+        raise SpecError(f"train_limit must be at least 1, got {train_limit}")
+    if precision not in ("fp32", "bf16"):
+        raise SpecError(f"precision must be fp32 or bf16, got {precision!r}")
+
+
+def _check_labels(dataset: Dataset) -> None:
+    for part, labels in (("train", dataset.train_labels), ("test", dataset.test_labels)):
+        if len(labels) and (labels.min() < 0 or labels.max() >= dataset.classes):
+            raise DataError(
+                f"{dataset.name}: {part} labels run from {labels.min()} to {labels.max()}, "
+                f"but the dataset declares {dataset.classes} classes (0..{dataset.classes - 1})"
+            )
+
+
+def _on_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 in [0, 1] on the device: moved as bytes, scaled there.
+
+    x / 255 in float32, as the notebook's `x_train.astype('float32') / 255`. The copy keeps
+    torch off the dataset's read-only arrays.
+    """
+    return torch.from_numpy(np.array(images, order="C")).to(device).float().div_(255)
+
+
+def _labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.array(labels, dtype=np.int64, order="C")).to(device)
+
+
+def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move the model once; channels_last on CPU/CUDA, where oneDNN and cuDNN run it faster."""
+    if device.type in ("cpu", "cuda"):
+        return model.to(device=device, memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def _autocast(run: _Run) -> contextlib.AbstractContextManager:
+    if run.precision == "bf16":
+        return torch.autocast(run.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _forked_rng(device: torch.device) -> Iterator[None]:
+    """Seed torch's global generator for the run's dropout, and give the caller's back after."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
