@@ -114,7 +114,7 @@ def make_module(layer: s.Layer, input_shape: Shape, classes: int) -> nn.Module:
             return keras_layers.BatchNormalization2d(layer, input_shape[2])
         return keras_layers.BatchNormalization1d(layer, input_shape[0])
     if isinstance(layer, s.Dropout):
-        return nn.Dropout(layer.rate)  # inverted dropout, as Keras's: kept units scaled 1/(1-p)
+        return keras_layers.Dropout(layer.rate)
     if isinstance(layer, s.Flatten):
         return keras_layers.Flatten()
     if isinstance(layer, s.GlobalAveragePooling2D):

