@@ -73,17 +73,23 @@ def keras_rmsprop(p, grads, lr=1e-3, rho=0.9, eps=1e-7):
 
 CASES = [
     (OptimizerSpec("adadelta"), keras_adadelta, {}),
-    (OptimizerSpec("adadelta", (("learning_rate", 0.5), ("rho", 0.9))), keras_adadelta,
-     {"lr": 0.5, "rho": 0.9}),
+    (
+        OptimizerSpec("adadelta", (("learning_rate", 0.5), ("rho", 0.9))),
+        keras_adadelta,
+        {"lr": 0.5, "rho": 0.9},
+    ),
     (OptimizerSpec("adam"), keras_adam, {}),
     (OptimizerSpec("adam", (("amsgrad", True),)), keras_adam, {"amsgrad": True}),
     (OptimizerSpec("adamw"), keras_adam, {"wd": 0.004}),
     (OptimizerSpec("sgd"), keras_sgd, {}),
     (OptimizerSpec("sgd", (("momentum", 0.9),)), keras_sgd, {"momentum": 0.9}),
-    (OptimizerSpec("sgd", (("momentum", 0.9), ("nesterov", True))), keras_sgd,
-     {"momentum": 0.9, "nesterov": True}),
+    (
+        OptimizerSpec("sgd", (("momentum", 0.9), ("nesterov", True))),
+        keras_sgd,
+        {"momentum": 0.9, "nesterov": True},
+    ),
     (OptimizerSpec("rmsprop"), keras_rmsprop, {}),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-6])
