@@ -30,7 +30,12 @@ import torch.nn.functional as F
 
 from cnnlab.build import build_model
 from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
-from cnnlab.devices import configure_threads, describe_device, resolve_device
+from cnnlab.devices import (
+    configure_threads,
+    describe_device,
+    keep_freed_cpu_memory,
+    resolve_device,
+)
 from cnnlab.errors import CnnlabError, DataError, SpecError
 from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
@@ -190,6 +195,8 @@ def train_model(
     target = resolve_device(device)
     if threads is not None:
         configure_threads(threads)
+    if target.type == "cpu":
+        keep_freed_cpu_memory()
     directory = Path(run_dir) if run_dir is not None else None
     identity = run_identity(
         spec, resolved, dataset, seed, batch_size, validation, train_limit, precision
