@@ -1,0 +1,323 @@
+"""Seconds per training epoch: cnnlab against Keras 3 (TensorFlow, and torch) on this machine.
+
+    .venv/bin/python benchmarks/epoch_time.py [--models seed/reference,seed/model-2]
+        [--steps 60] [--warmup 15] [--repeats 3] [--keras-python /work/kerasenv/bin/python]
+
+An MNIST epoch is 469 steps of batch 128 (60,000 images). Each side trains `warmup + steps`
+steps of the real training loop on real MNIST (cnnlab: `train_model`; Keras: `model.fit`) and
+stamps the clock after every batch; steps after the warmup are timed and scaled to 469. Two
+estimates are printed: the mean over the timed steps, and the fastest 10-step stretch (robust
+to other processes sharing the CPU). The sides alternate model by model, `repeats` times, and
+each estimate keeps its best repeat. Keras runs in its own interpreter (`--keras-python`), so
+cnnlab never depends on it; Keras on torch borrows this venv's torch through `--extra-path`.
+
+Also printed: training GFLOP/s (3 x the forward FLOPs of `cnnlab summary`: forward, input
+gradient, weight gradient) against the machine's measured peak: a big torch.mm (MKL) and a
+1x1 convolution (oneDNN, which on AMD CPUs reaches more than MKL's sgemm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import site
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from cnnlab.data import Dataset, load_dataset
+from cnnlab.optim import resolve_optimizer
+from cnnlab.spec import ModelSpec, load_model
+from cnnlab.summary import summarize
+from cnnlab.train import train_model
+
+EPOCH_STEPS = 469  # ceil(60000 / 128)
+CHUNK = 10  # steps per stretch for the "fastest stretch" estimate
+MODELS = "seed/reference,seed/model-2,seed/model-3,seed/model-10"
+KERAS_SCRIPT = Path(__file__).with_name("keras_epoch.py")
+DEFAULT_KERAS_PYTHON = "/work/kerasenv/bin/python"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per step of one side on one model: mean of the timed steps, fastest stretch."""
+
+    mean: float
+    fastest: float
+
+
+class StepClock:
+    """A cnnlab progress reporter that only stamps the clock after each batch."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def update(self, step: int, running: object) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def end_epoch(self, record: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def steady_timing(stamps: list[float], warmup: int) -> Timing:
+    """Per-step seconds after `warmup` steps: overall mean, and the best CHUNK-step stretch."""
+    steps = [b - a for a, b in zip(stamps[warmup - 1 : -1], stamps[warmup:], strict=True)]
+    stretches = [statistics.fmean(steps[i : i + CHUNK]) for i in range(0, len(steps) - CHUNK + 1)]
+    return Timing(mean=statistics.fmean(steps), fastest=min(stretches))
+
+
+def time_cnnlab(spec: ModelSpec, mnist: Dataset, steps: int, warmup: int, precision: str) -> Timing:
+    """The real `train_model` loop for `warmup + steps` steps; the test set shrunk to one batch."""
+    small_test = dataclasses.replace(
+        mnist, test_images=mnist.test_images[:128], test_labels=mnist.test_labels[:128]
+    )
+    clock = StepClock()
+    train_model(
+        spec,
+        small_test,
+        epochs=1,
+        train_limit=(warmup + steps) * 128,
+        validation=0.0,
+        progress=clock,
+        precision=precision,
+    )
+    return steady_timing(clock.stamps, warmup)
+
+
+def keras_model_json(spec: ModelSpec) -> dict:
+    """The spec as Keras layer arguments, with the optimiser's Keras parameters resolved."""
+    optimizer = resolve_optimizer(spec.optimizer)
+    return {
+        "name": spec.name,
+        "layers": [
+            {"type": type(layer).__name__, **dataclasses.asdict(layer)} for layer in spec.layers
+        ],
+        "optimizer": {"name": optimizer.name, "params": optimizer.kwargs()},
+    }
+
+
+def time_keras(
+    python: str, backend: str, spec: ModelSpec, data_dir: Path, steps: int, warmup: int
+) -> Timing | str:
+    """Keras's fit() in its own interpreter; a reason string when it cannot run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(keras_model_json(spec), handle)
+    command = [
+        python,
+        str(KERAS_SCRIPT),
+        handle.name,
+        "--data-dir",
+        str(data_dir),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+    ]
+    if backend == "torch":
+        command += ["--extra-path", site.getsitepackages()[0]]
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    finally:
+        os.unlink(handle.name)
+    if done.returncode != 0:
+        last_line = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return f"failed: {last_line}"
+    stamps = json.loads(done.stdout.strip().splitlines()[-1])["stamps"]
+    return steady_timing(stamps, warmup)
+
+
+def machine_peak() -> dict[str, float]:
+    """Measured fp32 GFLOP/s: MKL's sgemm (torch.mm) and oneDNN (a 1x1 convolution)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    x = torch.randn(8, 1024, 32, 32).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(1024, 1024, 1, 1).contiguous(memory_format=torch.channels_last)
+    return {
+        "torch.mm fp32": _gflops(lambda: torch.mm(a, b), 2 * 2048**3),
+        "oneDNN 1x1 conv fp32": _gflops(lambda: torch.conv2d(x, w), 2 * 8 * 32 * 32 * 1024**2),
+    }
+
+
+def _gflops(work, flops: float, repeats: int = 10) -> float:
+    for _ in range(3):
+        work()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return flops / best / 1e9
+
+
+def run(args: argparse.Namespace) -> dict:
+    mnist = load_dataset("mnist", data_dir=args.data_dir)
+    sides = ["cnnlab"] + [f"keras-{b}" for b in args.keras_backends if args.keras_python]
+    results: dict[str, dict[str, list]] = {m: {s: [] for s in sides} for m in args.models}
+    for _ in range(args.repeats):
+        for name in args.models:
+            spec = load_model(name)
+            results[name]["cnnlab"].append(
+                time_cnnlab(spec, mnist, args.steps, args.warmup, args.precision)
+            )
+            for backend in args.keras_backends if args.keras_python else ():
+                timing = time_keras(
+                    args.keras_python, backend, spec, args.data_dir, args.steps, args.warmup
+                )
+                results[name][f"keras-{backend}"].append(timing)
+    return {"results": results, "peak": machine_peak(), "environment": environment(args)}
+
+
+def best(timings: list) -> Timing | str:
+    """The best repeat of each estimate, or the first failure's reason."""
+    measured = [t for t in timings if isinstance(t, Timing)]
+    if not measured:
+        return timings[0] if timings else "not run"
+    return Timing(mean=min(t.mean for t in measured), fastest=min(t.fastest for t in measured))
+
+
+def report(outcome: dict, args: argparse.Namespace) -> list[dict]:
+    """One row per model and side: s/epoch by both estimates, ratio to Keras-TF, GFLOP/s."""
+    peak = max(outcome["peak"].values())
+    rows = []
+    for name, sides in outcome["results"].items():
+        train_gflop = 3 * summarize(load_model(name), (28, 28, 1), 10).flops * 128 / 1e9
+        baseline = best(sides.get("keras-tensorflow", []))
+        for side, timings in sides.items():
+            timing = best(timings)
+            row = {"model": name, "side": side}
+            if isinstance(timing, Timing):
+                row.update(
+                    epoch_seconds_mean=timing.mean * EPOCH_STEPS,
+                    epoch_seconds_fastest=timing.fastest * EPOCH_STEPS,
+                    gflops=train_gflop / timing.fastest,
+                    peak_fraction=train_gflop / timing.fastest / peak,
+                )
+                if isinstance(baseline, Timing):
+                    row["ratio_mean"] = timing.mean / baseline.mean
+                    row["ratio_fastest"] = timing.fastest / baseline.fastest
+            else:
+                row["note"] = timing
+            rows.append(row)
+    return rows
+
+
+def environment(args: argparse.Namespace) -> dict:
+    return {
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "precision": args.precision,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def print_report(rows: list[dict], outcome: dict) -> None:
+    table = Table(
+        title="Seconds per MNIST epoch (469 steps of 128), extrapolated from steady steps"
+    )
+    for column in (
+        "model",
+        "side",
+        "s/epoch (mean)",
+        "s/epoch (fastest)",
+        "ratio vs Keras-TF",
+        "GFLOP/s",
+        "of peak",
+    ):
+        table.add_column(column, justify="left" if column in ("model", "side") else "right")
+    for row in rows:
+        if "note" in row:
+            table.add_row(row["model"], row["side"], row["note"], "", "", "", "")
+            continue
+        ratio = (
+            f"{row['ratio_mean']:.2f} / {row['ratio_fastest']:.2f}" if "ratio_mean" in row else "-"
+        )
+        table.add_row(
+            row["model"],
+            row["side"],
+            f"{row['epoch_seconds_mean']:.1f}",
+            f"{row['epoch_seconds_fastest']:.1f}",
+            ratio,
+            f"{row['gflops']:.0f}",
+            f"{row['peak_fraction']:.0%}",
+        )
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    peaks = ", ".join(f"{k} {v:.0f}" for k, v in outcome["peak"].items())
+    console.print(f"peak GFLOP/s measured: {peaks}; training FLOPs = 3 x forward (cnnlab summary)")
+    console.print(f"environment: {outcome['environment']}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default=MODELS, type=lambda text: text.split(","))
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=15, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds; best is kept")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mnist"
+    )
+    parser.add_argument(
+        "--keras-python",
+        default=DEFAULT_KERAS_PYTHON if Path(DEFAULT_KERAS_PYTHON).exists() else None,
+        help="interpreter of an env with Keras 3 (+ TensorFlow); empty to skip",
+    )
+    parser.add_argument(
+        "--keras-backends", default="tensorflow,torch", type=lambda text: text.split(",")
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.steps < CHUNK:
+        parser.error(f"--steps must be at least {CHUNK}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    outcome = run(args)
+    rows = report(outcome, args)
+    print_report(rows, outcome)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"rows": rows, **{k: v for k, v in outcome.items() if k != "results"}}, indent=1
+            )
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Time Keras 3 training steps of one model; run by `epoch_time.py` in an env that has Keras.
+
+Runs with the interpreter of a Keras environment (Keras 3 + TensorFlow, or + torch), never with
+cnnlab's: the model arrives as JSON (cnnlab's layer specs, Keras class names and arguments, with
+the optimiser's Keras parameters resolved), and the result leaves as one JSON line on stdout.
+
+    python keras_epoch.py MODEL_JSON --data-dir DIR --steps 60 --warmup 15 [--extra-path DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_mnist_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The IDX files as Keras's mnist.load_data() gives them, scaled as the notebook did."""
+    with gzip.open(data_dir / "train-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+    with gzip.open(data_dir / "train-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    return images.astype("float32") / 255, np.eye(10, dtype="float32")[labels]
+
+
+def build_keras_model(model: dict, input_shape: tuple[int, int, int], classes: int):
+    import keras
+
+    layers = [keras.Input(input_shape)]
+    for spec in model["layers"]:
+        kind = spec.pop("type")
+        if spec.get("units") == "classes":
+            spec["units"] = classes
+        layers.append(getattr(keras.layers, kind)(**spec))
+    net = keras.Sequential(layers)
+    optimizer_class = {
+        "adadelta": keras.optimizers.Adadelta,
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }[model["optimizer"]["name"]]
+    net.compile(
+        loss="categorical_crossentropy",
+        optimizer=optimizer_class(**model["optimizer"]["params"]),
+        metrics=["accuracy"],
+    )
+    return net
+
+
+def fit_stamps(net, x, y, *, batch_size: int, steps: int) -> tuple[list[float], float]:
+    """fit() over `steps` batches, the clock read after each one; and fit()'s wall time."""
+    import keras
+
+    stamps: list[float] = []
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            stamps.append(time.perf_counter())
+
+    n = min(len(x), steps * batch_size)
+    start = time.perf_counter()
+    net.fit(x[:n], y[:n], batch_size=batch_size, epochs=1, verbose=0, callbacks=[StepClock()])
+    return stamps, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model_json", type=Path)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--extra-path", help="a site-packages to borrow from (torch for Keras)")
+    args = parser.parse_args()
+    if args.extra_path:
+        sys.path.append(args.extra_path)  # after this env's own packages, so they win
+    import keras
+
+    model = json.loads(args.model_json.read_text())
+    x, y = load_mnist_train(args.data_dir)
+    keras.utils.set_random_seed(0)
+    net = build_keras_model(model, x.shape[1:], y.shape[1])
+    stamps, wall = fit_stamps(net, x, y, batch_size=args.batch_size, steps=args.warmup + args.steps)
+    result = {
+        "stamps": stamps,
+        "fit_wall_seconds": wall,
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "model": model["name"],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
