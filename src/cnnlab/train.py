@@ -129,6 +129,33 @@ def seed_streams(seed: int) -> SeedStreams:
 
 
 @dataclass(frozen=True)
+class TrainOptions:
+    """How a run trains, checked once: a SpecError names the option, the rule and the value."""
+
+    seed: int = 0
+    epochs: int = 12
+    batch_size: int = 128
+    validation: Validation = 0.1
+    train_limit: int | None = None
+    precision: Precision = "fp32"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.validation != "test" and not (
+            isinstance(self.validation, (int, float)) and 0 <= self.validation < 1
+        ):
+            raise SpecError(
+                f'validation must be a fraction in [0, 1) or "test", got {self.validation!r}'
+            )
+        if self.train_limit is not None and self.train_limit < 1:
+            raise SpecError(f"train_limit must be at least 1, got {self.train_limit}")
+        if self.precision not in ("fp32", "bf16"):
+            raise SpecError(f"precision must be fp32 or bf16, got {self.precision!r}")
+
+
+@dataclass(frozen=True)
 class TensorData:
     """The run's images (N, H, W, C) as floats in [0, 1] and labels, on the training device."""
 
@@ -156,10 +183,9 @@ class _Run:
     data: TensorData
     shuffle: torch.Generator
     device: torch.device
-    precision: Precision
-    batch_size: int
-    history: list[EpochRecord]
+    options: TrainOptions
     progress: Progress
+    history: list[EpochRecord] = dataclasses.field(default_factory=list)
     test_evaluation: Evaluation | None = None
 
 
@@ -190,43 +216,55 @@ def train_model(
     is already on disk.
     """
     started = time.perf_counter()
-    _check_settings(epochs, batch_size, validation, train_limit, precision)
+    options = TrainOptions(seed, epochs, batch_size, validation, train_limit, precision)
     resolved = resolve_optimizer(spec.optimizer)
-    target = resolve_device(device)
+    target = _prepare_device(device, threads)
+    directory = Path(run_dir) if run_dir is not None else None
+    identity = run_identity(spec, resolved, dataset, options)
+    with _forked_rng(target):
+        run = _new_run(spec, resolved, dataset, options, target, make_progress(progress))
+        resumed_from, notes = _resume(run, directory, identity)
+        setup_seconds = time.perf_counter() - started
+        outcome = _train_epochs(run, resumed_from, directory, identity, on_epoch)
+    timings = Timings(
+        setup_seconds, outcome.train_seconds, outcome.test_seconds, time.perf_counter() - started
+    )
+    return _result(run, outcome, timings, resumed_from, notes, directory)
+
+
+def _prepare_device(name: str | None, threads: int | None) -> torch.device:
+    device = resolve_device(name)
     if threads is not None:
         configure_threads(threads)
-    if target.type == "cpu":
+    if device.type == "cpu":
         keep_freed_cpu_memory()
-    directory = Path(run_dir) if run_dir is not None else None
-    identity = run_identity(
-        spec, resolved, dataset, seed, batch_size, validation, train_limit, precision
+    return device
+
+
+def _new_run(
+    spec: ModelSpec,
+    optimizer: ResolvedOptimizer,
+    dataset: Dataset,
+    options: TrainOptions,
+    device: torch.device,
+    progress: Progress,
+) -> _Run:
+    """Model (initialised from the seed's init stream), optimiser and data on the device."""
+    streams = seed_streams(options.seed)
+    init = torch.Generator().manual_seed(streams.init)
+    model = build_model(spec, dataset.image_shape, dataset.classes, generator=init)
+    data = prepare_data(dataset, options.train_limit, options.validation, device)
+    model = _to_device(model, device)
+    torch.manual_seed(streams.dropout)  # inside _forked_rng: the caller's state comes back
+    return _Run(
+        model=model,
+        optimizer=make_optimizer(optimizer, model.parameters()),
+        data=data,
+        shuffle=torch.Generator().manual_seed(streams.shuffle),
+        device=device,
+        options=options,
+        progress=progress,
     )
-    streams = seed_streams(seed)
-    model = build_model(
-        spec,
-        dataset.image_shape,
-        dataset.classes,
-        generator=torch.Generator().manual_seed(streams.init),
-    )
-    data = prepare_data(dataset, train_limit, validation, target)
-    model = _to_device(model, target)
-    with _forked_rng(target):
-        torch.manual_seed(streams.dropout)
-        run = _Run(
-            model=model,
-            optimizer=make_optimizer(resolved, model.parameters()),
-            data=data,
-            shuffle=torch.Generator().manual_seed(streams.shuffle),
-            device=target,
-            precision=precision,
-            batch_size=batch_size,
-            history=[],
-            progress=make_progress(progress),
-        )
-        resumed_from, notes = _resume(run, directory, identity, epochs)
-        setup_seconds = time.perf_counter() - started
-        outcome = _train_epochs(run, resumed_from, epochs, directory, identity, on_epoch)
-    return _result(run, outcome, seed, resumed_from, notes, setup_seconds, started, directory)
 
 
 @dataclass(frozen=True)
@@ -242,14 +280,13 @@ class _Outcome:
 def _train_epochs(
     run: _Run,
     first: int,
-    epochs: int,
     directory: Path | None,
     identity: dict[str, Any],
     on_epoch: Callable[[EpochRecord], None] | None,
 ) -> _Outcome:
-    """Epochs `first + 1 .. epochs`, each saved; then the test set. Failure is data."""
+    """Epochs after `first`, each saved; then the test set. Failure is data, not an exception."""
     train_started = time.perf_counter()
-    epoch = first
+    epoch, epochs = first, run.options.epochs
     try:
         for epoch in range(first + 1, epochs + 1):
             record, problem = run_epoch(run, epoch, epochs)
@@ -257,15 +294,7 @@ def _train_epochs(
                 return _Outcome("diverged", problem, epoch, time.perf_counter() - train_started)
             run.history.append(record)
             if directory is not None:
-                save_checkpoint(
-                    directory,
-                    epoch=epoch,
-                    model=run.model,
-                    optimizer=run.optimizer,
-                    rng_states=_rng_states(run),
-                    history=_history_dicts(run),
-                    identity=identity,
-                )
+                _save(run, directory, epoch, identity)
             if on_epoch is not None:
                 on_epoch(record)
         train_seconds = time.perf_counter() - train_started
@@ -281,10 +310,22 @@ def _train_epochs(
         run.progress.close()
 
 
+def _save(run: _Run, directory: Path, epoch: int, identity: dict[str, Any]) -> None:
+    save_checkpoint(
+        directory,
+        epoch=epoch,
+        model=run.model,
+        optimizer=run.optimizer,
+        rng_states=_rng_states(run),
+        history=[dataclasses.asdict(record) for record in run.history],
+        identity=identity,
+    )
+
+
 def run_epoch(run: _Run, epoch: int, epochs: int) -> tuple[EpochRecord | None, str]:
     """Train one epoch and validate; (None, why) when the loss stopped being finite."""
     started = time.perf_counter()
-    steps = math.ceil(len(run.data.train_y) / run.batch_size)
+    steps = math.ceil(len(run.data.train_y) / run.options.batch_size)
     run.progress.start_epoch(epoch, epochs, steps)
     meter = train_one_epoch(run)
     train_seconds = time.perf_counter() - started
@@ -340,7 +381,7 @@ def train_one_epoch(run: _Run) -> EpochMeter:
     run.model.train()
     data, meter = run.data, EpochMeter(run.device)
     order = torch.randperm(len(data.train_y), generator=run.shuffle).to(run.device)
-    for batch in order.split(run.batch_size):
+    for batch in order.split(run.options.batch_size):
         images = data.train_x.index_select(0, batch).permute(0, 3, 1, 2)  # NHWC -> NCHW view
         labels = data.train_y.index_select(0, batch)
         with _autocast(run):
@@ -421,16 +462,11 @@ def prepare_data(
 
 
 def run_identity(
-    spec: ModelSpec,
-    optimizer: ResolvedOptimizer,
-    dataset: Dataset,
-    seed: int,
-    batch_size: int,
-    validation: Validation,
-    train_limit: int | None,
-    precision: Precision,
+    spec: ModelSpec, optimizer: ResolvedOptimizer, dataset: Dataset, options: TrainOptions
 ) -> dict[str, Any]:
-    """What determines a run's numbers (not its epoch count): a resumed run must match it."""
+    """What determines a run's numbers (all but the epoch count): a resumed run must match."""
+    settings = dataclasses.asdict(options)
+    del settings["epochs"]
     return {
         "layers": [
             {"type": type(layer).__name__, **dataclasses.asdict(layer)} for layer in spec.layers
@@ -443,16 +479,12 @@ def run_identity(
             "train": len(dataset.train_labels),
             "labels_sha256": hashlib.sha256(dataset.train_labels.tobytes()).hexdigest(),
         },
-        "seed": seed,
-        "batch_size": batch_size,
-        "validation": validation,
-        "train_limit": train_limit,
-        "precision": precision,
+        **settings,
     }
 
 
 def _resume(
-    run: _Run, directory: Path | None, identity: dict[str, Any], epochs: int
+    run: _Run, directory: Path | None, identity: dict[str, Any]
 ) -> tuple[int, tuple[str, ...]]:
     """Restore the newest good checkpoint; returns the epochs it holds and notes on damage."""
     if directory is None:
@@ -466,10 +498,11 @@ def _resume(
             f"run directory {directory} holds a run with other settings (model, seed, data or "
             "training options); use another --run-dir or delete it"
         )
-    if checkpoint.epoch > epochs:
+    held, asked = checkpoint.epoch, run.options.epochs
+    if held > asked:
         raise SpecError(
-            f"run directory {directory} already holds {checkpoint.epoch} epochs, more than the "
-            f"{epochs} asked; ask for at least {checkpoint.epoch} or use another --run-dir"
+            f"run directory {directory} already holds {held} epochs, more than the {asked} "
+            f"asked; ask for at least {held} or use another --run-dir"
         )
     run.model.load_state_dict(checkpoint.model_state)
     restore_optimizer_state(run.optimizer, checkpoint.optimizer_state)
@@ -493,25 +526,15 @@ def _restore_rng_states(run: _Run, states: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(states["torch_cuda"], run.device)
 
 
-def _history_dicts(run: _Run) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(record) for record in run.history]
-
-
 def _result(
     run: _Run,
     outcome: _Outcome,
-    seed: int,
+    timings: Timings,
     resumed_from: int,
     notes: tuple[str, ...],
-    setup_seconds: float,
-    started: float,
     directory: Path | None,
 ) -> TrainResult:
-    saved = (
-        directory / f"epoch-{len(run.history):04d}.safetensors"
-        if directory and run.history
-        else None
-    )
+    last = len(run.history)
     test = outcome.test
     return TrainResult(
         status=outcome.status,
@@ -519,37 +542,17 @@ def _result(
         test_loss=test.loss if test else None,
         test_accuracy=test.accuracy if test else None,
         test_predictions=test.predictions if test else None,
-        timings=Timings(
-            setup_seconds,
-            outcome.train_seconds,
-            outcome.test_seconds,
-            time.perf_counter() - started,
-        ),
-        checkpoint=saved,
+        timings=timings,
+        checkpoint=directory / f"epoch-{last:04d}.safetensors" if directory and last else None,
         reason=outcome.reason,
         epoch=outcome.epoch,
-        seed=seed,
+        seed=run.options.seed,
         device=describe_device(run.device),
-        precision=run.precision,
+        precision=run.options.precision,
         parameters=sum(p.numel() for p in run.model.parameters()),
         resumed_from=resumed_from,
         notes=notes,
     )
-
-
-def _check_settings(
-    epochs: int, batch_size: int, validation: Validation, train_limit: int | None, precision: str
-) -> None:
-    if epochs < 1:
-        raise SpecError(f"epochs must be at least 1, got {epochs}")
-    if batch_size < 1:
-        raise SpecError(f"batch_size must be at least 1, got {batch_size}")
-    if validation != "test" and not (isinstance(validation, (int, float)) and 0 <= validation < 1):
-        raise SpecError(f'validation must be a fraction in [0, 1) or "test", got {validation!r}')
-    if train_limit is not None and train_limit < 1:
-        raise SpecError(f"train_limit must be at least 1, got {train_limit}")
-    if precision not in ("fp32", "bf16"):
-        raise SpecError(f"precision must be fp32 or bf16, got {precision!r}")
 
 
 def _check_labels(dataset: Dataset) -> None:
@@ -582,7 +585,7 @@ def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def _autocast(run: _Run) -> contextlib.AbstractContextManager:
-    if run.precision == "bf16":
+    if run.options.precision == "bf16":
         return torch.autocast(run.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
