@@ -175,3 +175,24 @@ def test_dropout_is_inverted_like_keras():
     kept = dropped[dropped != 0]
     assert torch.allclose(kept, torch.full_like(kept, 1 / 0.75))
     assert 0.2 < 1 - kept.numel() / 10_000 < 0.3
+
+
+def test_relu_moved_behind_max_pooling_gives_bit_identical_outputs_and_gradients():
+    layers = (
+        s.Conv2D(4, (3, 3), activation="relu"),
+        s.MaxPooling2D((2, 2)),
+        s.Flatten(),
+        s.Dense(3),
+    )
+    torch.manual_seed(0)
+    model = build_model(s.ModelSpec("p", layers), (9, 9, 2), 3)
+    assert isinstance(model.max_pooling2d.activation, torch.nn.ReLU)
+    images = torch.randn(16, 2, 9, 9)
+    conv, dense = model.conv2d, model.dense
+    keras_order = torch.relu(torch.conv2d(images, conv.weight, conv.bias))
+    expected = dense(model.flatten(torch.max_pool2d(keras_order, 2)))
+    expected_grads = torch.autograd.grad(expected.square().sum(), [conv.weight, conv.bias])
+    got = model(images)
+    got_grads = torch.autograd.grad(got.square().sum(), [conv.weight, conv.bias])
+    assert torch.equal(got, expected)
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, expected_grads, strict=True))

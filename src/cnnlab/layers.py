@@ -146,11 +146,13 @@ class MaxPooling2D(nn.Module):
         symmetric, self.pre_pad = _split_padding(pads)
         # torch's own pooling padding is -inf too, so the symmetric case needs no copy.
         self.pool = nn.MaxPool2d(layer.pool_size, strides, padding=symmetric)
+        # The preceding Conv2D's ReLU when `build` moves it here (see build.pool_before_relu).
+        self.activation: nn.Module = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre_pad is not None:
             x = F.pad(x, self.pre_pad, value=-math.inf)
-        return self.pool(x)
+        return self.activation(self.pool(x))
 
 
 class AveragePooling2D(nn.Module):
