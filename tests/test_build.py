@@ -196,3 +196,18 @@ def test_relu_moved_behind_max_pooling_gives_bit_identical_outputs_and_gradients
     got_grads = torch.autograd.grad(got.square().sum(), [conv.weight, conv.bias])
     assert torch.equal(got, expected)
     assert all(torch.equal(a, b) for a, b in zip(got_grads, expected_grads, strict=True))
+
+
+def test_dense_matches_torch_linear_forward_and_backward():
+    torch.manual_seed(0)
+    model = build_model(s.ModelSpec("d", (s.Flatten(), s.Dense(7))), (6, 5, 4), 7)
+    images = torch.randn(9, 4, 6, 5, requires_grad=True)
+    dense = model.dense
+    expected = torch.nn.functional.linear(model.flatten(images), dense.weight, dense.bias)
+    got = model(images)
+    wanted = [images, dense.weight, dense.bias]
+    expected_grads = torch.autograd.grad(expected.square().sum(), wanted)
+    got_grads = torch.autograd.grad(got.square().sum(), wanted)
+    torch.testing.assert_close(got, expected)
+    for a, b in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b)

@@ -131,7 +131,50 @@ class Dense(_KerasKernelInit, nn.Linear):
         self.activation = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _onednn_linear_fits(x, self.weight):
+            return self.activation(_OneDnnLinear.apply(x, self.weight, self.bias))
         return self.activation(super().forward(x))
+
+
+# oneDNN's linear primitive (the op torch.compile's CPU backend uses). torch's own CPU matmul
+# goes to MKL's sgemm, which on AMD CPUs ran at half oneDNN's speed: the 9216x128 Dense of
+# seed/reference took 4.5 ms of a 36 ms training step that way, 2.2 ms through oneDNN.
+_LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+def _onednn_linear_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        _LINEAR_POINTWISE is not None
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype == torch.float32
+        and x.dim() == 2
+        and not torch.is_autocast_enabled("cpu")
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias through oneDNN; strided (transposed) operands are read in place."""
+    return _LINEAR_POINTWISE(x, weight, bias, "none", [None], None)
+
+
+class _OneDnnLinear(torch.autograd.Function):
+    """F.linear computed by oneDNN, forward and backward (the same products, in another BLAS)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        grad_x = _linear(grad, weight.t(), None) if need_x else None  # grad @ weight
+        grad_weight = _linear(grad.t(), x.t(), None) if need_weight else None  # grad.T @ x
+        grad_bias = grad.sum(0) if ctx.has_bias and need_bias else None
+        return grad_x, grad_weight, grad_bias
 
 
 class MaxPooling2D(nn.Module):
