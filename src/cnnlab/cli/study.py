@@ -1,0 +1,241 @@
+"""`cnnlab run STUDY`, `cnnlab status DIR`, `cnnlab runs DIR`: thin over `cnnlab.study`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import statistics
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cnnlab import study
+from cnnlab.store import FINAL_STATUSES, RunRecord
+
+
+def register(app: typer.Typer) -> None:
+    """Add `run`, `status` and `runs` to the root app."""
+    app.command("run")(run_command)
+    app.command("status")(status_command)
+    app.command("runs")(runs_command)
+
+
+def run_command(
+    study_ref: str = typer.Argument(..., metavar="STUDY", help="A preset (seed) or a study file."),
+    seeds: int = typer.Option(None, "--seeds", min=1, help="Train seeds 0..N-1."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs per run."),
+    dataset: str = typer.Option(None, "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
+    models: str = typer.Option(None, "--models", help="Only these models: A,B,... (by name)."),
+    train_limit: int = typer.Option(
+        None, "--train-limit", min=1, help="Train on the first N training images only."
+    ),
+    directory: Path = typer.Option(
+        None, "--dir", help="The study directory (default: studies/<study name>)."
+    ),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    jobs: int = typer.Option(
+        None, "--jobs", min=1, help="Runs at once (local: processes; ray: tasks in flight)."
+    ),
+    threads: int = typer.Option(
+        None, "--threads", min=1, help="CPU threads per run (default: cores / jobs)."
+    ),
+    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (--executor ray)."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Train failed and diverged runs again."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON at the end."),
+) -> None:
+    """Train every run of STUDY (models x seeds) that is not finished; resumable."""
+    with _notes_on_stderr(), _sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
+        outcome = study.run_study(
+            study_ref,
+            directory=directory,
+            seeds=seeds,
+            epochs=epochs,
+            dataset=dataset,
+            models=models,
+            train_limit=train_limit,
+            device=device,
+            jobs=jobs,
+            threads=threads,
+            executor=executor,
+            address=address,
+            progress="quiet" if quiet or as_json else "auto",
+            data_dir=data_dir,
+            retry_failed=retry_failed,
+        )
+    if as_json:
+        typer.echo(json.dumps([study.run_row(run) for run in outcome.runs], indent=2))
+    else:
+        print_outcome(outcome)
+    if any(run.status == "failed" for run in outcome.runs):
+        raise typer.Exit(1)
+
+
+def print_outcome(outcome: study.StudyOutcome) -> None:
+    """'nothing to do' when every run had ended before; else a table per model."""
+    counts = _count_line(outcome.counts)
+    if outcome.nothing_to_do:
+        typer.echo(f"nothing to do: {counts} (in {outcome.directory})")
+        return
+    console = _console()
+    console.print(model_table(outcome.name, outcome.runs))
+    for run in outcome.runs:
+        if run.status in ("failed", "diverged"):
+            console.print(study.describe_run(run), markup=False, highlight=False)
+    typer.echo(f"{counts} in {outcome.seconds:.1f} s; results in {outcome.directory}")
+    if not outcome.complete:
+        typer.echo("runs still pending or running elsewhere: `cnnlab status` follows them")
+
+
+def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
+    """One row per model: its runs, test accuracy over seeds (mean and spread), size, time."""
+    table = Table(title=f"study {name}")
+    for column in ("model", "done", "test accuracy", "sd", "params", "s/run"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    by_model: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        by_model.setdefault(run.model, []).append(run)
+    for model, group in by_model.items():
+        accuracies = [run.test.accuracy for run in group if run.status == "done" and run.test]
+        seconds = [run.seconds for run in group if run.seconds is not None]
+        table.add_row(
+            model,
+            f"{len(accuracies)}/{len(group)}",
+            f"{statistics.fmean(accuracies):.4f}" if accuracies else "-",
+            f"{statistics.stdev(accuracies):.4f}" if len(accuracies) > 1 else "-",
+            f"{group[0].params:,}" if group[0].params else "-",
+            f"{statistics.fmean(seconds):.1f}" if seconds else "-",
+        )
+    return table
+
+
+def status_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Runs by state, epochs done of all, and the time left (from measured epochs)."""
+    status = study.study_status(directory)
+    if as_json:
+        typer.echo(json.dumps(status.to_dict(), indent=2))
+        return
+    typer.echo(f"study {status.name} ({status.directory})")
+    typer.echo(f"runs: {_count_line(status.counts, every_state=True)}")
+    share = status.epochs_done / status.epochs_total if status.epochs_total else 1.0
+    left = sum(status.counts[s] for s in ("pending", "running"))
+    eta = "unknown" if status.eta_seconds is None else _duration(status.eta_seconds)
+    typer.echo(
+        f"epochs: {status.epochs_done}/{status.epochs_total} ({share:.0%})"
+        + (f", about {eta} left" if left else "")
+    )
+    for run in status.running:
+        where = run.worker.id if run.worker else "?"
+        planned = run.training.get("epochs", "?")
+        typer.echo(
+            f"training: {run.model} seed {run.seed}, epoch {len(run.epochs)}/{planned} ({where})"
+        )
+    if status.other_runs:
+        typer.echo(f"{status.other_runs} older runs (other specs or settings): `cnnlab runs --all`")
+
+
+def runs_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
+    all_runs: bool = typer.Option(False, "--all", help="Also runs of earlier specs or settings."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """A table of the study's runs with their metrics."""
+    rows = [study.run_row(run) for run in study.study_runs(directory, all_runs=all_runs)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table()
+    columns = ("model", "seed", "status", "epochs", "test_accuracy", "test_loss", "seconds", "key")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(*(_cell(row, column) for column in columns))
+    _console().print(table)
+
+
+def _console() -> Console:
+    """Rich's console; as wide as tables need when piped (rich assumes 80 columns there)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row[column]
+    if column == "epochs":
+        return f"{value}/{row['epochs_planned']}"
+    if value is None:
+        return "-"
+    if column in ("test_accuracy", "test_loss"):
+        return f"{value:.4f}"
+    if column == "seconds":
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _count_line(counts: dict[str, int], *, every_state: bool = False) -> str:
+    """'26 runs done', or '20 done, 1 failed, 5 pending' (states without runs left out)."""
+    if not every_state and {s for s, n in counts.items() if n} == {"done"}:
+        return f"{counts['done']} runs done"
+    order = (*FINAL_STATUSES, "running", "pending")
+    return ", ".join(f"{counts[s]} {s}" for s in order if counts[s] or every_state)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+@contextlib.contextmanager
+def _notes_on_stderr() -> Iterator[None]:
+    """The study's warnings (damaged checkpoints, lost claims) as 'note:' lines."""
+    logger = logging.getLogger("cnnlab.study")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a job scheduler's stop) stops the study as Ctrl-C does."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _interrupt_message(directory: Path | None, study_ref: str) -> Iterator[None]:
+    """Ctrl-C: say what was kept and how to resume; exit code 130 like a shell."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        where = directory or "the study directory"
+        typer.secho(
+            f"interrupted: finished runs are kept in {where}, the current ones resume from their "
+            f"last epoch: run the same command again (cnnlab run {study_ref} ...)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(130) from None

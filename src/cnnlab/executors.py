@@ -1,0 +1,717 @@
+"""Where a study's runs train: one after another in this process, in N worker processes, or
+as Ray tasks.
+
+Local workers (this process, or the `--jobs N` spawned ones) claim runs atomically in the results
+store and write their own epochs, so two `cnnlab run` on one study never train a run twice. Ray
+tasks may run on machines that cannot reach the store's SQLite file: there the driver claims
+each run, the task trains it and returns a `RunReport`, and the driver writes the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import os
+import platform
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+
+import cnnlab
+from cnnlab.checkpoint import load_latest
+from cnnlab.data import Dataset, load_dataset
+from cnnlab.devices import configure_threads, describe_device, resolve_device, usable_cores
+from cnnlab.errors import CnnlabError
+from cnnlab.spec import ModelSpec
+from cnnlab.store import (
+    HEARTBEAT_SECONDS,
+    STALE_AFTER_SECONDS,
+    ClaimLostError,
+    EpochMetrics,
+    Predictions,
+    RunRecord,
+    Store,
+    StoreError,
+    TestMetrics,
+    Worker,
+    labels_hash,
+    open_store,
+)
+from cnnlab.train import EpochRecord, TrainResult, train_model
+
+log = logging.getLogger("cnnlab.study")
+
+ExecutorName = Literal["local", "ray"]
+EXECUTORS: tuple[ExecutorName, ...] = ("local", "ray")
+STOP_WAIT_SECONDS = 60.0  # how long a stopped worker may take to give its run back
+PARENT_CHECK_SECONDS = 1.0  # how often a worker process looks whether its parent still lives
+
+
+class StudyError(CnnlabError):
+    """A study cannot start or go on (disk space, workers, executor); the message says why."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Every training setting that changes a run's result: part of the run's identity."""
+
+    epochs: int
+    batch_size: int
+    validation: float | str  # a fraction held out, or "test" (the seed notebook's choice)
+    train_limit: int | None  # the first N training images only (quick looks)
+    precision: str = "fp32"
+
+    def identity(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run to train: a fully resolved model, its seed and settings, where it checkpoints."""
+
+    key: str
+    model: ModelSpec
+    seed: int
+    training: TrainingSettings
+    run_dir: Path  # absolute: DIR/runs/<key>
+    study_dir: Path  # checkpoint paths are stored relative to it, so a study can be moved
+    params: int
+    flops: int
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What every worker of a study shares: the store, the data, the device and threads."""
+
+    store_url: str
+    dataset: str  # the source `load_dataset` takes
+    dataset_id: str  # name@content-hash, as the run keys hold it
+    data_dir: str | None
+    device: str | None
+    threads: int
+    stale_after: float = STALE_AFTER_SECONDS
+
+
+@dataclass(frozen=True, eq=False)
+class RunReport:
+    """How one training ended, in the store's terms (what a Ray task sends back)."""
+
+    key: str
+    status: Literal["done", "diverged", "failed"]
+    reason: str
+    stopped_epoch: int | None
+    history: tuple[EpochMetrics, ...]
+    test: TestMetrics | None
+    predictions: Predictions | None
+    seconds: float
+    device: str
+    versions: dict[str, str]
+    checkpoint: str | None  # relative to the study directory
+    notes: tuple[str, ...] = ()
+
+
+def dataset_identity(dataset: Dataset, source: str) -> str:
+    """The dataset as run keys hold it: a readable name plus a hash of every image and label.
+
+    The content, not the path, decides: the same files found elsewhere keep a study's runs,
+    and a changed file never mixes its results with the old ones.
+    """
+    digest = hashlib.sha256()
+    for array in (dataset.train_images, dataset.train_labels, dataset.test_images):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(np.ascontiguousarray(dataset.test_labels).tobytes())
+    kind, _, rest = source.partition(":")
+    name = f"{kind}:{Path(rest).name}" if kind in ("idx", "npz") and rest else source
+    return f"{name}@{digest.hexdigest()[:16]}"
+
+
+def versions() -> dict[str, str]:
+    """What produced a run, recorded beside it (not part of its key)."""
+    return {
+        "cnnlab": cnnlab.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
+
+
+# -- training one run ------------------------------------------------------------------------
+
+
+def train_run(
+    task: RunTask,
+    dataset: Dataset,
+    *,
+    device: str | None,
+    threads: int | None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> RunReport:
+    """Train `task` (resuming from its run directory) and report; failures are reports too.
+
+    Store errors (a lost claim, a broken store) and Ctrl-C propagate: the caller decides.
+    """
+    started = time.perf_counter()
+    try:
+        result = train_model(
+            task.model,
+            dataset,
+            seed=task.seed,
+            epochs=task.training.epochs,
+            batch_size=task.training.batch_size,
+            validation=task.training.validation,
+            train_limit=task.training.train_limit,
+            device=device,
+            run_dir=task.run_dir,
+            on_epoch=on_epoch,
+            progress="quiet",
+            precision=task.training.precision,
+            threads=threads,
+        )
+    except StoreError:
+        raise
+    except Exception as error:  # a run that cannot even start is recorded, not raised
+        reason = f"{type(error).__name__}: {error}"
+        return _failed_report(task, reason, time.perf_counter() - started, device)
+    if result.status == "done" and result.checkpoint is not None:
+        prune_checkpoints(task.run_dir, keep=result.checkpoint)
+    return _report_of(task, dataset, result)
+
+
+def _report_of(task: RunTask, dataset: Dataset, result: TrainResult) -> RunReport:
+    predictions = None
+    if result.test_predictions is not None:
+        predictions = Predictions(result.test_predictions, labels_hash(dataset.test_labels))
+    test = None
+    if result.test_loss is not None and result.test_accuracy is not None:
+        test = TestMetrics(loss=result.test_loss, accuracy=result.test_accuracy)
+    return RunReport(
+        key=task.key,
+        status=result.status,
+        reason=result.reason,
+        stopped_epoch=result.epoch,
+        history=tuple(epoch_metrics(record) for record in result.history),
+        test=test,
+        predictions=predictions,
+        seconds=result.timings.total_seconds,
+        device=result.device,
+        versions=versions(),
+        checkpoint=_relative(task, result.checkpoint) if result.checkpoint else None,
+        notes=result.notes,
+    )
+
+
+def _failed_report(task: RunTask, reason: str, seconds: float, device: str | None) -> RunReport:
+    return RunReport(
+        key=task.key,
+        status="failed",
+        reason=reason,
+        stopped_epoch=None,
+        history=(),
+        test=None,
+        predictions=None,
+        seconds=seconds,
+        device=device or "",
+        versions=versions(),
+        checkpoint=None,
+    )
+
+
+def epoch_metrics(record: EpochRecord | Mapping[str, Any]) -> EpochMetrics:
+    """A training epoch record (or a checkpoint's dict of one) as the store keeps it."""
+    values = record if isinstance(record, Mapping) else asdict(record)
+    return EpochMetrics(
+        epoch=int(values["epoch"]),
+        loss=values["loss"],
+        accuracy=values["accuracy"],
+        val_loss=values["val_loss"],
+        val_accuracy=values["val_accuracy"],
+        seconds=values["seconds"],
+        images_per_second=values["images_per_second"],
+    )
+
+
+def checkpoint_path(task: RunTask, epoch: int) -> str:
+    """Where epoch `epoch`'s weights lie, relative to the study (cnnlab.checkpoint's names)."""
+    return _relative(task, task.run_dir / f"epoch-{epoch:04d}.safetensors")
+
+
+def _relative(task: RunTask, path: Path) -> str:
+    try:
+        return str(Path(path).relative_to(task.study_dir))
+    except ValueError:
+        return str(path)
+
+
+def prune_checkpoints(run_dir: Path, *, keep: Path) -> None:
+    """Keep only a finished run's last checkpoint: the one before it only served resuming.
+
+    Halves a finished study's disk use (cnnlab.checkpoint keeps two while a run trains).
+    """
+    stem = Path(keep).stem
+    for path in run_dir.glob("epoch-*"):
+        if path.stem != stem:
+            path.unlink(missing_ok=True)
+
+
+def is_disk_full(reason: str) -> bool:
+    """Whether a failed run failed for want of disk space (ENOSPC), not because of itself."""
+    return "No space left on device" in reason or "[Errno 28]" in reason
+
+
+# -- a run held by a local worker ------------------------------------------------------------
+
+
+class Heartbeat:
+    """Tells the store, from a thread, that this worker still trains its runs.
+
+    Epochs can outlast the store's stale timeout; without beats between them another worker
+    would take the run over. A lost claim stops the beats for that run; `record_epoch` then
+    raises ClaimLostError in the training loop, which ends the run there.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        worker: Worker,
+        keys: Iterable[str] = (),
+        every: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.store, self.worker, self.every = store, worker, every
+        self._keys = set(keys)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="cnnlab-heartbeat", daemon=True)
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._keys.add(key)
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._keys.discard(key)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            with self._lock:
+                keys = sorted(self._keys)
+            for key in keys:
+                try:
+                    self.store.heartbeat(key, self.worker)
+                except ClaimLostError:
+                    self.discard(key)
+                except StoreError as error:  # a busy store: the next beat tries again
+                    log.warning("heartbeat for run %s failed: %s", key, error)
+
+
+def work_through(
+    store: Store,
+    worker: Worker,
+    tasks: Mapping[str, RunTask],
+    dataset: Dataset,
+    setup: WorkerSetup,
+) -> None:
+    """Claim and train runs of `tasks` until none is left to claim."""
+    while (run := store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)) is not None:
+        train_claimed(store, worker, run, tasks[run.key], dataset, setup)
+
+
+def train_claimed(
+    store: Store,
+    worker: Worker,
+    run: RunRecord,
+    task: RunTask,
+    dataset: Dataset,
+    setup: WorkerSetup,
+) -> RunReport | None:
+    """Train a run `worker` holds, writing its setup, each epoch and its outcome to the store.
+
+    Ctrl-C (or any error) gives the run back, to resume from its checkpoint next time; a lost
+    claim (another worker took the run over) ends it without writing anything more.
+    """
+    try:
+        with Heartbeat(store, worker, [task.key]):
+            device = resolve_device(setup.device)
+            store.record_setup(
+                task.key,
+                worker,
+                device=describe_device(device),
+                versions=versions(),
+                params=task.params,
+                flops=task.flops,
+            )
+            catch_up_epochs(store, worker, task, stored=len(run.epochs))
+
+            def record(epoch: EpochRecord) -> None:
+                metrics = epoch_metrics(epoch)
+                path = checkpoint_path(task, epoch.epoch)
+                store.record_epoch(task.key, worker, metrics, checkpoint=path)
+
+            report = train_run(
+                task, dataset, device=str(device), threads=setup.threads, on_epoch=record
+            )
+            finish(store, worker, task, report)
+            return report
+    except ClaimLostError as lost:
+        log.warning("run %s (%s, seed %d) stopped: %s", task.key, task.model.name, task.seed, lost)
+        return None
+    except BaseException:
+        release_quietly(store, task.key, worker)
+        raise
+
+
+def catch_up_epochs(store: Store, worker: Worker, task: RunTask, *, stored: int) -> None:
+    """Record epochs that the run directory's checkpoint holds but the store does not.
+
+    A process killed between saving epoch e and recording it leaves the store one epoch
+    behind; training resumes after e, and the store only accepts epochs in order.
+    """
+    checkpoint, _ = load_latest(task.run_dir)
+    if checkpoint is None or checkpoint.epoch <= stored:
+        return
+    for record in checkpoint.history[stored : checkpoint.epoch]:
+        metrics = epoch_metrics(record)
+        path = checkpoint_path(task, metrics.epoch)
+        store.record_epoch(task.key, worker, metrics, checkpoint=path)
+
+
+def finish(store: Store, worker: Worker, task: RunTask, report: RunReport) -> None:
+    """Write a run's outcome; a run that failed for want of disk space stops the study."""
+    for note in report.notes:
+        log.warning("run %s (%s, seed %d): %s", task.key, task.model.name, task.seed, note)
+    if report.status == "failed" and is_disk_full(report.reason):
+        store.release(task.key, worker)
+        raise StudyError(
+            f"the disk holding {task.run_dir} is full ({report.reason}); finished runs are "
+            "kept: free some space and run the same command again to resume"
+        )
+    store.finish_run(
+        task.key,
+        worker,
+        status=report.status,
+        reason=report.reason or None,
+        stopped_epoch=report.stopped_epoch,
+        test=report.test,
+        predictions=report.predictions,
+        seconds=report.seconds,
+    )
+
+
+def release_quietly(store: Store, key: str, worker: Worker) -> None:
+    """Give a run back; when that fails the claim still goes stale (a dead PID, or the timeout)."""
+    with contextlib.suppress(StoreError, KeyboardInterrupt):
+        store.release(key, worker)
+
+
+# -- executors -------------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    """Trains a study's runs that are not finished, writing everything to the store."""
+
+    name: str
+
+    def execute(
+        self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
+    ) -> None: ...
+
+
+def make_executor(name: str, *, jobs: int | None = None, address: str | None = None) -> Executor:
+    """The executor called `name` ("local" or "ray"); `jobs` runs at once (local: 1)."""
+    if jobs is not None and jobs < 1:
+        raise StudyError(f"jobs must be at least 1, got {jobs}")
+    if name == "ray":
+        return RayExecutor(jobs=jobs, address=address)
+    if name != "local":
+        raise StudyError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
+    if address is not None:
+        raise StudyError("--address names a Ray cluster; use it with --executor ray")
+    return SequentialExecutor() if (jobs or 1) == 1 else ProcessExecutor(jobs or 1)
+
+
+def threads_per_job(jobs: int) -> int:
+    """CPU threads for each of `jobs` runs at once: the usable cores split between them."""
+    return max(1, usable_cores() // jobs)
+
+
+def device_for_worker(device: str | None, index: int) -> str | None:
+    """One GPU per worker when there are several: worker i gets cuda:(i mod GPUs)."""
+    gpus = torch.cuda.device_count()
+    if gpus < 2 or device not in (None, "auto", "cuda"):
+        return device
+    return f"cuda:{index % gpus}"
+
+
+class SequentialExecutor:
+    """One run after another, in this process (the default)."""
+
+    name = "local"
+    jobs = 1
+
+    def execute(
+        self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
+    ) -> None:
+        caller_threads = torch.get_num_threads()
+        configure_threads(setup.threads)
+        try:
+            work_through(store, Worker.current(), tasks, dataset, setup)
+        finally:
+            torch.set_num_threads(caller_threads)  # a notebook keeps its own setting
+
+
+class ProcessExecutor:
+    """`jobs` worker processes (spawned: safe with threads and CUDA), each claiming runs."""
+
+    name = "local"
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+
+    def execute(
+        self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        problems = context.Queue()
+        workers = [
+            context.Process(
+                target=process_worker,
+                args=(replace(setup, device=device_for_worker(setup.device, i)), dict(tasks)),
+                kwargs={"parent": os.getpid(), "problems": problems},
+                name=f"cnnlab-worker-{i + 1}",
+            )
+            for i in range(min(self.jobs, len(tasks)))
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            while any(worker.is_alive() for worker in workers):
+                for worker in workers:
+                    worker.join(timeout=0.2)
+        except KeyboardInterrupt:
+            stop_workers(workers)
+            raise
+        _raise_worker_problems(workers, problems)
+
+
+def stop_workers(workers: list[multiprocessing.process.BaseProcess]) -> None:
+    """Ask each worker to give its run back (SIGTERM), and wait until they have."""
+    for worker in workers:
+        if worker.is_alive() and worker.pid is not None:
+            os.kill(worker.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    for worker in workers:
+        worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()  # its claim goes stale at once: the PID is gone
+
+
+def _raise_worker_problems(workers: list, problems: Any) -> None:
+    messages = []
+    while True:
+        try:
+            messages.append(problems.get(timeout=0.1))
+        except queue.Empty:
+            break
+    for worker in workers:
+        if worker.exitcode not in (0, None) and not messages:
+            messages.append(
+                f"{worker.name} ended with exit code {worker.exitcode} (its error is above; a "
+                "script that runs a study with jobs > 1 needs `if __name__ == '__main__':`, as "
+                "any program using multiprocessing); its run resumes at the next `cnnlab run`"
+            )
+    if messages:
+        raise StudyError(messages[0] + (f" (and {len(messages) - 1} more)" if messages[1:] else ""))
+
+
+def process_worker(
+    setup: WorkerSetup, tasks: dict[str, RunTask], *, parent: int, problems: Any
+) -> None:
+    """A spawned worker's life: load the data, then claim and train runs until none is left.
+
+    The parent decides when workers stop: Ctrl-C is left to it, and it sends SIGTERM, which
+    gives the current run back. A worker whose parent died (SIGKILL) stops the same way.
+    """
+    logging.basicConfig(format="note: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    try:
+        configure_threads(setup.threads)
+        dataset = load_checked_dataset(setup)
+        with open_store(setup.store_url) as store:
+            work_through(store, Worker.current(), tasks, dataset, setup)
+    except KeyboardInterrupt:
+        pass
+    except CnnlabError as error:
+        problems.put(str(error))
+    except Exception:
+        problems.put(traceback.format_exc())
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the run be given back undisturbed
+    raise KeyboardInterrupt
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def load_checked_dataset(setup: WorkerSetup) -> Dataset:
+    """The study's dataset as this worker reads it, refused if its content changed since."""
+    dataset = load_dataset(setup.dataset, data_dir=setup.data_dir)
+    found = dataset_identity(dataset, setup.dataset)
+    if found != setup.dataset_id:
+        raise StudyError(
+            f"the dataset {setup.dataset} changed while the study ran ({setup.dataset_id} "
+            f"became {found}); restore it or start the study again"
+        )
+    return dataset
+
+
+# -- Ray ---------------------------------------------------------------------------------------
+
+
+class RayExecutor:
+    """Each run a Ray task with its CPU/GPU needs; the driver claims runs and writes results.
+
+    In flight at once: `jobs`, or as many runs as the cluster's CPUs hold. Checkpoints go to
+    the study directory's path on the node that trains: put it on a shared filesystem for runs
+    to resume on another machine.
+    """
+
+    name = "ray"
+
+    def __init__(self, *, jobs: int | None = None, address: str | None = None) -> None:
+        self.jobs, self.address = jobs, address
+        self.ray = import_ray()
+
+    def execute(
+        self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
+    ) -> None:
+        ray = self.ray
+        started_here = connect_ray(ray, self.address)
+        try:
+            self._drive(store, tasks, dataset, setup)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _drive(
+        self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
+    ) -> None:
+        ray, worker = self.ray, Worker.current("ray")
+        remote = ray.remote(ray_train_task).options(**self.resources(setup))
+        dataset_ref = ray.put(dataset)  # one copy in the object store, shared by all tasks
+        capacity = self.jobs or max(1, int(ray.cluster_resources().get("CPU", 1)) // setup.threads)
+        in_flight: dict[Any, RunTask] = {}
+        with Heartbeat(store, worker) as beats:
+            try:
+                while True:
+                    while len(in_flight) < capacity and (
+                        run := store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)
+                    ):
+                        beats.add(run.key)
+                        task = tasks[run.key]
+                        ref = remote.remote(task, dataset_ref, self.device(setup), setup.threads)
+                        in_flight[ref] = task
+                    if not in_flight:
+                        return
+                    (ready,), _ = ray.wait(list(in_flight), num_returns=1)
+                    task = in_flight.pop(ready)
+                    record_report(store, worker, task, self._result(ready, task))
+                    beats.discard(task.key)
+            except BaseException:
+                self._abandon(store, worker, in_flight)
+                raise
+
+    def resources(self, setup: WorkerSetup) -> dict[str, float]:
+        return {"num_cpus": setup.threads, "num_gpus": 1 if self._wants_gpu(setup) else 0}
+
+    def device(self, setup: WorkerSetup) -> str | None:
+        return "cuda" if self._wants_gpu(setup) and setup.device in (None, "auto") else setup.device
+
+    def _wants_gpu(self, setup: WorkerSetup) -> bool:
+        if setup.device in (None, "auto"):
+            return self.ray.cluster_resources().get("GPU", 0) > 0
+        return setup.device.startswith("cuda")
+
+    def _result(self, ref: Any, task: RunTask) -> RunReport:
+        """The task's report; a task that crashed (worker lost, out of memory) is a failed run."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as error:
+            reason = f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}"
+            return _failed_report(task, reason, 0.0, None)
+
+    def _abandon(self, store: Store, worker: Worker, in_flight: dict[Any, RunTask]) -> None:
+        """Ctrl-C: cancel the tasks (their last epoch is on disk) and give their runs back."""
+        for ref, task in in_flight.items():
+            self.ray.cancel(ref)
+            release_quietly(store, task.key, worker)
+
+
+def ray_train_task(task: RunTask, dataset: Dataset, device: str | None, threads: int) -> RunReport:
+    """What a Ray task runs: train one run and return its report (it never sees the store)."""
+    configure_threads(threads)
+    return train_run(task, dataset, device=device, threads=threads)
+
+
+def record_report(store: Store, worker: Worker, task: RunTask, report: RunReport) -> None:
+    """Write a run trained elsewhere: setup, every epoch in order, then its outcome."""
+    store.record_setup(
+        task.key,
+        worker,
+        device=report.device,
+        versions=report.versions,
+        params=task.params,
+        flops=task.flops,
+    )
+    for metrics in report.history:
+        store.record_epoch(
+            task.key, worker, metrics, checkpoint=checkpoint_path(task, metrics.epoch)
+        )
+    finish(store, worker, task, report)
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise StudyError(
+            "--executor ray needs Ray, which is not installed; install it with "
+            "`pip install 'cnnlab[ray]'` or use --executor local"
+        ) from None
+    return ray
+
+
+def connect_ray(ray: Any, address: str | None) -> bool:
+    """Join the Ray cluster at `address`, or start a local one; True when started here."""
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"at {address}" if address else "locally"
+        raise StudyError(f"cannot start or reach a Ray cluster {where}: {error}") from error
+    return True

@@ -1,0 +1,279 @@
+"""Studies as a user runs them: expansion and identity, resume, faults, checks before training."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab import study
+from cnnlab.errors import SpecError
+from cnnlab.executors import StudyError
+from cnnlab.store import StoreError, open_store
+from cnnlab.train import train_model
+
+# Two small models that learn something from 500 images in a second, two seeds, two epochs.
+TINY = """
+name = "tiny"
+seeds = 2
+[[model]]
+name = "conv"
+optimizer = "adam"
+layers = [
+  { conv = 8, kernel = 3, activation = "relu" }, { maxpool = 2 }, { dropout = 0.25 },
+  "flatten", { dense = "classes", activation = "softmax" },
+]
+[[model]]
+name = "dense"
+optimizer = "adam"
+layers = [
+  "flatten", { dense = 32, activation = "relu" }, { dense = "classes", activation = "softmax" },
+]
+[training]
+epochs = 2
+batch_size = 64
+validation = 0.1
+"""
+
+DIVERGING = """
+[[model]]
+name = "exploding"
+optimizer = { name = "sgd", learning_rate = 1e6 }
+layers = [
+  "flatten", { dense = 32, activation = "relu" }, { dense = "classes", activation = "softmax" },
+]
+"""
+
+
+def write_study(directory: Path, text: str = TINY, name: str = "tiny.toml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def run(study_file: Path, directory: Path, mnist_dir: Path, **options) -> study.StudyOutcome:
+    options = {"train_limit": 500, "progress": "quiet", **options}
+    return study.run_study(study_file, directory=directory, data_dir=mnist_dir, **options)
+
+
+# -- expansion and identity (no training) --------------------------------------------------------
+
+
+def test_a_study_expands_to_models_times_seeds_seed_first(tmp_path, mnist_dir):
+    plan = study.plan_study(write_study(tmp_path), directory=tmp_path / "s", data_dir=mnist_dir)
+    assert [(t.model.name, t.seed) for t in plan.tasks] == [
+        ("conv", 0),
+        ("dense", 0),
+        ("conv", 1),
+        ("dense", 1),
+    ]
+    assert len(set(plan.keys)) == 4
+    assert all(t.run_dir == tmp_path / "s" / "runs" / t.key for t in plan.tasks)
+    assert plan.tasks[0].params == 8 * 9 + 8 + 13 * 13 * 8 * 10 + 10  # conv + dense
+
+
+def test_overrides_are_part_of_each_runs_identity(tmp_path, mnist_dir):
+    path = write_study(tmp_path)
+
+    def keys(**overrides):
+        return study.plan_study(path, directory=tmp_path, data_dir=mnist_dir, **overrides).keys
+
+    base = keys()
+    assert keys() == base
+    assert keys(seeds=1) == base[:2]
+    for changed in (keys(epochs=3), keys(train_limit=500), keys(seeds=[5, 6])):
+        assert not set(changed) & set(base)
+    assert keys(models="dense") == [base[1], base[3]]
+
+
+def test_editing_one_model_reruns_only_that_model(tmp_path, mnist_dir):
+    before = study.plan_study(write_study(tmp_path), directory=tmp_path, data_dir=mnist_dir)
+    edited = write_study(tmp_path, TINY.replace("dense = 32", "dense = 16"), "edited.toml")
+    after = study.plan_study(edited, directory=tmp_path, data_dir=mnist_dir)
+    same = [a == b for a, b in zip(before.keys, after.keys, strict=True)]
+    assert same == [True, False, True, False]  # conv kept, dense changed, for both seeds
+
+
+def test_the_default_directory_is_studies_slash_the_study_name(tmp_path, mnist_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plan = study.plan_study(write_study(tmp_path), data_dir=mnist_dir)
+    assert plan.directory == tmp_path / "studies" / "tiny"
+
+
+def test_an_unknown_model_name_is_refused_with_a_close_match(mnist_dir):
+    with pytest.raises(SpecError, match=r"no model 'modle-12'; did you mean 'model-12'"):
+        study.plan_study("seed", models="model-1,modle-12", data_dir=mnist_dir)
+
+
+def test_a_model_too_deep_for_the_images_is_refused_before_anything_is_written(tmp_path, mnist_dir):
+    deep = TINY.replace("{ maxpool = 2 }", "{ conv = 8, kernel = 30 }")
+    with pytest.raises(
+        SpecError, match=r"model 'conv' on mnist \(28x28x1 images\): layer 2 \(Conv2D\)"
+    ):
+        run(write_study(tmp_path, deep), tmp_path / "study", mnist_dir)
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_train_limit_beyond_the_dataset_is_refused(tmp_path, mnist_dir):
+    with pytest.raises(SpecError, match="between 1 and the 60000 training images of mnist"):
+        run(write_study(tmp_path), tmp_path / "study", mnist_dir, train_limit=70_000)
+
+
+def test_checkpoints_that_would_not_fit_on_the_disk_are_refused(tmp_path, mnist_dir, monkeypatch):
+    full = shutil._ntuple_diskusage(total=10**9, used=10**9 - 1000, free=1000)
+    monkeypatch.setattr(study.shutil, "disk_usage", lambda path: full)
+    with pytest.raises(StudyError, match=r"not enough disk space .* 4 runs need about"):
+        run(write_study(tmp_path), tmp_path / "study", mnist_dir)
+    assert study.study_status(tmp_path / "study").counts["pending"] == 4
+
+
+def test_the_disk_estimate_counts_one_checkpoint_per_run_and_one_more_per_job():
+    per_param = study.CHECKPOINT_BYTES_PER_PARAM
+    runs = study.STORE_BYTES_PER_RUN * 3
+    assert study.estimate_disk_bytes([10, 20, 30], jobs=2) == (60 + 2 * 30) * per_param + runs
+    assert study.estimate_disk_bytes([], jobs=2) == 0
+
+
+# -- training, resuming, faults --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, mnist_dir) -> tuple[Path, Path, study.StudyOutcome]:
+    """The tiny study trained once: its file, its directory and the outcome."""
+    root = tmp_path_factory.mktemp("finished")
+    path, directory = write_study(root), root / "study"
+    return path, directory, run(path, directory, mnist_dir)
+
+
+def test_a_finished_study_run_again_does_nothing(finished, mnist_dir):
+    path, directory, first = finished
+    assert first.counts["done"] == 4 and len(first.finished) == 4
+    again = run(path, directory, mnist_dir)
+    assert again.nothing_to_do and again.counts["done"] == 4
+    assert [r.attempts for r in again.runs] == [1, 1, 1, 1]
+
+
+def test_every_finished_run_holds_its_epochs_test_metrics_predictions_and_checkpoint(finished):
+    _, directory, outcome = finished
+    with open_store(directory) as store:
+        for record in outcome.runs:
+            assert [e.epoch for e in record.epochs] == [1, 2]
+            assert record.test is not None and record.test.accuracy > 0.3  # chance: 0.1
+            assert len(store.get_predictions(record.key).predicted) == 10_000
+            assert record.params and record.flops and record.device.startswith("cpu")
+            assert record.versions["torch"] and record.training["train_limit"] == 500
+            kept = sorted(p.name for p in (directory / "runs" / record.key).iterdir())
+            assert kept == ["epoch-0002.json", "epoch-0002.safetensors"]
+            assert record.checkpoint == f"runs/{record.key}/epoch-0002.safetensors"
+
+
+def test_status_counts_runs_and_epochs_of_a_finished_study(finished):
+    _, directory, _ = finished
+    status = study.study_status(directory)
+    assert status.counts["done"] == 4 and status.epochs_done == status.epochs_total == 8
+    assert status.eta_seconds == 0 and status.other_runs == 0
+
+
+def test_a_diverging_model_is_recorded_with_its_reason_and_the_study_goes_on(tmp_path, mnist_dir):
+    path = write_study(tmp_path, TINY + DIVERGING)
+    outcome = run(path, tmp_path / "study", mnist_dir, seeds=1, epochs=1)
+    by_model = {r.model: r for r in outcome.runs}
+    assert by_model["exploding"].status == "diverged"
+    assert "loss" in by_model["exploding"].reason and by_model["exploding"].stopped_epoch == 1
+    assert by_model["conv"].status == by_model["dense"].status == "done"
+    again = run(path, tmp_path / "study", mnist_dir, seeds=1, epochs=1, retry_failed=True)
+    assert again.finished == (by_model["exploding"].key,)
+
+
+def train_part_of(task, mnist_dir: Path, epochs: int) -> None:
+    """What an interrupted study leaves: a run directory holding the first epochs."""
+    from cnnlab.data import load_dataset
+
+    settings = task.training
+    train_model(
+        task.model,
+        load_dataset("mnist", data_dir=mnist_dir),
+        seed=task.seed,
+        epochs=epochs,
+        batch_size=settings.batch_size,
+        validation=settings.validation,
+        train_limit=settings.train_limit,
+        run_dir=task.run_dir,
+        progress="quiet",
+    )
+
+
+def test_a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_last_good_one(
+    tmp_path, mnist_dir, caplog
+):
+    path, directory = write_study(tmp_path), tmp_path / "study"
+    options = {"models": "conv", "seeds": 1, "epochs": 3}
+    clean = run(path, tmp_path / "clean", mnist_dir, **options)
+    (task,) = study.plan_study(
+        path, directory=directory, train_limit=500, data_dir=mnist_dir, **options
+    ).tasks
+    train_part_of(task, mnist_dir, epochs=2)
+    blob = task.run_dir / "epoch-0002.safetensors"
+    blob.write_bytes(blob.read_bytes()[:-8] + b"damaged!")
+    with caplog.at_level(logging.WARNING, logger="cnnlab.study"):
+        resumed = run(path, directory, mnist_dir, **options)
+    assert "damaged checkpoint passed over: epoch-0002" in caplog.text
+    (record,) = resumed.runs
+    assert record.status == "done" and [e.epoch for e in record.epochs] == [1, 2, 3]
+    with open_store(directory) as store, open_store(tmp_path / "clean") as reference:
+        assert record.test == clean.runs[0].test
+        assert np.array_equal(
+            store.get_predictions(record.key).predicted,
+            reference.get_predictions(record.key).predicted,
+        )
+
+
+# -- unwritable places ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory an unprivileged user can enter (pytest's tmp_path is private to its owner)."""
+    directory = Path(tempfile.mkdtemp())
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+@contextmanager
+def unprivileged() -> Iterator[None]:
+    """Act as a plain user: root writes through any permission bits."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        os.seteuid(65534)  # nobody
+    except PermissionError:
+        pytest.skip("running as root without the right to drop privileges")
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_a_read_only_directory_is_refused_before_training(shared_dir, mnist_dir):
+    path = write_study(shared_dir)
+    path.chmod(0o644)
+    locked = shared_dir / "locked"
+    locked.mkdir(mode=0o555)
+    locked.chmod(0o555)
+    with unprivileged(), pytest.raises(StoreError, match=f"study directory {locked} is not writ"):
+        run(path, locked, mnist_dir)
+    assert list(locked.iterdir()) == []
+
+
+def test_status_of_a_directory_without_a_study_says_how_to_start_one(tmp_path):
+    with pytest.raises(StudyError, match=r"no study in .*nothing: .* start one with `cnnlab run"):
+        study.study_status(tmp_path / "nothing")
