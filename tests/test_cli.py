@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import cnnlab
 from cnnlab.cli import main
 
@@ -25,3 +27,22 @@ def test_a_user_error_is_one_line_and_exit_code_2(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert "Traceback" not in err
+
+
+def test_import_cnnlab_is_light_and_loads_torch_only_when_asked():
+    code = (
+        "import sys, cnnlab; assert 'torch' not in sys.modules, 'torch imported';"
+        "cnnlab.train_model; assert 'torch' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_public_name_of_the_library_resolves():
+    for name in cnnlab.__all__:
+        assert getattr(cnnlab, name) is not None, name
+    assert cnnlab.load_model("seed/model-2").name
+
+
+def test_an_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'trian_model'"):
+        cnnlab.trian_model  # noqa: B018
