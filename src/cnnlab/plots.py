@@ -1,0 +1,525 @@
+"""The report's plots, each in two steps: a pure function builds a small frozen data object
+(tested on its own), then a `draw_*` function turns it into a matplotlib Figure.
+
+Figures are made with the object-oriented API (`matplotlib.figure.Figure`, which renders with
+Agg), never through pyplot: no global state, no window, safe in threads and on servers.
+`save_figure` writes each as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+from scipy.stats import gaussian_kde
+
+from cnnlab import spec as s
+from cnnlab.shapes import keras_layer_names
+from cnnlab.stats import MeanCI
+from cnnlab.store import RunRecord
+
+CURVE_STATUSES = ("done", "running", "pending")  # failed/diverged runs would drown the band
+VIOLIN_POINTS = 20_000  # a KDE of 20k draws looks like the full layer's and takes milliseconds
+VIOLIN_GRID = 128  # points the density is evaluated at: smooth at the drawn size
+VIOLIN_COLUMNS = 6  # violins per row; deep models wrap instead of growing a metre wide
+MISCLASSIFIED_SHOWN = 40
+DPI = 110
+PANEL_COLUMNS = 4
+# Log axes label 2e5 as "2x10^5" by default; "200,000" reads at a glance.
+PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:,.6g}")
+
+
+# -- learning curves ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Band:
+    """A metric per epoch over seeds: the mean, and the seeds' lowest and highest values."""
+
+    epochs: tuple[int, ...]
+    mean: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    seeds: tuple[int, ...]  # how many runs have each epoch
+
+
+@dataclass(frozen=True)
+class ModelCurves:
+    """One model's training and validation curves of one metric ("loss" or "accuracy")."""
+
+    model: str
+    metric: str
+    train: Band
+    validation: Band | None  # None when the runs trained without validation
+
+
+def metric_band(per_run: Sequence[Mapping[int, float]]) -> Band:
+    """Mean, min and max per epoch over the runs that reached it (non-finite values left out)."""
+    epochs = sorted({e for values in per_run for e, v in values.items() if math.isfinite(v)})
+    columns = [[v[e] for v in per_run if e in v and math.isfinite(v[e])] for e in epochs]
+    return Band(
+        epochs=tuple(epochs),
+        mean=tuple(float(np.mean(c)) for c in columns),
+        low=tuple(float(np.min(c)) for c in columns),
+        high=tuple(float(np.max(c)) for c in columns),
+        seeds=tuple(len(c) for c in columns),
+    )
+
+
+def model_curves(model: str, runs: Sequence[RunRecord], metric: str = "loss") -> ModelCurves:
+    """Train and validation `metric` per epoch of one model's runs (Keras's History keys)."""
+    if metric not in ("loss", "accuracy"):
+        raise ValueError(f"metric must be 'loss' or 'accuracy', got {metric!r}")
+    used = [run for run in runs if run.model == model and run.status in CURVE_STATUSES]
+    train = [{e.epoch: getattr(e, metric) for e in run.epochs} for run in used]
+    val = [
+        {e.epoch: getattr(e, f"val_{metric}") for e in run.epochs}
+        for run in used
+        if any(getattr(e, f"val_{metric}") is not None for e in run.epochs)
+    ]
+    val = [{e: v for e, v in values.items() if v is not None} for values in val]
+    return ModelCurves(model, metric, metric_band(train), metric_band(val) if val else None)
+
+
+def curves_by_model(
+    runs: Sequence[RunRecord], models: Sequence[str], metric: str
+) -> tuple[ModelCurves, ...]:
+    return tuple(model_curves(model, runs, metric) for model in models)
+
+
+# -- Pareto front -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    model: str
+    cost: float
+    accuracy: float  # mean over seeds
+    low: float | None  # the accuracy's confidence interval, when there is one
+    high: float | None
+    on_front: bool
+
+
+@dataclass(frozen=True)
+class ParetoData:
+    """Accuracy against one cost; the front holds the models no other beats on both."""
+
+    cost: str  # "parameters" or "seconds per epoch"
+    points: tuple[ParetoPoint, ...]
+
+    @property
+    def front(self) -> tuple[ParetoPoint, ...]:
+        """The front's points from cheapest to dearest."""
+        return tuple(sorted((p for p in self.points if p.on_front), key=lambda p: p.cost))
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """(cost, accuracy) a dominates b: no dearer, no less accurate, and better in one."""
+    return a[0] <= b[0] and a[1] >= b[1] and (a[0] < b[0] or a[1] > b[1])
+
+
+def pareto_front(
+    cost: str, models: Sequence[tuple[str, float | None, MeanCI | None]]
+) -> ParetoData:
+    """Mark the models on the accuracy/cost front; models without both figures are left out."""
+    known = [(m, float(c), ci) for m, c, ci in models if c is not None and ci is not None]
+    pairs = [(c, ci.mean) for _, c, ci in known]
+    points = tuple(
+        ParetoPoint(
+            model,
+            c,
+            ci.mean,
+            ci.low,
+            ci.high,
+            on_front=not any(dominates(other, (c, ci.mean)) for other in pairs),
+        )
+        for model, c, ci in known
+    )
+    return ParetoData(cost, points)
+
+
+# -- trained weights --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LayerWeights:
+    """One weighted layer's trained values as a violin: a density over their range, quartiles.
+
+    The values are a conv/dense kernel, or a batch normalization's scale (gamma). The density
+    is a Gaussian KDE (Scott's bandwidth, as seaborn's violins) cut at the smallest and largest
+    weight, so no violin suggests weights that do not exist.
+    """
+
+    layer: str  # the checkpoint's name for it, Keras's layer name: conv2d, dense_1, ...
+    kind: str  # "kernel" or "gamma"
+    shape: tuple[int, ...]
+    grid: np.ndarray  # (VIOLIN_GRID,) values from min to max; one value when all are equal
+    density: np.ndarray  # the KDE at `grid`, integrating to about 1 over it
+    quartiles: tuple[float, float, float]
+    mean: float
+    std: float
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class WeightViolins:
+    model: str
+    seed: int
+    layers: tuple[LayerWeights, ...]  # in layer order
+
+
+def weighted_layer_names(layers: Sequence[s.Layer], state: Mapping[str, Any]) -> list[str]:
+    """The checkpoint's names of the layers that hold weights, in the model's layer order.
+
+    A safetensors file lists its tensors sorted by name (dense before conv2d_1), so the order
+    comes from the spec; the names are those of the checkpoint, `<name>.weight` in it.
+    """
+    named = [name for name in keras_layer_names(list(layers)) if f"{name}.weight" in state]
+    others = sorted(
+        key.removesuffix(".weight")
+        for key in state
+        if key.endswith(".weight") and key.removesuffix(".weight") not in named
+    )
+    return named + others
+
+
+def layer_weights(name: str, tensor: Any, *, max_points: int = VIOLIN_POINTS) -> LayerWeights:
+    """One layer's violin. The KDE is fitted on at most `max_points` values (a fixed random
+    subset, so a rebuilt report draws the same violin); quartiles, mean and std use them all."""
+    values = np.asarray(tensor, dtype=np.float64)
+    flat = values.ravel()
+    low, high = float(flat.min()), float(flat.max())
+    quartiles = tuple(float(q) for q in np.percentile(flat, [25, 50, 75]))
+    if high - low <= 1e-12 * max(1.0, abs(high)):  # all equal (an untrained gamma): no KDE
+        grid, density = np.array([low]), np.array([1.0])
+    else:
+        rng = np.random.default_rng(0)
+        sample = flat if flat.size <= max_points else rng.choice(flat, max_points, replace=False)
+        grid = np.linspace(low, high, VIOLIN_GRID)
+        density = gaussian_kde(sample)(grid)
+    kind = "kernel" if values.ndim >= 2 else "gamma"
+    return LayerWeights(
+        name, kind, values.shape, grid, density, quartiles, float(flat.mean()), float(flat.std())
+    )
+
+
+def weight_violins(
+    model: str, seed: int, layers: Sequence[s.Layer], state: Mapping[str, Any]
+) -> WeightViolins:
+    """A violin for every weighted layer of a trained model (its checkpoint's state dict)."""
+    names = weighted_layer_names(layers, state)
+    return WeightViolins(
+        model, seed, tuple(layer_weights(name, state[f"{name}.weight"]) for name in names)
+    )
+
+
+# -- the best model's errors -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ConfusionData:
+    """Counts of (true, predicted) classes, summed over a model's runs."""
+
+    model: str
+    counts: np.ndarray  # (classes, classes) int64, rows true, columns predicted
+    runs: int
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.counts) / max(1, self.counts.sum()))
+
+
+def confusion_counts(
+    model: str, labels: np.ndarray, predictions: Sequence[np.ndarray], classes: int
+) -> ConfusionData:
+    """The confusion matrix of every run's predictions against the same labels, summed."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    for predicted in predictions:
+        _check_same_images(labels, predicted)
+        np.add.at(counts, (labels, np.asarray(predicted, dtype=np.int64)), 1)
+    return ConfusionData(model, counts, len(predictions))
+
+
+def _check_same_images(labels: np.ndarray, predicted: np.ndarray) -> None:
+    if np.shape(predicted) != labels.shape:
+        raise ValueError(
+            f"predictions of shape {np.shape(predicted)} do not answer {labels.shape[0]} labels"
+        )
+
+
+@dataclass(frozen=True)
+class Misclassified:
+    index: int  # position in the test set
+    true: int
+    predicted: int  # the wrong class the runs chose most often
+    wrong_in: int  # how many of the runs got it wrong
+
+
+@dataclass(frozen=True)
+class MisclassifiedGrid:
+    model: str
+    items: tuple[Misclassified, ...]  # most often wrong first, then in test-set order
+    runs: int
+    total: int  # test images wrong in at least one run
+
+
+def misclassified_digits(
+    model: str,
+    labels: np.ndarray,
+    predictions: Sequence[np.ndarray],
+    *,
+    limit: int = MISCLASSIFIED_SHOWN,
+) -> MisclassifiedGrid:
+    """The test images a model gets wrong, those wrong in most of its runs first."""
+    labels = np.asarray(labels, dtype=np.int64)
+    stacked = (
+        np.stack([np.asarray(p, dtype=np.int64) for p in predictions]) if predictions else None
+    )
+    if stacked is None:
+        return MisclassifiedGrid(model, (), 0, 0)
+    for predicted in stacked:
+        _check_same_images(labels, predicted)
+    wrong = stacked != labels
+    counts = wrong.sum(axis=0)
+    order = sorted(np.flatnonzero(counts), key=lambda i: (-counts[i], i))
+    items = tuple(
+        Misclassified(int(i), int(labels[i]), _most_common(stacked[wrong[:, i], i]), int(counts[i]))
+        for i in order[:limit]
+    )
+    return MisclassifiedGrid(model, items, len(stacked), len(order))
+
+
+def _most_common(values: np.ndarray) -> int:
+    """The most frequent value, the smallest among equals (so the choice is repeatable)."""
+    tally = Counter(int(v) for v in values)
+    return min(tally, key=lambda v: (-tally[v], v))
+
+
+# -- drawing ----------------------------------------------------------------------------------
+
+
+def _palette(n: int) -> list[Any]:
+    return sns.color_palette("tab10" if n <= 10 else "husl", n)
+
+
+def _panel_grid(
+    n: int, *, width: float = 3.6, height: float = 2.7, columns: int = PANEL_COLUMNS
+) -> tuple[Figure, list[Any]]:
+    columns = min(columns, max(1, n))
+    rows = max(1, math.ceil(n / columns))
+    fig = Figure(figsize=(width * columns, height * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _draw_band(ax: Any, band: Band, color: Any, label: str, *, style: str = "-") -> None:
+    ax.plot(band.epochs, band.mean, style, color=color, label=label, marker=".")
+    if any(n > 1 for n in band.seeds):
+        ax.fill_between(band.epochs, band.low, band.high, color=color, alpha=0.2, linewidth=0)
+
+
+def draw_model_curves(curves: Sequence[ModelCurves]) -> Figure:
+    """One panel per model: train vs validation per epoch, the seeds' range as a band
+    (the notebook's `plt_dynamic`, in its colours: train red, validation blue)."""
+    fig, axes = _panel_grid(len(curves))
+    for ax, c in zip(axes, curves, strict=True):
+        _draw_band(ax, c.train, "tab:red", "train")
+        if c.validation is not None:
+            _draw_band(ax, c.validation, "tab:blue", "validation", style="--")
+        ax.set_title(c.model, fontsize=9)
+        _epoch_axis(ax, c.train.epochs)
+        ax.set_ylabel(_metric_label(c.metric))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def draw_validation_overview(curves: Sequence[ModelCurves]) -> Figure:
+    """Every model's validation curve (train where there is no validation) on one chart."""
+    fig = Figure(figsize=(8, 4.5), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for color, c in zip(_palette(len(curves)), curves, strict=True):
+        band = c.validation or c.train
+        _draw_band(ax, band, color, c.model if c.validation else f"{c.model} (train)")
+    metric = curves[0].metric if curves else "loss"
+    _epoch_axis(ax, tuple(e for c in curves for e in c.train.epochs))
+    ax.set_ylabel(f"validation {_metric_label(metric)}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=2 if len(curves) > 8 else 1)
+    return fig
+
+
+def _epoch_axis(ax: Any, epochs: Sequence[int]) -> None:
+    """Whole epochs only, from half an epoch before the first (one epoch is a lone point)."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+
+
+def _metric_label(metric: str) -> str:
+    return "categorical cross-entropy" if metric == "loss" else "accuracy"
+
+
+def draw_weight_violins(data: WeightViolins) -> Figure:
+    """One violin per weighted layer, each on its own scale (kernels differ by orders),
+    the quartiles as lines (seaborn's inner="quartile")."""
+    fig, axes = _panel_grid(len(data.layers), width=1.9, height=3.0, columns=VIOLIN_COLUMNS)
+    for ax, layer, color in zip(axes, data.layers, _palette(len(data.layers)), strict=True):
+        _draw_violin(ax, layer, color)
+    if axes:
+        axes[0].set_ylabel("trained weight")
+    fig.suptitle(f"{data.model} (seed {data.seed}): trained weights per layer", fontsize=10)
+    return fig
+
+
+def _draw_violin(ax: Any, layer: LayerWeights, color: Any) -> None:
+    half = 0.4 * layer.density / layer.density.max()
+    if layer.grid.size > 1:
+        ax.fill_betweenx(layer.grid, -half, half, color=color, alpha=0.75, linewidth=0.8)
+    else:  # every value equal: a flat line where they all are
+        ax.plot([-0.4, 0.4], [layer.grid[0]] * 2, color=color, linewidth=2)
+    for q, style in zip(layer.quartiles, (":", "--", ":"), strict=True):
+        width = float(np.interp(q, layer.grid, half)) if layer.grid.size > 1 else 0.4
+        ax.plot([-width, width], [q, q], style, color="black", linewidth=0.9)
+    ax.set_xlim(-0.5, 0.5)
+    ax.set_xticks([])
+    what = "" if layer.kind == "kernel" else " (gamma)"
+    ax.set_xlabel(f"{layer.layer}{what}\n{layer.count:,} weights", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
+def draw_pareto(fronts: Sequence[ParetoData]) -> Figure:
+    """Accuracy against each cost, the front joined by a step line and labelled."""
+    fig = Figure(figsize=(6.2 * max(1, len(fronts)), 4.6), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, max(1, len(fronts)), squeeze=False)[0]
+    for ax, data in zip(axes, fronts, strict=False):
+        _draw_one_pareto(ax, data)
+    return fig
+
+
+def _draw_one_pareto(ax: Any, data: ParetoData) -> None:
+    for p in data.points:
+        err = (
+            None if p.low is None else [[100 * (p.accuracy - p.low)], [100 * (p.high - p.accuracy)]]
+        )
+        color = "tab:red" if p.on_front else "tab:gray"
+        ax.errorbar(p.cost, 100 * p.accuracy, yerr=err, fmt="o", color=color, capsize=3)
+        ax.annotate(
+            p.model,
+            (p.cost, 100 * p.accuracy),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    front = data.front
+    if front:
+        ax.step(
+            [p.cost for p in front],
+            [100 * p.accuracy for p in front],
+            where="post",
+            color="tab:red",
+            alpha=0.6,
+            label="Pareto front",
+        )
+        ax.legend(fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PLAIN_NUMBER)
+    ax.xaxis.set_minor_formatter(PLAIN_NUMBER)
+    ax.set_xlabel(data.cost + " (log scale)")
+    ax.set_ylabel("test accuracy % (mean, 95 % CI)")
+
+
+def draw_confusion(data: ConfusionData) -> Figure:
+    fig = Figure(figsize=(6.4, 5.4), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    # Colour by log count: the diagonal's thousands would otherwise hide the errors.
+    sns.heatmap(
+        np.log10(data.counts + 1),
+        annot=data.counts,
+        fmt="d",
+        cbar=False,
+        ax=ax,
+        cmap="Blues",
+        annot_kws={"fontsize": 7},
+        square=True,
+    )
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    runs = f", summed over {data.runs} runs" if data.runs > 1 else ""
+    ax.set_title(f"{data.model}: confusion matrix{runs}", fontsize=10)
+    return fig
+
+
+def draw_misclassified(grid: MisclassifiedGrid, images: np.ndarray) -> Figure:
+    """The wrong test digits with true and predicted labels (and how many runs erred)."""
+    n = max(1, len(grid.items))
+    columns = min(10, n)
+    rows = math.ceil(n / columns)
+    fig = Figure(figsize=(1.25 * columns, 1.45 * rows + 0.5), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, item in zip(axes, grid.items, strict=False):
+        ax.imshow(_as_2d(images[item.index]), cmap="gray_r", interpolation="nearest")
+        runs = f" ({item.wrong_in}/{grid.runs})" if grid.runs > 1 else ""
+        ax.set_title(f"true {item.true}, pred {item.predicted}{runs}", fontsize=7)
+    wrong = (
+        "misclassified" if grid.runs == 1 else f"misclassified in at least one of {grid.runs} runs"
+    )
+    fig.suptitle(
+        f"{grid.model}: {grid.total:,} test images {wrong}; {len(grid.items)} shown, "
+        "the most often wrong first",
+        fontsize=10,
+    )
+    return fig
+
+
+def _as_2d(image: np.ndarray) -> np.ndarray:
+    """(H, W, 1) or (H, W) grey, (H, W, 3) colour: what imshow takes."""
+    return image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlotFile:
+    """A drawn plot: where its PNG and SVG are, and what it shows (for the report)."""
+
+    stem: str
+    title: str
+    png: Path
+    svg: Path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a model name ('seed/model-1' -> 'seed-model-1')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
+
+
+def save_figure(fig: Figure, directory: Path, stem: str, title: str) -> PlotFile:
+    """Write `fig` as DIR/STEM.png and DIR/STEM.svg (the figure is then dropped)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    png, svg = directory / f"{stem}.png", directory / f"{stem}.svg"
+    fig.savefig(png, format="png")
+    # A fixed hash salt and no date make the SVG repeatable, so rebuilt reports diff cleanly.
+    with matplotlib.rc_context({"svg.hashsalt": "cnnlab"}):
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    return PlotFile(stem, title, png, svg)

@@ -1,0 +1,170 @@
+"""Each plot's data from a pure function, checked by hand; then drawn and saved as PNG and SVG."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import trapezoid
+
+from cnnlab import plots
+from cnnlab.build import build_model
+from cnnlab.spec import load_model
+from cnnlab.stats import mean_ci
+from test_table import epoch, record
+
+# -- learning curves ---------------------------------------------------------------------------
+
+
+def test_a_band_is_the_mean_and_range_over_the_runs_that_reached_each_epoch():
+    band = plots.metric_band([{1: 0.5, 2: 0.3}, {1: 0.7, 2: 0.1, 3: 0.05}, {1: math.nan}])
+    assert band.epochs == (1, 2, 3)
+    assert band.mean == pytest.approx((0.6, 0.2, 0.05))
+    assert band.low == pytest.approx((0.5, 0.1, 0.05))
+    assert band.high == pytest.approx((0.7, 0.3, 0.05))
+    assert band.seeds == (2, 2, 1)  # the NaN of a diverging run is left out
+
+
+def test_model_curves_use_finished_and_running_runs_not_failed_ones():
+    runs = [
+        record("m", 0, spec="seed/model-1", epochs=(epoch(1, loss=0.4), epoch(2, loss=0.2))),
+        record("m", 1, spec="seed/model-1", status="running", epochs=(epoch(1, loss=0.6),)),
+        record("m", 2, spec="seed/model-1", status="diverged", epochs=(epoch(1, loss=9.0),)),
+        record("other", 0, spec="seed/model-1", epochs=(epoch(1, loss=5.0),)),
+    ]
+    curves = plots.model_curves("m", runs, "loss")
+    assert curves.train.epochs == (1, 2)
+    assert curves.train.mean == pytest.approx((0.5, 0.2))
+    assert curves.validation is not None and curves.validation.mean == pytest.approx((0.08, 0.08))
+
+
+def test_runs_without_validation_have_no_validation_curve():
+    runs = [
+        record("m", 0, spec="seed/model-1", epochs=(epoch(1, val_loss=None, val_accuracy=None),))
+    ]
+    assert plots.model_curves("m", runs, "accuracy").validation is None
+    with pytest.raises(ValueError, match="metric must be"):
+        plots.model_curves("m", runs, "f1")
+
+
+# -- Pareto front --------------------------------------------------------------------------------
+
+
+def test_the_pareto_front_holds_the_models_no_other_beats_on_cost_and_accuracy():
+    models = [
+        ("small", 1_000, mean_ci([0.95])),
+        ("mid", 10_000, mean_ci([0.99])),
+        ("big-worse", 50_000, mean_ci([0.98])),  # dearer than mid and less accurate
+        ("big-best", 100_000, mean_ci([0.995])),
+        ("same-as-mid", 10_000, mean_ci([0.99])),  # a tie dominates neither
+        ("unknown cost", None, mean_ci([0.999])),
+    ]
+    data = plots.pareto_front("parameters", models)
+    assert [p.model for p in data.front] == ["small", "mid", "same-as-mid", "big-best"]
+    assert {p.model for p in data.points} == {m for m, c, _ in models if c is not None}
+
+
+# -- trained weights -----------------------------------------------------------------------------
+
+
+def test_weighted_layers_are_named_as_in_the_checkpoint_in_layer_order():
+    spec = load_model("seed/model-10")  # convolutions with batch normalization between them
+    state = build_model(spec, (28, 28, 1), 10).state_dict()
+    sorted_state = dict(sorted(state.items()))  # safetensors files list tensors by name
+    names = plots.weighted_layer_names(spec.layers, sorted_state)
+    assert names[:4] == ["conv2d", "conv2d_1", "batch_normalization", "conv2d_2"]
+    assert names[-2:] == ["dense", "dense_1"]
+    assert len(names) == 7 + 5 + 2  # 7 Conv2D, 5 BatchNormalization, 2 Dense
+
+
+def test_a_violin_is_a_density_over_the_weights_range_with_their_quartiles():
+    values = np.random.default_rng(1).normal(0.0, 0.05, size=(64, 32, 3, 3))
+    layer = plots.layer_weights("conv2d_1", values)
+    assert (layer.kind, layer.shape, layer.count) == ("kernel", (64, 32, 3, 3), 18_432)
+    assert layer.grid[0] == values.min() and layer.grid[-1] == values.max()
+    assert trapezoid(layer.density, layer.grid) == pytest.approx(1.0, abs=0.02)
+    assert layer.quartiles == pytest.approx(tuple(np.percentile(values, [25, 50, 75])))
+    assert layer.std == pytest.approx(values.std())
+
+
+def test_a_layer_of_equal_weights_is_a_single_value_not_a_failed_kde():
+    layer = plots.layer_weights("batch_normalization", np.ones(42))
+    assert layer.kind == "gamma"
+    assert layer.grid.tolist() == [1.0] and layer.quartiles == (1.0, 1.0, 1.0)
+
+
+def test_violins_of_a_real_model_cover_every_weighted_layer():
+    spec = load_model("seed/model-1")
+    state = {k: v.numpy() for k, v in build_model(spec, (28, 28, 1), 10).state_dict().items()}
+    violins = plots.weight_violins(spec.name, 0, spec.layers, state)
+    assert [layer.layer for layer in violins.layers] == [
+        "conv2d",
+        "conv2d_1",
+        "conv2d_2",
+        "dense",
+        "dense_1",
+    ]
+    assert sum(layer.count for layer in violins.layers) == 79_454 - (32 + 64 + 84 + 128 + 10)
+    fig = plots.draw_weight_violins(violins)
+    labels = [ax.get_xlabel().split("\n")[0] for ax in fig.axes if ax.get_visible()]
+    assert labels == ["conv2d", "conv2d_1", "conv2d_2", "dense", "dense_1"]
+
+
+# -- the best model's errors ------------------------------------------------------------------
+
+
+def test_confusion_counts_sum_every_runs_true_predicted_pairs():
+    labels = np.array([0, 1, 2, 2])
+    data = plots.confusion_counts("m", labels, [np.array([0, 1, 2, 1]), np.array([0, 2, 2, 2])], 3)
+    assert data.counts.tolist() == [[2, 0, 0], [0, 1, 1], [0, 1, 3]]
+    assert data.accuracy == pytest.approx(6 / 8) and data.runs == 2
+    with pytest.raises(ValueError, match="do not answer 4 labels"):
+        plots.confusion_counts("m", labels, [np.array([0, 1])], 3)
+
+
+def test_misclassified_digits_come_most_often_wrong_first_with_the_commonest_wrong_class():
+    labels = np.array([3, 5, 7, 1, 0])
+    runs = [np.array([3, 6, 1, 1, 9]), np.array([3, 6, 7, 1, 8]), np.array([3, 8, 7, 1, 8])]
+    grid = plots.misclassified_digits("m", labels, runs, limit=2)
+    assert [(i.index, i.true, i.predicted, i.wrong_in) for i in grid.items] == [
+        (1, 5, 6, 3),
+        (4, 0, 8, 3),
+    ]
+    assert (grid.total, grid.runs) == (3, 3)  # image 2 is wrong once, cut by the limit
+
+
+# -- drawing and saving -------------------------------------------------------------------------
+
+
+def test_every_plot_draws_and_saves_as_png_and_svg(tmp_path):
+    runs = [
+        record(f"seed/model-{k}", s, accuracy=0.9 + k / 100 + s / 1000)
+        for k in (1, 2)
+        for s in (0, 1)
+    ]
+    curves = plots.curves_by_model(runs, ["seed/model-1", "seed/model-2"], "loss")
+    pareto = plots.pareto_front(
+        "parameters", [("a", 10, mean_ci([0.9, 0.91])), ("b", 20, mean_ci([0.95]))]
+    )
+    labels = np.arange(20) % 10
+    confusion = plots.confusion_counts("a", labels, [np.roll(labels, 1)], 10)
+    digits = plots.misclassified_digits("a", labels, [np.roll(labels, 1)])
+    images = np.zeros((20, 28, 28, 1), dtype=np.uint8)
+    figures = {
+        "curves": plots.draw_model_curves(curves),
+        "overview": plots.draw_validation_overview(curves),
+        "pareto": plots.draw_pareto([pareto]),
+        "confusion": plots.draw_confusion(confusion),
+        "digits": plots.draw_misclassified(digits, images),
+    }
+    for stem, fig in figures.items():
+        saved = plots.save_figure(fig, tmp_path / "plots", stem, stem)
+        assert saved.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in saved.svg.read_bytes()[:1000]
+
+
+def test_plot_file_names_are_safe_for_any_model_name():
+    assert plots.slug("seed/model-1") == "seed-model-1"
+    assert plots.slug("<script>alert(1)</script>") == "script-alert-1-script"
+    assert plots.slug("///") == "model"
