@@ -168,3 +168,10 @@ def test_plot_file_names_are_safe_for_any_model_name():
     assert plots.slug("seed/model-1") == "seed-model-1"
     assert plots.slug("<script>alert(1)</script>") == "script-alert-1-script"
     assert plots.slug("///") == "model"
+
+
+def test_model_names_are_drawn_as_plain_text_never_as_tex(tmp_path):
+    name = r"$\frac{$ 50% & <b>"  # would stop matplotlib's mathtext parser
+    curves = plots.curves_by_model([record(name, 0, spec="seed/model-1")], [name], "loss")
+    saved = plots.save_figure(plots.draw_model_curves(curves), tmp_path, "tex", "tex")
+    assert saved.png.stat().st_size > 0

@@ -8,13 +8,17 @@ Agg), never through pyplot: no global state, no window, safe in threads and on s
 
 from __future__ import annotations
 
+import functools
+import io
 import math
+import os
 import re
+import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import matplotlib
 import numpy as np
@@ -28,6 +32,7 @@ from cnnlab.shapes import keras_layer_names
 from cnnlab.stats import MeanCI
 from cnnlab.store import RunRecord
 
+P = ParamSpec("P")
 CURVE_STATUSES = ("done", "running", "pending")  # failed/diverged runs would drown the band
 VIOLIN_POINTS = 20_000  # a KDE of 20k draws looks like the full layer's and takes milliseconds
 VIOLIN_GRID = 128  # points the density is evaluated at: smooth at the drawn size
@@ -312,6 +317,19 @@ def _most_common(values: np.ndarray) -> int:
 # -- drawing ----------------------------------------------------------------------------------
 
 
+def plain_text(draw: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Draw with every label taken as plain text: a model named "$\\frac{$" must not reach
+    matplotlib's mathtext parser, which would stop the report. Labels read the setting when
+    they are made, so the whole drawing runs under it."""
+
+    @functools.wraps(draw)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
+
+
 def _palette(n: int) -> list[Any]:
     return sns.color_palette("tab10" if n <= 10 else "husl", n)
 
@@ -334,6 +352,7 @@ def _draw_band(ax: Any, band: Band, color: Any, label: str, *, style: str = "-")
         ax.fill_between(band.epochs, band.low, band.high, color=color, alpha=0.2, linewidth=0)
 
 
+@plain_text
 def draw_model_curves(curves: Sequence[ModelCurves]) -> Figure:
     """One panel per model: train vs validation per epoch, the seeds' range as a band
     (the notebook's `plt_dynamic`, in its colours: train red, validation blue)."""
@@ -350,6 +369,7 @@ def draw_model_curves(curves: Sequence[ModelCurves]) -> Figure:
     return fig
 
 
+@plain_text
 def draw_validation_overview(curves: Sequence[ModelCurves]) -> Figure:
     """Every model's validation curve (train where there is no validation) on one chart."""
     fig = Figure(figsize=(8, 4.5), dpi=DPI, layout="constrained")
@@ -377,6 +397,7 @@ def _metric_label(metric: str) -> str:
     return "categorical cross-entropy" if metric == "loss" else "accuracy"
 
 
+@plain_text
 def draw_weight_violins(data: WeightViolins) -> Figure:
     """One violin per weighted layer, each on its own scale (kernels differ by orders),
     the quartiles as lines (seaborn's inner="quartile")."""
@@ -405,6 +426,7 @@ def _draw_violin(ax: Any, layer: LayerWeights, color: Any) -> None:
     ax.tick_params(labelsize=7)
 
 
+@plain_text
 def draw_pareto(fronts: Sequence[ParetoData]) -> Figure:
     """Accuracy against each cost, the front joined by a step line and labelled."""
     fig = Figure(figsize=(6.2 * max(1, len(fronts)), 4.6), dpi=DPI, layout="constrained")
@@ -446,6 +468,7 @@ def _draw_one_pareto(ax: Any, data: ParetoData) -> None:
     ax.set_ylabel("test accuracy % (mean, 95 % CI)")
 
 
+@plain_text
 def draw_confusion(data: ConfusionData) -> Figure:
     fig = Figure(figsize=(6.4, 5.4), dpi=DPI, layout="constrained")
     ax = fig.subplots()
@@ -467,6 +490,7 @@ def draw_confusion(data: ConfusionData) -> Figure:
     return fig
 
 
+@plain_text
 def draw_misclassified(grid: MisclassifiedGrid, images: np.ndarray) -> Figure:
     """The wrong test digits with true and predicted labels (and how many runs erred)."""
     n = max(1, len(grid.items))
@@ -501,12 +525,14 @@ def _as_2d(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PlotFile:
-    """A drawn plot: where its PNG and SVG are, and what it shows (for the report)."""
+    """A drawn plot: where its PNG and SVG are, what it shows, and the PNG itself (the report
+    embeds these bytes, not the file, which another process may be rewriting)."""
 
     stem: str
     title: str
     png: Path
     svg: Path
+    png_bytes: bytes = field(repr=False)
 
 
 def slug(text: str) -> str:
@@ -515,11 +541,27 @@ def slug(text: str) -> str:
 
 
 def save_figure(fig: Figure, directory: Path, stem: str, title: str) -> PlotFile:
-    """Write `fig` as DIR/STEM.png and DIR/STEM.svg (the figure is then dropped)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    png, svg = directory / f"{stem}.png", directory / f"{stem}.svg"
-    fig.savefig(png, format="png")
+    """Write `fig` as DIR/STEM.png and DIR/STEM.svg, each whole or not at all."""
+    png_bytes = render(fig, "png")
+    write_atomic(directory / f"{stem}.png", png_bytes)
+    write_atomic(directory / f"{stem}.svg", render(fig, "svg"))
+    return PlotFile(stem, title, directory / f"{stem}.png", directory / f"{stem}.svg", png_bytes)
+
+
+def render(fig: Figure, file_format: str) -> bytes:
+    buffer = io.BytesIO()
     # A fixed hash salt and no date make the SVG repeatable, so rebuilt reports diff cleanly.
     with matplotlib.rc_context({"svg.hashsalt": "cnnlab"}):
-        fig.savefig(svg, format="svg", metadata={"Date": None})
-    return PlotFile(stem, title, png, svg)
+        metadata = {"Date": None} if file_format == "svg" else None
+        fig.savefig(buffer, format=file_format, metadata=metadata)
+    return buffer.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write through a temporary file and a rename, so a reader (or a second `cnnlab report`
+    of the same study) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return path

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab import study
+from cnnlab import report, study
 from cnnlab.store import FINAL_STATUSES, RunRecord
 
 
@@ -52,6 +52,7 @@ def run_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON at the end."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip building the HTML report."),
 ) -> None:
     """Train every run of STUDY (models x seeds) that is not finished; resumable."""
     with _notes_on_stderr(), _sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
@@ -76,6 +77,10 @@ def run_command(
         typer.echo(json.dumps([study.run_row(run) for run in outcome.runs], indent=2))
     else:
         print_outcome(outcome)
+    page = report.report_path(outcome.directory)
+    if not no_report and not (outcome.nothing_to_do and page.is_file()):
+        page = report.build_report(outcome.directory, data_dir=data_dir)
+        typer.echo(f"report: {page}", err=as_json)
     if any(run.status == "failed" for run in outcome.runs):
         raise typer.Exit(1)
 

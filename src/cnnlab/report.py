@@ -1,0 +1,659 @@
+"""The study report: one self-contained HTML page with the table, conclusions and every plot.
+
+`build_report(directory)` reads a study's store (finished or not; it never trains), computes
+the results table and the statistics, draws the plots and writes `DIR/report/report.html`.
+The page needs nothing else: images are inline data URIs, styles inline, no script, and a
+Content-Security-Policy forbids every fetch, so it opens offline in any browser and a model
+named `<script>` stays text. Beside it: the plots as PNG and SVG, the table as Markdown, CSV
+and JSON, and the conclusions as Markdown.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import platform
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file
+
+import cnnlab
+from cnnlab import conclusions as concl
+from cnnlab import plots, table
+from cnnlab.data import load_dataset
+from cnnlab.errors import CnnlabError
+from cnnlab.spec import model_to_toml
+from cnnlab.store import (
+    FINAL_STATUSES,
+    RunRecord,
+    Store,
+    StudyInfo,
+    labels_hash,
+    sqlite_path,
+)
+from cnnlab.study import count_statuses, open_existing_store
+
+REPORT_DIRNAME = "report"
+REPORT_FILENAME = "report.html"
+PLOTS_DIRNAME = "plots"
+# The page may show inline styles and data: images and fetch nothing else (no CDN, no fonts).
+CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CHECKPOINT_MODEL_PREFIX = "model/"  # cnnlab.checkpoint stores the model's tensors under it
+
+__all__ = [
+    "StudyResults",
+    "build_report",
+    "gather_evidence",
+    "read_study",
+    "render_html",
+    "report_path",
+    "study_table",
+]
+
+
+# -- reading a study ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class StudyResults:
+    """What the report reads from a study directory, gathered once."""
+
+    name: str
+    directory: Path
+    settings: dict[str, Any]  # as `cnnlab run` recorded them: models, seeds, dataset, training
+    runs: tuple[RunRecord, ...]  # the latest expansion's, in plan order
+    other_runs: int  # stored runs of earlier specs or settings, not reported
+    test_labels: np.ndarray | None  # None when the dataset could not be loaded
+    test_images: np.ndarray | None
+    predictions: dict[str, np.ndarray]  # run key -> predicted classes (only pairable ones)
+    notes: tuple[str, ...]  # what could not be read, in words
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(self.settings.get("models", ()))
+
+    @property
+    def dataset_name(self) -> str:
+        return dataset_source(self.settings, self.runs)
+
+    @property
+    def complete(self) -> bool:
+        return all(run.status in FINAL_STATUSES for run in self.runs)
+
+
+def read_study(directory: str | Path, *, data_dir: str | Path | None = None) -> StudyResults:
+    """The study in `directory` (or studies/<name>) with its test set, for the report."""
+    with open_existing_store(directory) as store:
+        info, runs, stored = latest_runs(store)
+        predicted = {run.key: store.get_predictions(run.key) for run in runs}
+        where = sqlite_path(store.url).absolute().parent
+    settings = dict(info.settings) if info else {}
+    labels, images, notes = load_test_set(dataset_source(settings, runs), data_dir)
+    pairable, dropped = pairable_predictions(predicted, labels)
+    return StudyResults(
+        name=info.name if info else where.name,
+        directory=where,
+        settings=settings,
+        runs=runs,
+        other_runs=stored - len(runs),
+        test_labels=labels,
+        test_images=images,
+        predictions=pairable,
+        notes=notes + dropped,
+    )
+
+
+def study_table(directory: str | Path) -> table.ResultsTable:
+    """The results table of the study in `directory`, straight from its store."""
+    with open_existing_store(directory) as store:
+        info, runs, _ = latest_runs(store)
+    return table.build_results_table(runs, order=info.settings.get("models", ()) if info else ())
+
+
+def latest_runs(store: Store) -> tuple[StudyInfo | None, tuple[RunRecord, ...], int]:
+    """The study's info, the runs of its latest expansion in plan order, and how many runs
+    the store holds in all (earlier specs and settings included)."""
+    info = store.get_study()
+    stored = store.list_runs()
+    keys = (info.settings.get("keys") if info else None) or [run.key for run in stored]
+    by_key = {run.key: run for run in stored}
+    return info, tuple(by_key[key] for key in keys if key in by_key), len(stored)
+
+
+def dataset_source(settings: dict[str, Any], runs: Sequence[RunRecord]) -> str:
+    """The dataset as the study named it ("mnist"): its identity without the content hash."""
+    identity = settings.get("dataset") or (runs[0].dataset if runs else "")
+    return str(identity).split("@", 1)[0]
+
+
+def load_test_set(
+    source: str, data_dir: str | Path | None
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
+    """The test labels and images, or None and a note saying why the report goes without.
+
+    Offline: a report is built from what is on disk and never downloads a dataset.
+    """
+    if not source:
+        return None, None, ("the study names no dataset: no confusion matrix or digits",)
+    try:
+        data = load_dataset(source, data_dir=data_dir, offline=True)
+    except CnnlabError as error:
+        note = f"the test set could not be loaded ({error}); pass --data-dir to draw the "
+        note += "confusion matrix and misclassified digits and to pair the models' predictions"
+        return None, None, (note,)
+    return data.test_labels, data.test_images, ()
+
+
+def pairable_predictions(
+    predicted: dict[str, Any], labels: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """The predictions that answer these test labels (same hash); notes for the others."""
+    if labels is None:
+        return {}, ()
+    expected = labels_hash(labels)
+    kept = {k: p.predicted for k, p in predicted.items() if p and p.test_labels_hash == expected}
+    other = sum(1 for p in predicted.values() if p and p.test_labels_hash != expected)
+    note = f"{other} runs' predictions answer another test set than the one loaded; left out"
+    return kept, ((note,) if other else ())
+
+
+# -- the statistics' input ----------------------------------------------------------------------
+
+
+def gather_evidence(results: StudyResults, results_table: table.ResultsTable) -> concl.Evidence:
+    """Each model's finished runs as the statistics take them (a pure function)."""
+    models = tuple(
+        model_evidence(row, [run for run in results.runs if run.model == row.model], results)
+        for row in results_table.rows
+    )
+    return concl.Evidence(
+        models=models,
+        n_images=test_set_size(results),
+        training=results.runs[0].training if results.runs else {},
+        dataset=results.dataset_name,
+        notes=results.notes,
+    )
+
+
+def model_evidence(
+    row: table.ModelRow, runs: Sequence[RunRecord], results: StudyResults
+) -> concl.ModelEvidence:
+    done = [run for run in runs if run.status == "done" and run.test is not None]
+    done = [run for run in done if np.isfinite(run.test.accuracy)]  # type: ignore[union-attr]
+    return concl.ModelEvidence(
+        name=row.model,
+        accuracies=tuple(run.test.accuracy for run in done),  # type: ignore[union-attr]
+        correct=correctness(done, results),
+        params=row.params,
+        seconds_per_epoch=row.seconds_per_epoch,
+        factors=table.stored_spec(runs[0].spec).factors,
+        failed=row.failed,
+        diverged=row.diverged,
+        unfinished=row.unfinished,
+        reported_accuracy=row.reported_accuracy,
+    )
+
+
+def correctness(done: Sequence[RunRecord], results: StudyResults) -> np.ndarray | None:
+    """(runs, images) bool: which test images each finished run got right; None unless every
+    run has predictions on the loaded test set (paired tests need them all)."""
+    labels = results.test_labels
+    if not done or labels is None or any(run.key not in results.predictions for run in done):
+        return None
+    return np.stack([results.predictions[run.key] == labels for run in done])
+
+
+def test_set_size(results: StudyResults) -> int | None:
+    if results.test_labels is not None:
+        return len(results.test_labels)
+    return next((len(p) for p in results.predictions.values()), None)
+
+
+# -- plots ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlotSection:
+    title: str
+    intro: str
+    files: tuple[plots.PlotFile, ...]
+
+
+def draw_plots(
+    results: StudyResults,
+    results_table: table.ResultsTable,
+    best: str | None,
+    directory: Path,
+) -> tuple[PlotSection, ...]:
+    """Every plot of the report, written as PNG and SVG into `directory`."""
+    models = [row.model for row in results_table.rows]
+    sections = [
+        curve_section(results.runs, models, directory),
+        cost_section(results_table, directory),
+        weight_section(results, models, directory),
+        errors_section(results, best, directory),
+    ]
+    return tuple(section for section in sections if section.files)
+
+
+def curve_section(runs: Sequence[RunRecord], models: list[str], directory: Path) -> PlotSection:
+    files = []
+    for metric in ("loss", "accuracy"):
+        curves = plots.curves_by_model(runs, models, metric)
+        if not any(c.train.epochs for c in curves):
+            continue
+        files.append(
+            plots.save_figure(
+                plots.draw_model_curves(curves),
+                directory,
+                f"curves-{metric}",
+                f"Train and validation {metric} per epoch, each model (band: the seeds' range)",
+            )
+        )
+        files.append(
+            plots.save_figure(
+                plots.draw_validation_overview(curves),
+                directory,
+                f"validation-{metric}",
+                f"Validation {metric} of every model on one chart",
+            )
+        )
+    intro = "The notebook's plt_dynamic, per model: mean over seeds, the band spans min to max."
+    return PlotSection("Learning curves", intro, tuple(files))
+
+
+def cost_section(results_table: table.ResultsTable, directory: Path) -> PlotSection:
+    fronts = [
+        plots.pareto_front(
+            cost, [(row.model, value(row), row.accuracy) for row in results_table.rows]
+        )
+        for cost, value in (
+            ("parameters", lambda row: row.params),
+            ("seconds per epoch", lambda row: row.seconds_per_epoch),
+        )
+    ]
+    fronts = [front for front in fronts if front.points]
+    if not fronts:
+        return PlotSection("Accuracy against cost", "", ())
+    title = "Test accuracy against parameters and time; red: the Pareto front"
+    drawn = plots.save_figure(plots.draw_pareto(fronts), directory, "pareto", title)
+    intro = "A model is on the front when no other is both cheaper and more accurate."
+    return PlotSection("Accuracy against cost", intro, (drawn,))
+
+
+def weight_section(results: StudyResults, models: list[str], directory: Path) -> PlotSection:
+    files, unread = [], []
+    for model in models:
+        violins = model_violins(results, model)
+        if violins is None or not violins.layers:
+            unread.append(model)
+            continue
+        title = f"{model}: trained weights of every weighted layer (seed {violins.seed})"
+        stem = f"weights-{plots.slug(model)}"
+        files.append(plots.save_figure(plots.draw_weight_violins(violins), directory, stem, title))
+    intro = (
+        "Each weighted layer under its name in the checkpoint (conv2d, conv2d_1, ..., dense_1; "
+        "batch normalization: its scale gamma), from the first finished seed's last checkpoint."
+    )
+    if unread:
+        intro += f" No finished run with a readable checkpoint: {', '.join(unread)}."
+    return PlotSection("Trained weights", intro, tuple(files))
+
+
+def model_violins(results: StudyResults, model: str) -> plots.WeightViolins | None:
+    """The violins of the model's first finished run whose checkpoint can be read."""
+    for run in sorted(results.runs, key=lambda r: r.seed):
+        if run.model != model or run.status != "done" or not run.checkpoint:
+            continue
+        state = read_weights(results.directory / run.checkpoint)
+        if state is not None:
+            layers = table.stored_spec(run.spec).layers
+            return plots.weight_violins(model, run.seed, layers, state)
+    return None
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray] | None:
+    """A checkpoint's model tensors by layer parameter name; None if it cannot be read."""
+    try:
+        tensors = load_file(str(path))
+    except (OSError, ValueError, RuntimeError):  # removed, truncated or not safetensors
+        return None
+    size = len(CHECKPOINT_MODEL_PREFIX)
+    return {k[size:]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
+
+
+def errors_section(results: StudyResults, best: str | None, directory: Path) -> PlotSection:
+    """The best model's confusion matrix and misclassified digits, over all its runs."""
+    labels, images = results.test_labels, results.test_images
+    keys = [run.key for run in results.runs if run.model == best and run.status == "done"]
+    predicted = [results.predictions[key] for key in keys if key in results.predictions]
+    if best is None or labels is None or images is None or not predicted:
+        return PlotSection("The best model's errors", "", ())
+    classes = int(max(labels.max(), max(p.max() for p in predicted))) + 1
+    confusion = plots.confusion_counts(best, labels, predicted, classes)
+    grid = plots.misclassified_digits(best, labels, predicted)
+    files = (
+        plots.save_figure(
+            plots.draw_confusion(confusion), directory, "confusion", f"{best}: confusion matrix"
+        ),
+        plots.save_figure(
+            plots.draw_misclassified(grid, images),
+            directory,
+            "misclassified",
+            f"{best}: misclassified test digits, true and predicted class",
+        ),
+    )
+    intro = f"{best} has the highest mean test accuracy; its errors on the test set."
+    return PlotSection("The best model's errors", intro, files)
+
+
+# -- the page -------------------------------------------------------------------------------------
+
+
+def build_report(directory: str | Path, *, data_dir: str | Path | None = None) -> Path:
+    """Build the study's report from its store (never training); returns the HTML file's path.
+
+    Works for an unfinished study too: it reports what has finished and lists what is
+    missing. `data_dir` is where the dataset's files are (for the test images and labels).
+    """
+    results = read_study(directory, data_dir=data_dir)
+    out = results.directory / REPORT_DIRNAME
+    results_table = table.build_results_table(results.runs, order=results.order)
+    found = concl.write_conclusions(gather_evidence(results, results_table))
+    best = found.best.best if found.best else None
+    sections = draw_plots(results, results_table, best, out / PLOTS_DIRNAME)
+    exports = write_exports(results_table, found, out)
+    page = render_html(results, results_table, found, sections, exports)
+    return plots.write_atomic(report_path(results.directory), page.encode())
+
+
+def report_path(directory: str | Path) -> Path:
+    """Where `build_report` puts the page of the study in `directory`."""
+    return Path(directory) / REPORT_DIRNAME / REPORT_FILENAME
+
+
+def write_exports(
+    results_table: table.ResultsTable, found: concl.Conclusions, directory: Path
+) -> dict[str, str]:
+    """The table as Markdown, CSV and JSON, the conclusions as Markdown: name -> text."""
+    exports = {
+        "results.md": table.to_markdown(results_table),
+        "results.csv": table.to_csv(results_table),
+        "results.json": table.to_json(results_table),
+        "conclusions.md": concl.to_markdown(found),
+    }
+    for name, text in exports.items():
+        plots.write_atomic(directory / name, text.encode())
+    return exports
+
+
+def esc(value: object) -> str:
+    """Any text from a store or spec file, made inert in HTML (quotes too, for attributes)."""
+    return html.escape(str(value), quote=True)
+
+
+def render_html(
+    results: StudyResults,
+    results_table: table.ResultsTable,
+    found: concl.Conclusions,
+    sections: Sequence[PlotSection],
+    exports: dict[str, str],
+) -> str:
+    """The whole page as one string (a pure function of what the report computed)."""
+    body = [
+        header_html(results),
+        section("Results", results_table_html(results_table) + exports_html(exports), "results"),
+        section("Conclusions", conclusions_html(found), "conclusions"),
+        missing_html(results),
+        failed_html(results.runs),
+        *(plot_section_html(s) for s in sections),
+        section("Study settings", settings_html(results), "settings"),
+        section("Environment", environment_html(results.runs), "environment"),
+    ]
+    return PAGE.format(
+        csp=esc(CONTENT_SECURITY_POLICY),
+        title=esc(f"cnnlab report: {results.name}"),
+        style=STYLE,
+        body="\n".join(part for part in body if part),
+    )
+
+
+def section(title: str, content: str, anchor: str) -> str:
+    return f'<section id="{anchor}">\n<h2>{esc(title)}</h2>\n{content}\n</section>'
+
+
+def header_html(results: StudyResults) -> str:
+    counts = count_statuses(results.runs)
+    state = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "no runs"
+    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    lines = [
+        f"<h1>cnnlab report: {esc(results.name)}</h1>",
+        f"<p class=lead>{esc(results.settings.get('description', ''))}</p>",
+        f"<p>{len(results.runs)} runs: {esc(state)}. Built {esc(when)} by cnnlab "
+        f"{esc(cnnlab.__version__)} from <code>{esc(results.directory)}</code>.</p>",
+    ]
+    if not results.complete:
+        lines.append(
+            "<p class=warn>This study is unfinished: the figures below cover the runs that "
+            'have finished (see <a href="#missing">what is missing</a>).</p>'
+        )
+    if results.other_runs:
+        lines.append(
+            f"<p>{results.other_runs} stored runs of earlier specs or settings are not part "
+            "of this report (<code>cnnlab runs --all</code> lists them).</p>"
+        )
+    return "<header>\n" + "\n".join(lines) + "\n</header>"
+
+
+def results_table_html(results_table: table.ResultsTable) -> str:
+    headers, rows = table.display_rows(results_table)
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in cells) + "</tr>" for cells in rows
+    )
+    notes = (
+        "<p class=note>Test accuracy and loss: mean ± standard deviation over each model's "
+        "finished runs (seeds); 95 % CI: Student-t interval of the mean over seeds (none for "
+        "one run). MFLOPs: forward FLOPs per image in millions (a multiply-add counts 2). s/epoch: "
+        "wall time of an epoch, training and validation."
+        + (
+            " Reported: the figures the notebook printed for the model (its Test accuracy / "
+            "Test loss lines)."
+            if results_table.has_reported
+            else ""
+        )
+        + "</p>"
+    )
+    return f"<table class=results>\n<tr>{head}</tr>\n{body}\n</table>\n{notes}"
+
+
+def exports_html(exports: dict[str, str]) -> str:
+    """Download links that carry their file inline (data: URIs), so the page stays one file."""
+    kinds = {".md": "text/markdown", ".csv": "text/csv", ".json": "application/json"}
+    links = []
+    for name, text in exports.items():
+        kind = kinds[Path(name).suffix]
+        data = base64.b64encode(text.encode()).decode("ascii")
+        links.append(f'<a download="{esc(name)}" href="data:{kind};base64,{data}">{esc(name)}</a>')
+    return "<p class=note>Download: " + " · ".join(links) + "</p>"
+
+
+def conclusions_html(found: concl.Conclusions) -> str:
+    parts = ["<ul>" + "".join(f"<li>{esc(f.text)}</li>" for f in found.findings) + "</ul>"]
+    if found.caveats:
+        items = "".join(f"<li>{esc(c)}</li>" for c in found.caveats)
+        parts.append(f"<div class=caveats><h3>Caveats</h3><ul>{items}</ul></div>")
+    if found.notebook:
+        parts.append(notebook_html(found.notebook))
+    return "\n".join(parts)
+
+
+def notebook_html(points: Sequence[concl.NotebookPoint]) -> str:
+    rows = "\n".join(
+        f"<tr><td>{p.number}</td><td><blockquote>{esc(p.quote)}</blockquote></td>"
+        f"<td class='verdict {esc(p.verdict.replace(' ', '-'))}'>{esc(p.verdict)}</td>"
+        f"<td>{esc(p.text)}</td></tr>"
+        for p in points
+    )
+    return (
+        "<h3>Against the notebook's own conclusions</h3>\n<table class=notebook>"
+        "<tr><th>#</th><th>the notebook said</th><th>verdict</th><th>what this study shows</th>"
+        f"</tr>\n{rows}\n</table>"
+    )
+
+
+def missing_html(results: StudyResults) -> str:
+    """For an unfinished study: which runs have not ended, and how far they got."""
+    open_runs = [run for run in results.runs if run.status not in FINAL_STATUSES]
+    if not open_runs:
+        return ""
+    rows = "\n".join(
+        f"<tr><td>{esc(run.model)}</td><td>{run.seed}</td><td>{esc(run.status)}</td>"
+        f"<td>{len(run.epochs)}/{esc(run.training.get('epochs', '?'))}</td></tr>"
+        for run in open_runs
+    )
+    intro = (
+        f"<p>{len(open_runs)} of {len(results.runs)} runs have not finished; "
+        "<code>cnnlab run</code> with the same arguments resumes them, and "
+        "<code>cnnlab report</code> rebuilds this page.</p>"
+    )
+    head = "<tr><th>model</th><th>seed</th><th>status</th><th>epochs</th></tr>"
+    content = f"{intro}\n<table>{head}\n{rows}\n</table>"
+    return section("What is missing", content, "missing")
+
+
+def failed_html(runs: Iterable[RunRecord]) -> str:
+    bad = [run for run in runs if run.status in ("failed", "diverged")]
+    if not bad:
+        return ""
+    rows = "\n".join(
+        f"<tr><td>{esc(run.model)}</td><td>{run.seed}</td><td>{esc(run.status)}</td>"
+        f"<td>{esc(run.stopped_epoch if run.stopped_epoch is not None else '-')}</td>"
+        f"<td>{esc(run.reason or '')}</td><td>{run.attempts}</td></tr>"
+        for run in bad
+    )
+    head = "<tr><th>model</th><th>seed</th><th>status</th><th>epoch</th><th>reason</th>"
+    head += "<th>attempts</th></tr>"
+    note = (
+        "<p>Not averaged into the table; <code>cnnlab run ... --retry-failed</code> trains "
+        "them again.</p>"
+    )
+    return section("Failed and diverged runs", f"{note}\n<table>{head}\n{rows}\n</table>", "failed")
+
+
+def plot_section_html(plot_section: PlotSection) -> str:
+    figures = "\n".join(figure_html(f) for f in plot_section.files)
+    intro = f"<p class=note>{esc(plot_section.intro)}</p>" if plot_section.intro else ""
+    anchor = "plots-" + plots.slug(plot_section.title.lower())
+    return section(plot_section.title, f"{intro}\n{figures}", anchor)
+
+
+def figure_html(plot: plots.PlotFile) -> str:
+    data = base64.b64encode(plot.png_bytes).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(plot.title)}">'
+        f"<figcaption>{esc(plot.title)} (also <code>{esc(plot.svg.name)}</code>)</figcaption>"
+        "</figure>"
+    )
+
+
+def settings_html(results: StudyResults) -> str:
+    settings = results.settings
+    training = results.runs[0].training if results.runs else settings.get("training", {})
+    rows = [
+        ("dataset", settings.get("dataset", "?")),
+        ("seeds", ", ".join(str(s) for s in settings.get("seeds", ()))),
+        *((key.replace("_", " "), _shown(value)) for key, value in training.items()),
+    ]
+    cells = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    specs = "\n".join(spec_html(run) for run in _first_run_per_model(results.runs))
+    return f"<table class=settings>\n{cells}\n</table>\n<h3>Models as trained</h3>\n{specs}"
+
+
+def _shown(value: Any) -> str:
+    return "all" if value is None else str(value)
+
+
+def _first_run_per_model(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    return list({run.model: run for run in reversed(list(runs))}.values())[::-1]
+
+
+def spec_html(run: RunRecord) -> str:
+    """A model's resolved spec as TOML (what was trained, Keras defaults spelled out)."""
+    text = model_to_toml(table.stored_spec(run.spec))
+    return f"<details><summary>{esc(run.model)}</summary><pre>{esc(text)}</pre></details>"
+
+
+def environment_html(runs: Sequence[RunRecord]) -> str:
+    """What trained the runs (versions, devices) and what built this report."""
+    trained = _distinct(
+        ", ".join(f"{k} {v}" for k, v in sorted((run.versions or {}).items())) for run in runs
+    )
+    devices = _distinct(run.device or "" for run in runs)
+    built = f"python {platform.python_version()}, {platform.platform()}, " + ", ".join(
+        f"{name} {version}" for name, version in report_versions().items()
+    )
+    rows = [("trained with", "; ".join(trained) or "-"), ("devices", "; ".join(devices) or "-")]
+    rows.append(("report built with", built))
+    cells = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    return f"<table class=settings>\n{cells}\n</table>"
+
+
+def _distinct(values: Iterable[str]) -> list[str]:
+    return [value for value in dict.fromkeys(values) if value]
+
+
+def report_versions() -> dict[str, str]:
+    import matplotlib
+    import scipy
+    import seaborn
+
+    return {
+        "cnnlab": cnnlab.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "matplotlib": matplotlib.__version__,
+        "seaborn": seaborn.__version__,
+    }
+
+
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #1d1d1f; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+th, td { border: 1px solid #d0d0d0; padding: 3px 7px; text-align: left; vertical-align: top; }
+table.results td { text-align: right; white-space: nowrap; }
+table.results td:first-child { text-align: left; }
+th { background: #f3f3f5; }
+.note { color: #555; font-size: 0.9em; }
+.warn { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.5em 0.8em; }
+.caveats { background: #fff8e6; border-left: 4px solid #e0a800; padding: 0.2em 0.8em; }
+blockquote { margin: 0; font-style: italic; color: #444; }
+.verdict { font-weight: 600; white-space: nowrap; }
+.agrees { color: #1a7f37; } .differs { color: #c0392b; } .partly { color: #b7791f; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
+figcaption { color: #555; font-size: 0.9em; }
+pre { background: #f6f6f8; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+code { font-size: 0.92em; }
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
