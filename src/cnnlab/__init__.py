@@ -36,6 +36,7 @@ _LAZY = {
     "study_status": "cnnlab.study",
     "study_runs": "cnnlab.study",
     "open_store": "cnnlab.store",
+    "build_report": "cnnlab.report",
 }
 
 __all__ = ["CnnlabError", "DataError", "SpecError", "__version__", *_LAZY]
