@@ -24,7 +24,7 @@ import matplotlib
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from scipy.stats import gaussian_kde
 
 from cnnlab import spec as s
@@ -40,8 +40,9 @@ VIOLIN_COLUMNS = 6  # violins per row; deep models wrap instead of growing a met
 MISCLASSIFIED_SHOWN = 40
 DPI = 110
 PANEL_COLUMNS = 4
+OVERVIEW_BANDS = 4  # more models than this on one chart: means only, bands would overlap
 # Log axes label 2e5 as "2x10^5" by default; "200,000" reads at a glance.
-PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:,.6g}")
+PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 10 else f"{value:g}")
 
 
 # -- learning curves ---------------------------------------------------------------------------
@@ -346,9 +347,17 @@ def _panel_grid(
     return fig, axes[:n]
 
 
-def _draw_band(ax: Any, band: Band, color: Any, label: str, *, style: str = "-") -> None:
+def _draw_band(
+    ax: Any, band: Band, color: Any, label: str, *, style: str = "-", spread: bool = True
+) -> None:
+    """The mean per epoch, and the seeds' range as a band (as an error bar at a lone epoch)."""
     ax.plot(band.epochs, band.mean, style, color=color, label=label, marker=".")
-    if any(n > 1 for n in band.seeds):
+    if not spread or not any(n > 1 for n in band.seeds):
+        return
+    if len(band.epochs) == 1:
+        error = [[band.mean[0] - band.low[0]], [band.high[0] - band.mean[0]]]
+        ax.errorbar(band.epochs, band.mean, yerr=error, color=color, capsize=4, fmt="none")
+    else:
         ax.fill_between(band.epochs, band.low, band.high, color=color, alpha=0.2, linewidth=0)
 
 
@@ -371,12 +380,15 @@ def draw_model_curves(curves: Sequence[ModelCurves]) -> Figure:
 
 @plain_text
 def draw_validation_overview(curves: Sequence[ModelCurves]) -> Figure:
-    """Every model's validation curve (train where there is no validation) on one chart."""
+    """Every model's validation curve (train where there is no validation) on one chart;
+    the seeds' bands only for a few models, where they do not hide each other."""
     fig = Figure(figsize=(8, 4.5), dpi=DPI, layout="constrained")
     ax = fig.subplots()
+    spread = len(curves) <= OVERVIEW_BANDS
     for color, c in zip(_palette(len(curves)), curves, strict=True):
         band = c.validation or c.train
-        _draw_band(ax, band, color, c.model if c.validation else f"{c.model} (train)")
+        label = c.model if c.validation else f"{c.model} (train)"
+        _draw_band(ax, band, color, label, spread=spread)
     metric = curves[0].metric if curves else "loss"
     _epoch_axis(ax, tuple(e for c in curves for e in c.train.epochs))
     ax.set_ylabel(f"validation {_metric_label(metric)}")
@@ -386,11 +398,13 @@ def draw_validation_overview(curves: Sequence[ModelCurves]) -> Figure:
 
 
 def _epoch_axis(ax: Any, epochs: Sequence[int]) -> None:
-    """Whole epochs only, from half an epoch before the first (one epoch is a lone point)."""
+    """Whole epochs only, half an epoch of room on each side (one epoch is a lone point), and
+    plain y values: an offset like "+2.302" above the axis is easy to miss."""
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if epochs:
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def _metric_label(metric: str) -> str:
@@ -462,8 +476,9 @@ def _draw_one_pareto(ax: Any, data: ParetoData) -> None:
         )
         ax.legend(fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(PLAIN_NUMBER)
-    ax.xaxis.set_minor_formatter(PLAIN_NUMBER)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(data.cost + " (log scale)")
     ax.set_ylabel("test accuracy % (mean, 95 % CI)")
 
