@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -175,3 +176,17 @@ def test_model_names_are_drawn_as_plain_text_never_as_tex(tmp_path):
     curves = plots.curves_by_model([record(name, 0, spec="seed/model-1")], [name], "loss")
     saved = plots.save_figure(plots.draw_model_curves(curves), tmp_path, "tex", "tex")
     assert saved.png.stat().st_size > 0
+
+
+def test_a_model_without_epochs_gets_a_panel_that_says_so_and_no_overview_line():
+    waiting = dataclasses.replace(
+        record("waits", 0, spec="seed/model-1", status="pending"), epochs=()
+    )
+    runs = [record("ran", 0, spec="seed/model-1"), waiting]
+    curves = plots.curves_by_model(runs, ["ran", "waits"], "loss")
+    panels = plots.draw_model_curves(curves).axes
+    assert [t.get_text() for t in panels[1].texts] == [
+        "no epochs to show:\nnot started, failed or diverged"
+    ]
+    overview = plots.draw_validation_overview(curves).axes[0]
+    assert [t.get_text() for t in overview.get_legend().get_texts()] == ["ran"]

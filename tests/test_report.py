@@ -162,6 +162,7 @@ def test_a_study_without_its_dataset_still_reports_and_says_what_is_missing(seed
     assert "the test set could not be loaded" in text and "--data-dir" in text
     assert len(page_images(page)) == 8  # no confusion matrix, no digits
     assert "Welch t-test across seeds" in text  # no labels: nothing to pair
+    assert "on 10,000 test images" in text  # the size the stored predictions tell
 
 
 # -- odd names, unfinished studies -----------------------------------------------------------------

@@ -384,7 +384,8 @@ def caveats_of(evidence: Evidence) -> list[str]:
         )
     missing = sum(m.unfinished for m in evidence.models)
     if missing:
-        found.append(f"{missing} runs have not finished: these conclusions are provisional.")
+        runs = "1 run has" if missing == 1 else f"{missing} runs have"
+        found.append(f"{runs} not finished: these conclusions are provisional.")
     return found + list(evidence.notes)
 
 

@@ -367,10 +367,13 @@ def draw_model_curves(curves: Sequence[ModelCurves]) -> Figure:
     (the notebook's `plt_dynamic`, in its colours: train red, validation blue)."""
     fig, axes = _panel_grid(len(curves))
     for ax, c in zip(axes, curves, strict=True):
+        ax.set_title(c.model, fontsize=9)
+        if not c.train.epochs:
+            _say_empty(ax, "no epochs to show:\nnot started, failed or diverged")
+            continue
         _draw_band(ax, c.train, "tab:red", "train")
         if c.validation is not None:
             _draw_band(ax, c.validation, "tab:blue", "validation", style="--")
-        ax.set_title(c.model, fontsize=9)
         _epoch_axis(ax, c.train.epochs)
         ax.set_ylabel(_metric_label(c.metric))
         ax.grid(alpha=0.3)
@@ -384,6 +387,7 @@ def draw_validation_overview(curves: Sequence[ModelCurves]) -> Figure:
     the seeds' bands only for a few models, where they do not hide each other."""
     fig = Figure(figsize=(8, 4.5), dpi=DPI, layout="constrained")
     ax = fig.subplots()
+    curves = [c for c in curves if c.train.epochs]
     spread = len(curves) <= OVERVIEW_BANDS
     for color, c in zip(_palette(len(curves)), curves, strict=True):
         band = c.validation or c.train
@@ -395,6 +399,12 @@ def draw_validation_overview(curves: Sequence[ModelCurves]) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncols=2 if len(curves) > 8 else 1)
     return fig
+
+
+def _say_empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _epoch_axis(ax: Any, epochs: Sequence[int]) -> None:

@@ -71,6 +71,7 @@ class StudyResults:
     test_labels: np.ndarray | None  # None when the dataset could not be loaded
     test_images: np.ndarray | None
     predictions: dict[str, np.ndarray]  # run key -> predicted classes (only pairable ones)
+    n_images: int | None  # test images each accuracy is measured on (None: unknown)
     notes: tuple[str, ...]  # what could not be read, in words
 
     @property
@@ -104,6 +105,7 @@ def read_study(directory: str | Path, *, data_dir: str | Path | None = None) -> 
         test_labels=labels,
         test_images=images,
         predictions=pairable,
+        n_images=len(labels) if labels is not None else stored_test_size(predicted),
         notes=notes + dropped,
     )
 
@@ -173,7 +175,7 @@ def gather_evidence(results: StudyResults, results_table: table.ResultsTable) ->
     )
     return concl.Evidence(
         models=models,
-        n_images=test_set_size(results),
+        n_images=results.n_images,
         training=results.runs[0].training if results.runs else {},
         dataset=results.dataset_name,
         notes=results.notes,
@@ -208,10 +210,9 @@ def correctness(done: Sequence[RunRecord], results: StudyResults) -> np.ndarray 
     return np.stack([results.predictions[run.key] == labels for run in done])
 
 
-def test_set_size(results: StudyResults) -> int | None:
-    if results.test_labels is not None:
-        return len(results.test_labels)
-    return next((len(p) for p in results.predictions.values()), None)
+def stored_test_size(predicted: dict[str, Any]) -> int | None:
+    """The test set's size as the stored predictions tell it (when it cannot be loaded)."""
+    return next((len(p.predicted) for p in predicted.values() if p), None)
 
 
 # -- plots ----------------------------------------------------------------------------------------
