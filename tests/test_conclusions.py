@@ -183,6 +183,9 @@ def test_a_reproduction_of_the_notebook_is_judged_point_by_point():
     assert "significantly worse" in points[3].text
     assert verdicts[5] == "agrees"  # sigmoid: worse than Model-10 and than the best
     assert verdicts[6] == "agrees"  # Model-12 reproduces 98.98 %
+    assert (
+        "The notebook's 98.98 % for seed/model-12 lies inside our 95 % interval" in points[5].text
+    )
 
 
 def test_batch_norm_that_does_not_help_significantly_agrees_with_the_notebook():

@@ -494,7 +494,7 @@ def group_point(
         return "cannot tell", f"{ranking} The notebook's figures are unknown."
     theirs = max(reported, key=reported.__getitem__)
     same_best = theirs in ours.not_worse
-    inside, repro = _reproduced(models[theirs], reported[theirs], n_images, theirs)
+    inside, repro = _reproduced(models[theirs], reported[theirs], n_images)
     verdict: Verdict = (
         "agrees" if same_best and inside else "partly" if same_best or inside else "differs"
     )
@@ -503,18 +503,16 @@ def group_point(
     return verdict, text
 
 
-def _reproduced(
-    m: ModelEvidence, figure: float, n_images: int | None, what: str
-) -> tuple[bool, str]:
-    """Whether a reported figure lies in our 95 % interval of the model, and the sentence."""
+def _reproduced(m: ModelEvidence, figure: float, n_images: int | None) -> tuple[bool, str]:
+    """Whether the notebook's figure lies in our 95 % interval of the model, and the sentence."""
     interval = accuracy_interval_of(m, n_images)
+    head = f"The notebook's {pct(figure)} for {m.name}"
     if interval is None:
-        return False, f"{what}'s reported {pct(figure)} cannot be checked: no interval."
+        return False, f"{head} cannot be checked: we have no interval."
     low, high, how = interval
     inside = low <= figure <= high
     where = "inside" if inside else "outside"
-    text = f"{what}'s reported {pct(figure)} lies {where} our 95 % interval "
-    return inside, f"{text[0].upper()}{text[1:]}[{pct(low)}, {pct(high)}] ({how})."
+    return inside, f"{head} lies {where} our 95 % interval [{pct(low)}, {pct(high)}] ({how})."
 
 
 def batch_norm_point(models: dict[str, ModelEvidence]) -> tuple[Verdict, str]:
@@ -575,7 +573,7 @@ def reproduction_point(
         return _missing((number,))
     if m.reported_accuracy is None:
         return "cannot tell", f"{m.name} reaches {pct(m.mean)}; the notebook's figure is unknown."
-    inside, repro = _reproduced(m, m.reported_accuracy, n_images, "the notebook")
+    inside, repro = _reproduced(m, m.reported_accuracy, n_images)
     return ("agrees" if inside else "differs"), f"{m.name} reaches {pct(m.mean)}. {repro}"
 
 
