@@ -154,13 +154,17 @@ def test_violins_name_every_weighted_layer_of_the_trained_checkpoint(seed_study,
     assert names == [f"conv2d{'' if i == 0 else f'_{i}'}" for i in range(8)] + ["dense", "dense_1"]
 
 
-def test_a_study_without_its_dataset_still_reports_and_says_what_is_missing(seed_study, tmp_path):
+def test_a_study_without_its_dataset_or_checkpoints_still_reports_and_says_so(seed_study, tmp_path):
     copy = tmp_path / "seed"
     shutil.copytree(seed_study, copy, ignore=shutil.ignore_patterns("report"))
+    for run in read_study(copy).runs:
+        if run.model == "seed/model-4":  # its checkpoints damaged: no violins, no failure
+            (copy / run.checkpoint).write_bytes(b"not a safetensors file")
     page = build_report(copy, data_dir=tmp_path / "no-data")
     text = page.read_text()
     assert "the test set could not be loaded" in text and "--data-dir" in text
-    assert len(page_images(page)) == 8  # no confusion matrix, no digits
+    assert "No finished run with a readable checkpoint: seed/model-4." in text
+    assert len(page_images(page)) == 7  # no confusion matrix, no digits, no model-4 weights
     assert "Welch t-test across seeds" in text  # no labels: nothing to pair
     assert "on 10,000 test images" in text  # the size the stored predictions tell
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 import cnnlab
@@ -322,7 +323,7 @@ def read_weights(path: Path) -> dict[str, np.ndarray] | None:
     """A checkpoint's model tensors by layer parameter name; None if it cannot be read."""
     try:
         tensors = load_file(str(path))
-    except (OSError, ValueError, RuntimeError):  # removed, truncated or not safetensors
+    except (OSError, SafetensorError):  # removed, truncated or not safetensors
         return None
     size = len(CHECKPOINT_MODEL_PREFIX)
     return {k[size:]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
