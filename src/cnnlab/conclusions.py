@@ -299,6 +299,7 @@ def _effect_verdict(effect: stats.FactorEffect) -> str:
 
 
 def stability_findings(models: Sequence[ModelEvidence], n_images: int | None) -> list[Finding]:
+    """Runs that diverged or failed, by model, then the models whose seeds disagree."""
     found = []
     for m in models:
         total = m.runs + m.failed + m.diverged
@@ -307,36 +308,28 @@ def stability_findings(models: Sequence[ModelEvidence], n_images: int | None) ->
                 Finding("stability", f"{m.name} diverged in {m.diverged} of {total} runs.")
             )
         if m.failed:
-            found.append(
-                Finding(
-                    "stability",
-                    f"{m.name} failed in {m.failed} of {total} runs (see the failed runs).",
-                )
-            )
-    multi = [m for m in models if m.runs >= 2] if n_images else []
-    unstable = []
-    for m in multi:
-        flag = stats.instability(m.accuracies, n_images=n_images, k=UNSTABLE_K)
-        if flag.unstable:
-            unstable.append(
-                f"{m.name} (std {100 * flag.std:.2f} points, range {100 * flag.range:.2f})"  # type: ignore[operator]
-            )
-    if unstable:
-        found.append(
-            Finding(
-                "stability",
-                "Unstable across seeds (std above "
-                f"{UNSTABLE_K:g} x the binomial SE): " + "; ".join(unstable) + ".",
-            )
-        )
-    elif multi:
-        found.append(
-            Finding(
-                "stability",
-                f"No model's seeds spread more than {UNSTABLE_K:g} x the test set's binomial SE.",
-            )
-        )
+            text = f"{m.name} failed in {m.failed} of {total} runs (see the failed runs)."
+            found.append(Finding("stability", text))
+    multi = [m for m in models if m.runs >= 2]
+    if multi and n_images:
+        found.append(seed_spread_finding(multi, n_images))
     return found
+
+
+def seed_spread_finding(models: Sequence[ModelEvidence], n_images: int) -> Finding:
+    """The models whose seeds spread wider than UNSTABLE_K binomial SEs (stats.instability)."""
+    flags = [(m, stats.instability(m.accuracies, n_images=n_images, k=UNSTABLE_K)) for m in models]
+    unstable = [
+        f"{m.name} (std {100 * (flag.std or 0.0):.2f} points, range {100 * flag.range:.2f})"
+        for m, flag in flags
+        if flag.unstable
+    ]
+    rule = f"{UNSTABLE_K:g} x the test set's binomial SE"
+    if unstable:
+        return Finding(
+            "stability", f"Unstable across seeds (std above {rule}): " + "; ".join(unstable) + "."
+        )
+    return Finding("stability", f"No model's seeds spread more than {rule}.")
 
 
 def cost_findings(best: stats.BestSet, by_name: dict[str, ModelEvidence]) -> list[Finding]:
