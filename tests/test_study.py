@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 
 from cnnlab import study
 from cnnlab.errors import SpecError
-from cnnlab.executors import StudyError
-from cnnlab.store import StoreError, open_store
+from cnnlab.executors import StudyError, WorkerSetup, work_through
+from cnnlab.store import StoreError, Worker, open_store
 from cnnlab.train import train_model
 
 # Two small models that learn something from 500 images in a second, two seeds, two epochs.
@@ -233,6 +234,41 @@ def test_a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_last_good
             store.get_predictions(record.key).predicted,
             reference.get_predictions(record.key).predicted,
         )
+
+
+class AskingToStopAtFirstEpoch:
+    """A store that asks for a stop as the first epoch is recorded, with no KeyboardInterrupt:
+    what is left when third-party code swallows the one that Ctrl-C raised."""
+
+    def __init__(self, store, stopping: threading.Event) -> None:
+        self.store, self.stopping = store, stopping
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def record_epoch(self, *args, **kwargs) -> None:
+        self.store.record_epoch(*args, **kwargs)
+        self.stopping.set()
+
+
+def test_a_stop_whose_interrupt_was_lost_gives_the_run_back_after_the_epoch(tmp_path, mnist_dir):
+    path, directory = write_study(tmp_path), tmp_path / "study"
+    options = {"models": "conv", "seeds": 1, "epochs": 3, "train_limit": 500}
+    plan = study.plan_study(path, directory=directory, data_dir=mnist_dir, **options)
+    setup = WorkerSetup("", "mnist", plan.dataset_id, str(mnist_dir), None, threads=1)
+    stopping, worker = threading.Event(), Worker.current()
+    with study.open_study_store(directory) as store:
+        study.register_runs(store, plan)
+        asking = AskingToStopAtFirstEpoch(store, stopping)
+        with pytest.raises(KeyboardInterrupt):
+            work_through(asking, worker, study.tasks_by_key(plan), plan.dataset, setup, stopping)
+        (given_back,) = store.list_runs()
+        assert (given_back.status, [e.epoch for e in given_back.epochs]) == ("pending", [1])
+        with pytest.raises(KeyboardInterrupt):  # a stop asked for claims nothing more
+            work_through(store, worker, study.tasks_by_key(plan), plan.dataset, setup, stopping)
+        assert store.get_run(given_back.key).attempts == 1
+    (resumed,) = run(path, directory, mnist_dir, **options).runs
+    assert resumed.status == "done" and [e.epoch for e in resumed.epochs] == [1, 2, 3]
 
 
 # -- unwritable places ------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -56,6 +57,7 @@ ExecutorName = Literal["local", "ray"]
 EXECUTORS: tuple[ExecutorName, ...] = ("local", "ray")
 STOP_WAIT_SECONDS = 60.0  # how long a stopped worker may take to give its run back
 PARENT_CHECK_SECONDS = 1.0  # how often a worker process looks whether its parent still lives
+WAIT_SECONDS = 1.0  # how often the Ray driver looks up from waiting (for a stop asked for)
 
 
 class StudyError(CnnlabError):
@@ -269,6 +271,47 @@ def is_disk_full(reason: str) -> bool:
     return "No space left on device" in reason or "[Errno 28]" in reason
 
 
+# -- stopping on Ctrl-C or SIGTERM ----------------------------------------------------------
+
+
+@contextmanager
+def stop_on_signals(
+    signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM), *, repeat: bool = True
+) -> Iterator[threading.Event]:
+    """A flag that Ctrl-C or SIGTERM sets; the signal also raises KeyboardInterrupt at once.
+
+    The exception alone is not enough: raised wherever the interpreter happens to be, it can
+    be lost in third-party code (a worker interrupted inside NumPy's lazy import of
+    `numpy.random` went on to train the whole study). So the runners also look at the flag
+    before each claim and after each epoch. repeat=False ignores a second signal, so that a
+    run being given back is not interrupted again. Outside the main thread (where Python
+    cannot handle signals) the flag is never set.
+    """
+    stopping = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stopping.is_set() and not repeat:
+            return
+        stopping.set()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield stopping
+    finally:
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)
+
+
+def stop_if_asked(stopping: threading.Event | None) -> None:
+    """Raise KeyboardInterrupt when a stop was asked for (see `stop_on_signals`)."""
+    if stopping is not None and stopping.is_set():
+        raise KeyboardInterrupt
+
+
 # -- a run held by a local worker ------------------------------------------------------------
 
 
@@ -328,10 +371,15 @@ def work_through(
     tasks: Mapping[str, RunTask],
     dataset: Dataset,
     setup: WorkerSetup,
+    stopping: threading.Event | None = None,
 ) -> None:
-    """Claim and train runs of `tasks` until none is left to claim."""
-    while (run := store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)) is not None:
-        train_claimed(store, worker, run, tasks[run.key], dataset, setup)
+    """Claim and train runs of `tasks` until none is left to claim or `stopping` is set."""
+    while True:
+        stop_if_asked(stopping)
+        run = store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)
+        if run is None:
+            return
+        train_claimed(store, worker, run, tasks[run.key], dataset, setup, stopping)
 
 
 def train_claimed(
@@ -341,11 +389,13 @@ def train_claimed(
     task: RunTask,
     dataset: Dataset,
     setup: WorkerSetup,
+    stopping: threading.Event | None = None,
 ) -> RunReport | None:
     """Train a run `worker` holds, writing its setup, each epoch and its outcome to the store.
 
-    Ctrl-C (or any error) gives the run back, to resume from its checkpoint next time; a lost
-    claim (another worker took the run over) ends it without writing anything more.
+    Ctrl-C (or any error, or `stopping` seen after an epoch) gives the run back, to resume
+    from its checkpoint next time; a lost claim (another worker took the run over) ends it
+    without writing anything more.
     """
     try:
         with Heartbeat(store, worker, [task.key]):
@@ -364,6 +414,7 @@ def train_claimed(
                 metrics = epoch_metrics(epoch)
                 path = checkpoint_path(task, epoch.epoch)
                 store.record_epoch(task.key, worker, metrics, checkpoint=path)
+                stop_if_asked(stopping)
 
             report = train_run(
                 task, dataset, device=str(device), threads=setup.threads, on_epoch=record
@@ -472,7 +523,8 @@ class SequentialExecutor:
         caller_threads = torch.get_num_threads()
         configure_threads(setup.threads)
         try:
-            work_through(store, Worker.current(), tasks, dataset, setup)
+            with stop_on_signals() as stopping:
+                work_through(store, Worker.current(), tasks, dataset, setup, stopping)
         finally:
             torch.set_num_threads(caller_threads)  # a notebook keeps its own setting
 
@@ -499,15 +551,17 @@ class ProcessExecutor:
             )
             for i in range(min(self.jobs, len(tasks)))
         ]
-        for worker in workers:
-            worker.start()
-        try:
-            while any(worker.is_alive() for worker in workers):
+        with stop_on_signals() as stopping:
+            try:
                 for worker in workers:
-                    worker.join(timeout=0.2)
-        except KeyboardInterrupt:
-            stop_workers(workers)
-            raise
+                    worker.start()
+                while any(worker.is_alive() for worker in workers):
+                    stop_if_asked(stopping)
+                    for worker in workers:
+                        worker.join(timeout=0.2)
+            except KeyboardInterrupt:
+                stop_workers(workers)
+                raise
         _raise_worker_problems(workers, problems)
 
 
@@ -551,24 +605,19 @@ def process_worker(
     """
     logging.basicConfig(format="note: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _interrupt_once)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
-        configure_threads(setup.threads)
-        dataset = load_checked_dataset(setup)
-        with open_store(setup.store_url) as store:
-            work_through(store, Worker.current(), tasks, dataset, setup)
+        with stop_on_signals([signal.SIGTERM], repeat=False) as stopping:
+            threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+            configure_threads(setup.threads)
+            dataset = load_checked_dataset(setup)
+            with open_store(setup.store_url) as store:
+                work_through(store, Worker.current(), tasks, dataset, setup, stopping)
     except KeyboardInterrupt:
         pass
     except CnnlabError as error:
         problems.put(str(error))
     except Exception:
         problems.put(traceback.format_exc())
-
-
-def _interrupt_once(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the run be given back undisturbed
-    raise KeyboardInterrupt
 
 
 def _watch_parent(parent: int) -> None:
@@ -625,9 +674,10 @@ class RayExecutor:
         dataset_ref = ray.put(dataset)  # one copy in the object store, shared by all tasks
         capacity = self.jobs or max(1, int(ray.cluster_resources().get("CPU", 1)) // setup.threads)
         in_flight: dict[Any, RunTask] = {}
-        with Heartbeat(store, worker) as beats:
+        with Heartbeat(store, worker) as beats, stop_on_signals() as stopping:
             try:
                 while True:
+                    stop_if_asked(stopping)
                     while len(in_flight) < capacity and (
                         run := store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)
                     ):
@@ -637,10 +687,11 @@ class RayExecutor:
                         in_flight[ref] = task
                     if not in_flight:
                         return
-                    (ready,), _ = ray.wait(list(in_flight), num_returns=1)
-                    task = in_flight.pop(ready)
-                    record_report(store, worker, task, self._result(ready, task))
-                    beats.discard(task.key)
+                    ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_SECONDS)
+                    for ref in ready:
+                        task = in_flight.pop(ref)
+                        record_report(store, worker, task, self._result(ref, task))
+                        beats.discard(task.key)
             except BaseException:
                 self._abandon(store, worker, in_flight)
                 raise
