@@ -304,7 +304,7 @@ def _find_model(models: tuple[ModelSpec, ...], name: str) -> ModelSpec:
         return short[0]
     names = list(by_name)
     hint = did_you_mean(name, names + [n.rsplit("/", 1)[-1] for n in names])
-    raise SpecError(f"--models: the study has no model {name!r}{hint}; it has {', '.join(names)}")
+    raise SpecError(f"--models: the study has no model {name!r}{hint} (it has {', '.join(names)})")
 
 
 def check_training(training: TrainingSettings, dataset: Dataset) -> None:

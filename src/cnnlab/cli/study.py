@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnlab import report, study
-from cnnlab.store import FINAL_STATUSES, RunRecord
+from cnnlab.store import RunRecord
 
 
 def register(app: typer.Typer) -> None:
@@ -133,7 +133,7 @@ def status_command(
         typer.echo(json.dumps(status.to_dict(), indent=2))
         return
     typer.echo(f"study {status.name} ({status.directory})")
-    typer.echo(f"runs: {_count_line(status.counts, every_state=True)}")
+    typer.echo(f"runs: {_count_line(status.counts, of_all=True)}")
     share = status.epochs_done / status.epochs_total if status.epochs_total else 1.0
     left = sum(status.counts[s] for s in ("pending", "running"))
     eta = "unknown" if status.eta_seconds is None else _duration(status.eta_seconds)
@@ -141,6 +141,8 @@ def status_command(
         f"epochs: {status.epochs_done}/{status.epochs_total} ({share:.0%})"
         + (f", about {eta} left" if left else "")
     )
+    if left and not status.running:
+        typer.echo("nothing trains now: run the same `cnnlab run` command to go on")
     for run in status.running:
         where = run.worker.id if run.worker else "?"
         planned = run.training.get("epochs", "?")
@@ -157,7 +159,8 @@ def runs_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """A table of the study's runs with their metrics."""
-    rows = [study.run_row(run) for run in study.study_runs(directory, all_runs=all_runs)]
+    runs = study.study_runs(directory, all_runs=all_runs)
+    rows = [study.run_row(run) for run in runs]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -167,7 +170,11 @@ def runs_command(
         table.add_column(column.replace("_", " "), justify="left" if column == "model" else "right")
     for row in rows:
         table.add_row(*(_cell(row, column) for column in columns))
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    for run in runs:
+        if run.reason:
+            console.print(study.describe_run(run), markup=False, highlight=False)
 
 
 def _console() -> Console:
@@ -189,12 +196,17 @@ def _cell(row: dict, column: str) -> str:
     return str(value)
 
 
-def _count_line(counts: dict[str, int], *, every_state: bool = False) -> str:
-    """'26 runs done', or '20 done, 1 failed, 5 pending' (states without runs left out)."""
-    if not every_state and {s for s, n in counts.items() if n} == {"done"}:
+def _count_line(counts: dict[str, int], *, of_all: bool = False) -> str:
+    """'26 runs done', or '20 done, 1 failed, 5 pending' (states without runs left out);
+    of_all: '20 of 26 done, 1 failed, 5 pending', with the done count always there."""
+    if not of_all and {s for s, n in counts.items() if n} == {"done"}:
         return f"{counts['done']} runs done"
-    order = (*FINAL_STATUSES, "running", "pending")
-    return ", ".join(f"{counts[s]} {s}" for s in order if counts[s] or every_state)
+    order = ("failed", "diverged", "running", "pending")
+    others = [f"{counts[s]} {s}" for s in order if counts[s]]
+    done = (
+        f"{counts['done']} of {sum(counts.values())} done" if of_all else f"{counts['done']} done"
+    )
+    return ", ".join([done, *others] if counts["done"] or of_all else others)
 
 
 def _duration(seconds: float) -> str:
