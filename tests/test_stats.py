@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -324,3 +325,11 @@ def test_holm_never_lowers_a_p_value_and_keeps_their_order(pvalues):
     order = np.argsort(pvalues, kind="stable")
     assert np.all(np.diff(adjusted[order]) >= 0)
     assert np.all(adjusted <= np.minimum(np.asarray(pvalues) * len(pvalues), 1.0))  # Bonferroni
+
+
+def test_welch_with_one_model_without_spread_stays_quiet_and_defined():
+    # Two seeds stuck at the same accuracy: scipy warns of precision loss on the terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = stats.welch([0.1028, 0.1028], [0.1010, 0.1011])
+    assert result.applicable and result.p_value is not None and 0 < result.p_value < 0.05

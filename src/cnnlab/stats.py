@@ -8,6 +8,7 @@ in `note` instead of carrying a silent NaN, so the report can state it in words.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -247,7 +248,12 @@ def welch(a: ArrayLike, b: ArrayLike) -> SeedsTest:
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         note = "no spread within either model: t is undefined, not applicable"
         return SeedsTest(float(a.mean() - b.mean()), len(a), len(b), method, note=note)
-    res = sps.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():
+        # One model's seeds may agree exactly (e.g. a model stuck at chance): its variance is
+        # exactly zero, which is right, but SciPy warns of "catastrophic cancellation" on the
+        # user's terminal. The other model's spread keeps t defined.
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        res = sps.ttest_ind(a, b, equal_var=False)
     diff = float(a.mean() - b.mean())
     return SeedsTest(diff, len(a), len(b), method, float(res.pvalue), float(res.statistic))
 
