@@ -324,6 +324,16 @@ def test_study_defaults_are_the_notebook_recipe():
     study = study_from_dict({"models": ["seed/model-1"]})
     assert study.seeds == (0,)
     assert study.training == TrainingSpec(epochs=12, batch_size=128, validation=0.1)
+    assert study.training.precision == "fp32"
+
+
+def test_a_study_can_ask_for_the_bf16_fast_mode_and_dumps_it(tmp_path):
+    text = STUDY_TEXT.replace('validation = "test"', 'validation = "test"\nprecision = "bf16"')
+    write(tmp_path, "mine.toml", REFERENCE_TEXT)
+    study = load_study(write(tmp_path, "s.toml", text))
+    assert study.training.precision == "bf16"
+    again = load_study(write(tmp_path, "again.toml", study_to_toml(study)))
+    assert again.training == study.training
 
 
 @pytest.mark.parametrize(
@@ -338,6 +348,10 @@ def test_study_defaults_are_the_notebook_recipe():
             r'validation must be a fraction in \[0, 1\) or "test"',
         ),
         (("batch_size = 64", "batch = 64"), r"s\.toml:8: unknown training key 'batch'"),
+        (
+            ("batch_size = 64", 'precision = "fp16"'),
+            r"s\.toml:8: precision must be one of fp32, bf16, got 'fp16'",
+        ),
         (('"mine.toml"', '"seed/model-99"'), r"s\.toml:4: unknown model preset 'seed/model-99'"),
         (('"mine.toml"', '"other.toml"'), r"s\.toml:4: model file 'other\.toml' not found"),
         (('"mine.toml"', '"seed/reference"'), r"two models are named 'seed/reference'"),

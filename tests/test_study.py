@@ -89,9 +89,20 @@ def test_overrides_are_part_of_each_runs_identity(tmp_path, mnist_dir):
     base = keys()
     assert keys() == base
     assert keys(seeds=1) == base[:2]
-    for changed in (keys(epochs=3), keys(train_limit=500), keys(seeds=[5, 6])):
+    assert keys(precision="fp32") == base
+    for changed in (
+        keys(epochs=3),
+        keys(train_limit=500),
+        keys(seeds=[5, 6]),
+        keys(precision="bf16"),
+    ):
         assert not set(changed) & set(base)
     assert keys(models="dense") == [base[1], base[3]]
+
+
+def test_an_unknown_precision_is_refused_with_the_choices(tmp_path, mnist_dir):
+    with pytest.raises(SpecError, match=r"--precision must be fp32 or bf16, got 'fp16'"):
+        study.plan_study(write_study(tmp_path), data_dir=mnist_dir, precision="fp16")
 
 
 def test_editing_one_model_reruns_only_that_model(tmp_path, mnist_dir):

@@ -87,3 +87,11 @@ def test_a_mistyped_model_is_one_error_line_with_the_close_match(
     err = capsys.readouterr().err
     assert err.startswith("error: --models: the study has no model 'dnese'; did you mean")
     assert err.count("\n") == 1 and not (tmp_path / "s").exists()
+
+
+def test_cnnlab_run_precision_bf16_trains_in_the_fast_mode(study_file, tmp_path, mnist_dir):
+    command = ["run", str(study_file), "--dir", str(tmp_path), "--data-dir", str(mnist_dir)]
+    assert main([*command, *QUICK, "--models", "dense", "--precision", "bf16", "--quiet"]) == 0
+    with study.open_study_store(tmp_path) as store:
+        (run,) = store.list_runs()
+    assert run.status == "done" and run.training["precision"] == "bf16"

@@ -170,6 +170,8 @@ class TrainingSpec:
     # A fraction of the training set held out (Keras's validation_split: the last part), or
     # "test" to validate on the test set as the seed notebook did.
     validation: float | Literal["test"] = 0.1
+    # "bf16": autocast to bfloat16 (the fast mode on CPUs and GPUs that have it); fp32 otherwise.
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,8 @@ _PARAM_ALIASES = {"lr": "learning_rate"}  # Keras 2's spelling
 
 MODEL_KEYS = ("name", "description", "optimizer", "layers", "reported", "factors")
 STUDY_KEYS = ("name", "description", "dataset", "seeds", "models", "training", "model", "grid")
-TRAINING_KEYS = ("epochs", "batch_size", "validation")
+TRAINING_KEYS = ("epochs", "batch_size", "validation", "precision")
+PRECISIONS = ("fp32", "bf16")
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -830,6 +833,9 @@ def _parse_training(value: Any, at: _At) -> TrainingSpec:
         epochs=_int(table.get("epochs", 12), at.key("epochs"), "epochs"),
         batch_size=_int(table.get("batch_size", 128), at.key("batch_size"), "batch_size"),
         validation=validation,
+        precision=_choice(
+            table.get("precision", "fp32"), at.key("precision"), "precision", PRECISIONS
+        ),
     )
 
 
@@ -852,6 +858,8 @@ def study_to_toml(study: StudySpec) -> str:
     lines.append(f"epochs = {study.training.epochs}")
     lines.append(f"batch_size = {study.training.batch_size}")
     lines.append(f"validation = {_scalar(study.training.validation)}")
+    if study.training.precision != "fp32":
+        lines.append(f"precision = {_scalar(study.training.precision)}")
     for model in study.models:
         lines += ["", "[[model]]", *_model_lines(model, "model.")]
     return "\n".join(lines) + "\n"

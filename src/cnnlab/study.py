@@ -41,7 +41,7 @@ from cnnlab.executors import (
 from cnnlab.grid import did_you_mean
 from cnnlab.optim import resolve_optimizer
 from cnnlab.shapes import check_classifier_output, infer_shapes
-from cnnlab.spec import ModelSpec, OptimizerSpec, StudySpec, load_study
+from cnnlab.spec import PRECISIONS, ModelSpec, OptimizerSpec, StudySpec, load_study
 from cnnlab.store import (
     FINAL_STATUSES,
     STATUSES,
@@ -138,6 +138,7 @@ def run_study(
     dataset: str | None = None,
     models: str | Sequence[str] | None = None,
     train_limit: int | None = None,
+    precision: str | None = None,
     device: str | None = None,
     jobs: int | None = None,
     threads: int | None = None,
@@ -151,9 +152,10 @@ def run_study(
 
     study: a preset (`seed`), a study file or a StudySpec. seeds: a count N (seeds 0..N-1) or
     the seeds. models: names (or the part after the last "/") to train a subset. directory:
-    default `studies/<study name>`. jobs: runs at once (local: separate processes; Ray: tasks
-    in flight, default the cluster's CPUs). threads: CPU threads per run (default: the cores
-    split between jobs). retry_failed: train failed and diverged runs again.
+    default `studies/<study name>`. precision: "bf16" for the fast mode (autocast). jobs: runs
+    at once (local: separate processes; Ray: tasks in flight, default the cluster's CPUs).
+    threads: CPU threads per run (default: the cores split between jobs). retry_failed: train
+    failed and diverged runs again.
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
@@ -165,6 +167,7 @@ def run_study(
         dataset=dataset,
         models=models,
         train_limit=train_limit,
+        precision=precision,
         data_dir=data_dir,
     )
     runner = make_executor(executor, jobs=jobs, address=address)
@@ -221,17 +224,21 @@ def plan_study(
     dataset: str | None = None,
     models: str | Sequence[str] | None = None,
     train_limit: int | None = None,
+    precision: str | None = None,
     data_dir: str | Path | None = None,
 ) -> StudyPlan:
     """Expand a study into runs (seed-major), checking every spec against the dataset."""
     spec = load_study(study) if isinstance(study, (str, Path)) else study
-    spec = apply_overrides(spec, seeds=seeds, epochs=epochs, dataset=dataset, models=models)
+    spec = apply_overrides(
+        spec, seeds=seeds, epochs=epochs, dataset=dataset, models=models, precision=precision
+    )
     data = load_dataset(spec.dataset, data_dir=data_dir)
     training = TrainingSettings(
         epochs=spec.training.epochs,
         batch_size=spec.training.batch_size,
         validation=spec.training.validation,
         train_limit=train_limit,
+        precision=spec.training.precision,
     )
     check_training(training, data)
     resolved = [resolve_model(model, data) for model in spec.models]
@@ -251,15 +258,23 @@ def apply_overrides(
     epochs: int | None = None,
     dataset: str | None = None,
     models: str | Sequence[str] | None = None,
+    precision: str | None = None,
 ) -> StudySpec:
     """The study with command-line overrides applied; they become part of each run's key."""
     changes: dict[str, Any] = {}
+    training = study.training
     if seeds is not None:
         changes["seeds"] = parse_seeds(seeds)
     if epochs is not None:
         if epochs < 1:
             raise SpecError(f"--epochs must be at least 1, got {epochs}")
-        changes["training"] = dataclasses.replace(study.training, epochs=epochs)
+        training = dataclasses.replace(training, epochs=epochs)
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise SpecError(f"--precision must be fp32 or bf16, got {precision!r}")
+        training = dataclasses.replace(training, precision=precision)
+    if training != study.training:
+        changes["training"] = training
     if dataset is not None:
         if not dataset.strip():
             raise SpecError('--dataset must name a dataset such as "mnist", got an empty name')

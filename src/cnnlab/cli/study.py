@@ -34,6 +34,9 @@ def run_command(
     train_limit: int = typer.Option(
         None, "--train-limit", min=1, help="Train on the first N training images only."
     ),
+    precision: str = typer.Option(
+        None, "--precision", help="fp32, or bf16 (autocast; the fast mode)."
+    ),
     directory: Path = typer.Option(
         None, "--dir", help="The study directory (default: studies/<study name>)."
     ),
@@ -64,6 +67,7 @@ def run_command(
             dataset=dataset,
             models=models,
             train_limit=train_limit,
+            precision=precision,
             device=device,
             jobs=jobs,
             threads=threads,
