@@ -11,7 +11,7 @@ to other processes sharing the CPU). The sides alternate model by model, `repeat
 each estimate keeps its best repeat. Keras runs in its own interpreter (`--keras-python`), so
 cnnlab never depends on it; Keras on torch borrows this venv's torch through `--extra-path`.
 
-Also printed: training GFLOP/s against the machine's measured fp32 peak (the best of a big
+Also printed: training GFLOP/s against the machine's measured peak (the best of a big
 torch.mm, i.e. MKL, and a 1x1 convolution, i.e. oneDNN, which on AMD CPUs beats MKL's sgemm).
 Training work = 3 x the forward FLOPs of `cnnlab summary` (forward, input gradient, weight
 gradient), less the multiply-adds with 'same' padding's zeros, which oneDNN skips (about 30 %
@@ -172,14 +172,22 @@ def _real_taps(size: int, kernel: int, stride: int) -> float:
     return inside / (outputs * kernel)
 
 
-def machine_peak() -> dict[str, float]:
-    """Measured fp32 GFLOP/s: MKL's sgemm (torch.mm) and oneDNN (a 1x1 convolution)."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    x = torch.randn(8, 1024, 32, 32).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(1024, 1024, 1, 1).contiguous(memory_format=torch.channels_last)
+def machine_peak(precision: str = "fp32") -> dict[str, float]:
+    """Measured GFLOP/s of MKL's sgemm (torch.mm) and oneDNN (a 1x1 convolution), in fp32 and,
+    for the bf16 mode, in bf16 too: the peak that mode is held against."""
+    peaks = _peaks_in(torch.float32, "fp32")
+    if precision == "bf16":
+        peaks.update(_peaks_in(torch.bfloat16, "bf16"))
+    return peaks
+
+
+def _peaks_in(dtype: torch.dtype, label: str) -> dict[str, float]:
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+    x = torch.randn(8, 1024, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(1024, 1024, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
     return {
-        "torch.mm fp32": _gflops(lambda: torch.mm(a, b), 2 * 2048**3),
-        "oneDNN 1x1 conv fp32": _gflops(lambda: torch.conv2d(x, w), 2 * 8 * 32 * 32 * 1024**2),
+        f"torch.mm {label}": _gflops(lambda: torch.mm(a, b), 2 * 2048**3),
+        f"oneDNN 1x1 conv {label}": _gflops(lambda: torch.conv2d(x, w), 2 * 8 * 32 * 32 * 1024**2),
     }
 
 
@@ -209,7 +217,8 @@ def run(args: argparse.Namespace) -> dict:
                     args.keras_python, backend, spec, args.data_dir, args.steps, args.warmup
                 )
                 results[name][f"keras-{backend}"].append(timing)
-    return {"results": results, "peak": machine_peak(), "environment": environment(args)}
+    peak = machine_peak(args.precision)
+    return {"results": results, "peak": peak, "environment": environment(args)}
 
 
 def best(timings: list) -> Timing | str:
