@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnlab import report, study
+from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.store import RunRecord
 
 
@@ -58,7 +58,7 @@ def run_command(
     no_report: bool = typer.Option(False, "--no-report", help="Skip building the HTML report."),
 ) -> None:
     """Train every run of STUDY (models x seeds) that is not finished; resumable."""
-    with _notes_on_stderr(), _sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
+    with _notes_on_stderr(), sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
         outcome = study.run_study(
             study_ref,
             directory=directory,
@@ -230,20 +230,6 @@ def _notes_on_stderr() -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a job scheduler's stop) stops the study as Ctrl-C does."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

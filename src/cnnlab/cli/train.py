@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnlab import data, spec, train
+from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.errors import SpecError
 
 
@@ -46,7 +46,7 @@ def train_command(
     """Train MODEL and print its per-epoch history and test metrics."""
     model_spec = spec.load_model(model)
     images = data.load_dataset(dataset, data_dir=data_dir)
-    with _sigterm_as_interrupt(), _interrupt_message(run_dir):
+    with sigterm_as_interrupt(), _interrupt_message(run_dir):
         result = train.train_model(
             model_spec,
             images,
@@ -112,20 +112,6 @@ def history_table(name: str, result: train.TrainResult) -> Table:
             f"{r.images_per_second:,.0f}",
         )
     return table
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (e.g. from a job scheduler) stops training as Ctrl-C does."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
