@@ -1,0 +1,32 @@
+"""The example files in examples/ stay valid as the spec format grows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cnnlab.spec import load_model, load_study
+from cnnlab.summary import summarize
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+STUDIES = ["depth-kernel-grid.toml", "fashion-vs-seed.toml"]
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_example_study_loads_and_every_model_fits_28x28_images(name):
+    study = load_study(EXAMPLES / name)
+    assert study.models
+    for model in study.models:
+        assert summarize(model, (28, 28, 1), 10).total_params > 0
+
+
+def test_the_grid_example_makes_every_depth_kernel_bn_combination():
+    study = load_study(EXAMPLES / "depth-kernel-grid.toml")
+    names = {model.name for model in study.models}
+    assert len(names) == 12 and {"d3-k3", "d7-k5-bn"} <= names
+    assert study.seeds == (0, 1, 2) and study.training.validation == 0.1
+
+
+def test_the_single_model_example_loads():
+    assert load_model(EXAMPLES / "small-cnn.toml").name == "small-cnn"
