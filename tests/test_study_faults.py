@@ -25,31 +25,12 @@ import pytest
 from cnnlab import study
 from cnnlab.store import STORE_FILENAME, open_store
 from cnnlab.store.interface import pid_is_alive
+from test_study import TINY
 
 pytestmark = pytest.mark.slow
 
 # Two small models, three epochs each, 1000 images: a second or two of training per study.
-STUDY = """
-name = "faults"
-seeds = 2
-[[model]]
-name = "conv"
-optimizer = "adam"
-layers = [
-  { conv = 8, kernel = 3, activation = "relu" }, { maxpool = 2 }, { dropout = 0.25 },
-  "flatten", { dense = "classes", activation = "softmax" },
-]
-[[model]]
-name = "dense"
-optimizer = "adam"
-layers = [
-  "flatten", { dense = 64, activation = "relu" }, { dense = "classes", activation = "softmax" },
-]
-[training]
-epochs = 3
-batch_size = 64
-validation = 0.1
-"""
+STUDY = TINY.replace('name = "tiny"', 'name = "faults"').replace("epochs = 2", "epochs = 3")
 TRAIN_LIMIT = 1000
 RUNS, EPOCHS = 4, 3
 KILLS = 3
