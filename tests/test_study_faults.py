@@ -135,11 +135,9 @@ def study_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def unbroken(study_file, tmp_path_factory, mnist_dir) -> dict[str, np.ndarray]:
-    """Each run's test predictions from a study that nothing interrupted."""
-    directory = tmp_path_factory.mktemp("unbroken")
-    outcome = study.run_study(
+def train_here(study_file: Path, directory: Path, mnist_dir: Path) -> study.StudyOutcome:
+    """The study trained to its end in this process, one thread like the killed children."""
+    return study.run_study(
         study_file,
         directory=directory,
         train_limit=TRAIN_LIMIT,
@@ -147,6 +145,13 @@ def unbroken(study_file, tmp_path_factory, mnist_dir) -> dict[str, np.ndarray]:
         threads=1,
         progress="quiet",
     )
+
+
+@pytest.fixture(scope="module")
+def unbroken(study_file, tmp_path_factory, mnist_dir) -> dict[str, np.ndarray]:
+    """Each run's test predictions from a study that nothing interrupted."""
+    directory = tmp_path_factory.mktemp("unbroken")
+    outcome = train_here(study_file, directory, mnist_dir)
     with open_store(directory) as store:
         return {run.key: store.get_predictions(run.key).predicted for run in outcome.runs}
 
@@ -163,14 +168,8 @@ def test_sigkill_at_random_moments_then_resume_trains_every_run_once(
         killed = signal_when(directory, child, signal.SIGKILL, reached, rng)
         child.communicate()
         epochs = killed.epochs
-    finished = study.run_study(  # here, not in a process: the Ctrl-C test resumes by the CLI
-        study_file,
-        directory=directory,
-        train_limit=TRAIN_LIMIT,
-        data_dir=mnist_dir,
-        threads=1,
-        progress="quiet",
-    )
+    # Here, not in a process: the Ctrl-C test resumes by the CLI.
+    finished = train_here(study_file, directory, mnist_dir)
     assert finished.counts["done"] == RUNS
     runs = check_every_run_done_once(directory)
     assert sum(run.attempts for run in runs) > RUNS  # killed runs were taken over
