@@ -39,7 +39,7 @@ from cnnlab.devices import (
 from cnnlab.errors import CnnlabError, DataError, SpecError
 from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
-from cnnlab.spec import ModelSpec
+from cnnlab.spec import PRECISIONS, ModelSpec
 
 if TYPE_CHECKING:
     from cnnlab.data import Dataset
@@ -151,7 +151,7 @@ class TrainOptions:
             )
         if self.train_limit is not None and self.train_limit < 1:
             raise SpecError(f"train_limit must be at least 1, got {self.train_limit}")
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise SpecError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
 
