@@ -32,6 +32,7 @@ _LAZY = {
     "summarize": "cnnlab.summary",
     "import_keras": "cnnlab.keras_import",
     "train_model": "cnnlab.train",
+    "train_seeds": "cnnlab.multiseed",
     "run_study": "cnnlab.study",
     "study_status": "cnnlab.study",
     "study_runs": "cnnlab.study",

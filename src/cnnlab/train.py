@@ -248,12 +248,17 @@ def _new_run(
     options: TrainOptions,
     device: torch.device,
     progress: Progress,
+    data: TensorData | None = None,
 ) -> _Run:
-    """Model (initialised from the seed's init stream), optimiser and data on the device."""
+    """Model (initialised from the seed's init stream), optimiser and data on the device.
+
+    `data`: the prepared tensors when several runs share them (seeds trained together).
+    """
     streams = seed_streams(options.seed)
     init = torch.Generator().manual_seed(streams.init)
     model = build_model(spec, dataset.image_shape, dataset.classes, generator=init)
-    data = prepare_data(dataset, options.train_limit, options.validation, device)
+    if data is None:
+        data = prepare_data(dataset, options.train_limit, options.validation, device)
     model = _to_device(model, device)
     torch.manual_seed(streams.dropout)  # inside _forked_rng: the caller's state comes back
     return _Run(
