@@ -282,6 +282,49 @@ def test_a_stop_whose_interrupt_was_lost_gives_the_run_back_after_the_epoch(tmp_
     assert resumed.status == "done" and [e.epoch for e in resumed.epochs] == [1, 2, 3]
 
 
+def test_stacked_seeds_give_the_runs_separate_training_gives(finished, tmp_path, mnist_dir):
+    path, _, separate = finished
+    stacked = run(path, tmp_path / "stacked", mnist_dir, stack_seeds=True)
+    assert stacked.counts["done"] == 4
+    alone = {(r.model, r.seed): r for r in separate.runs}
+    for record in stacked.runs:
+        twin = alone[(record.model, record.seed)]
+        assert record.key == twin.key  # the same runs: stacking is not part of their identity
+        assert [e.epoch for e in record.epochs] == [1, 2] and record.attempts == 1
+        assert record.test.accuracy == pytest.approx(twin.test.accuracy, abs=0.005)
+        kept = sorted(p.name for p in (tmp_path / "stacked" / "runs" / record.key).iterdir())
+        assert kept == ["epoch-0002.json", "epoch-0002.safetensors"]
+
+
+def test_a_stop_in_a_stacked_group_gives_every_seed_back_after_the_epoch(tmp_path, mnist_dir):
+    path, directory = write_study(tmp_path), tmp_path / "study"
+    options = {"models": "conv", "seeds": 2, "epochs": 3, "train_limit": 500}
+    plan = study.plan_study(path, directory=directory, data_dir=mnist_dir, **options)
+    setup = WorkerSetup("", "mnist", plan.dataset_id, str(mnist_dir), None, 1, stack_seeds=True)
+    stopping, worker = threading.Event(), Worker.current()
+    with study.open_study_store(directory) as store:
+        study.register_runs(store, plan)
+        asking = AskingToStopAtFirstEpoch(store, stopping)
+        with pytest.raises(KeyboardInterrupt):
+            work_through(asking, worker, study.tasks_by_key(plan), plan.dataset, setup, stopping)
+        given_back = store.list_runs()
+        assert [(r.status, [e.epoch for e in r.epochs]) for r in given_back] == [
+            ("pending", [1]),
+            ("pending", [1]),
+        ]
+    resumed = run(path, directory, mnist_dir, stack_seeds=True, **options).runs
+    assert [(r.status, [e.epoch for e in r.epochs]) for r in resumed] == [
+        ("done", [1, 2, 3]),
+        ("done", [1, 2, 3]),
+    ]
+
+
+def test_stacked_seeds_are_refused_with_the_ray_executor(tmp_path, mnist_dir):
+    path = write_study(tmp_path)
+    with pytest.raises(StudyError, match="--executor local"):
+        run(path, tmp_path / "study", mnist_dir, executor="ray", stack_seeds=True)
+
+
 # -- unwritable places ------------------------------------------------------------------------
 
 

@@ -95,3 +95,13 @@ def test_cnnlab_run_precision_bf16_trains_in_the_fast_mode(study_file, tmp_path,
     with study.open_study_store(tmp_path) as store:
         (run,) = store.list_runs()
     assert run.status == "done" and run.training["precision"] == "bf16"
+
+
+def test_cnnlab_run_stack_seeds_trains_a_models_seeds_together(study_file, tmp_path, mnist_dir):
+    command = ["run", str(study_file), "--dir", str(tmp_path), "--data-dir", str(mnist_dir)]
+    options = ["--seeds", "3", "--epochs", "1", "--train-limit", "500", "--no-report", "--quiet"]
+    assert main([*command, *options, "--models", "conv", "--stack-seeds"]) == 0
+    with study.open_study_store(tmp_path) as store:
+        runs = store.list_runs()
+    assert [(r.seed, r.status) for r in runs] == [(0, "done"), (1, "done"), (2, "done")]
+    assert len({r.test.accuracy for r in runs}) == 3  # each seed its own run

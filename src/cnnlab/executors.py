@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -34,6 +34,7 @@ from cnnlab.checkpoint import load_latest
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.devices import configure_threads, describe_device, resolve_device, usable_cores
 from cnnlab.errors import CnnlabError
+from cnnlab.multiseed import train_seeds
 from cnnlab.spec import ModelSpec
 from cnnlab.store import (
     HEARTBEAT_SECONDS,
@@ -103,6 +104,7 @@ class WorkerSetup:
     device: str | None
     threads: int
     stale_after: float = STALE_AFTER_SECONDS
+    stack_seeds: bool = False  # train a model's seeds together (cnnlab.multiseed)
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,6 +190,47 @@ def train_run(
     if result.status == "done" and result.checkpoint is not None:
         prune_checkpoints(task.run_dir, keep=result.checkpoint)
     return _report_of(task, dataset, result)
+
+
+def train_group(
+    tasks: Sequence[RunTask],
+    dataset: Dataset,
+    *,
+    device: str | None,
+    threads: int | None,
+    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+) -> list[RunReport]:
+    """Train runs that differ only in their seed as one stacked computation; one report each."""
+    started = time.perf_counter()
+    first = tasks[0]
+    try:
+        results = train_seeds(
+            first.model,
+            dataset,
+            seeds=[task.seed for task in tasks],
+            epochs=first.training.epochs,
+            batch_size=first.training.batch_size,
+            validation=first.training.validation,
+            train_limit=first.training.train_limit,
+            device=device,
+            run_dirs=[task.run_dir for task in tasks],
+            on_epoch=on_epoch,
+            progress="quiet",
+            precision=first.training.precision,
+            threads=threads,
+        )
+    except StoreError:
+        raise
+    except Exception as error:  # a group that cannot even start is recorded, not raised
+        reason = f"{type(error).__name__}: {error}"
+        seconds = (time.perf_counter() - started) / len(tasks)
+        return [_failed_report(task, reason, seconds, device) for task in tasks]
+    reports = []
+    for task, result in zip(tasks, results, strict=True):
+        if result.status == "done" and result.checkpoint is not None:
+            prune_checkpoints(task.run_dir, keep=result.checkpoint)
+        reports.append(_report_of(task, dataset, result))
+    return reports
 
 
 def _report_of(task: RunTask, dataset: Dataset, result: TrainResult) -> RunReport:
@@ -379,7 +422,74 @@ def work_through(
         run = store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)
         if run is None:
             return
-        train_claimed(store, worker, run, tasks[run.key], dataset, setup, stopping)
+        group = claim_other_seeds(store, worker, run, tasks, setup) if setup.stack_seeds else []
+        if group:
+            train_claimed_group(store, worker, [run, *group], tasks, dataset, setup, stopping)
+        else:
+            train_claimed(store, worker, run, tasks[run.key], dataset, setup, stopping)
+
+
+def claim_other_seeds(
+    store: Store, worker: Worker, run: RunRecord, tasks: Mapping[str, RunTask], setup: WorkerSetup
+) -> list[RunRecord]:
+    """Claim the runs that differ from `run` only in their seed, those no one else holds."""
+    task = tasks[run.key]
+    claimed = []
+    for key, other in tasks.items():
+        if key != run.key and other.model == task.model and other.training == task.training:
+            sibling = store.claim_next(worker, keys=[key], stale_after=setup.stale_after)
+            if sibling is not None:
+                claimed.append(sibling)
+    return claimed
+
+
+def train_claimed_group(
+    store: Store,
+    worker: Worker,
+    runs: list[RunRecord],
+    tasks: Mapping[str, RunTask],
+    dataset: Dataset,
+    setup: WorkerSetup,
+    stopping: threading.Event | None = None,
+) -> None:
+    """`train_claimed` for runs trained together: each run's setup, epochs and outcome stored."""
+    group = [tasks[run.key] for run in runs]
+    by_seed = {task.seed: task for task in group}
+    last_seed = group[-1].seed
+    try:
+        with Heartbeat(store, worker, [task.key for task in group]):
+            device = resolve_device(setup.device)
+            for run, task in zip(runs, group, strict=True):
+                store.record_setup(
+                    task.key,
+                    worker,
+                    device=describe_device(device),
+                    versions=versions(),
+                    params=task.params,
+                    flops=task.flops,
+                )
+                catch_up_epochs(store, worker, task, stored=len(run.epochs))
+
+            def record(seed: int, epoch: EpochRecord) -> None:
+                task = by_seed[seed]
+                path = checkpoint_path(task, epoch.epoch)
+                store.record_epoch(task.key, worker, epoch_metrics(epoch), checkpoint=path)
+                if seed == last_seed:  # every seed's epoch is saved: a stop loses none
+                    stop_if_asked(stopping)
+
+            reports = train_group(
+                group, dataset, device=str(device), threads=setup.threads, on_epoch=record
+            )
+            for task, report in zip(group, reports, strict=True):
+                finish(store, worker, task, report)
+    except ClaimLostError as lost:
+        log.warning("runs of %s stopped: %s", group[0].model.name, lost)
+        for task in group:
+            release_quietly(store, task.key, worker)
+    except BaseException:
+        for task in group:
+            release_quietly(store, task.key, worker)
+        raise
 
 
 def train_claimed(

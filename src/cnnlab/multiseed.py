@@ -99,7 +99,8 @@ def train_seeds(
     result equals (to float rounding) what `train_model` returns for that seed. When the seeds'
     run directories hold different numbers of epochs, or the network cannot be stacked (a
     softmax inside it), the seeds are trained one after another instead. The live progress
-    shows the mean over the seeds still training.
+    shows the mean over the seeds still training. Times (epoch seconds, images/s, timings) are
+    each seed's share of the group's wall time, so they add up over runs as separate runs' do.
     """
     started = time.perf_counter()
     directories = _check_group(seeds, run_dirs)
@@ -124,7 +125,11 @@ def train_seeds(
     group = _Group(members, stack, optimizer, make_progress(progress))
     setup_seconds = time.perf_counter() - started
     train_seconds, test_seconds = group.train(on_epoch)
-    timings = Timings(setup_seconds, train_seconds, test_seconds, time.perf_counter() - started)
+    total_seconds = time.perf_counter() - started
+    share = len(seeds)  # each seed's share of the time the group took
+    timings = Timings(
+        setup_seconds / share, train_seconds / share, test_seconds / share, total_seconds / share
+    )
     return [
         _result(m.run, m.outcome, timings, m.resumed_from, m.notes, m.directory)  # type: ignore[arg-type]
         for m in members
@@ -248,14 +253,16 @@ class _Group:
         for member, meter, val in zip(self.members, meters, validations, strict=True):
             if not member.training:
                 continue
-            record = _record(epoch, meter, val, time.perf_counter() - started, train_seconds)
+            share = len(self.members)  # a seed's share of the epoch's wall time
+            seconds = (time.perf_counter() - started) / share
+            record = _record(epoch, meter, val, seconds, train_seconds / share)
             member.run.history.append(record)
             records.append(record)
             if member.directory is not None:
                 _save(member, epoch)
             if on_epoch is not None:
                 on_epoch(member.run.options.seed, record)
-        self.progress.end_epoch(_mean_record(records))
+        self.progress.end_epoch(_mean_record(records, len(self.members)))
 
     def train_one_epoch(self) -> tuple[list[EpochMeter], set[_Member]]:
         """One pass over each seed's own shuffle of the training set, all seeds per step."""
@@ -409,7 +416,9 @@ class _MeanOfSeeds:
         return sum(m.accuracy() for m in self.meters) / len(self.meters)
 
 
-def _mean_record(records: list[EpochRecord]) -> EpochRecord:
+def _mean_record(records: list[EpochRecord], share: int) -> EpochRecord:
+    """What the progress line shows for the group: mean figures, the group's wall time."""
+
     def mean(name: str) -> float | None:
         values = [getattr(r, name) for r in records]
         return None if values[0] is None else sum(values) / len(values)
@@ -421,7 +430,7 @@ def _mean_record(records: list[EpochRecord]) -> EpochRecord:
         accuracy=mean("accuracy"),
         val_loss=mean("val_loss"),
         val_accuracy=mean("val_accuracy"),
-        images_per_second=first.images_per_second * len(records),
+        seconds=first.seconds * share,
     )
 
 

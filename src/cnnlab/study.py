@@ -147,6 +147,7 @@ def run_study(
     progress: ProgressMode | StudyDisplay = "auto",
     data_dir: str | Path | None = None,
     retry_failed: bool = False,
+    stack_seeds: bool = False,
 ) -> StudyOutcome:
     """Train every run of `study` that is not finished, into the store in its directory.
 
@@ -155,7 +156,9 @@ def run_study(
     default `studies/<study name>`. precision: "bf16" for the fast mode (autocast). jobs: runs
     at once (local: separate processes; Ray: tasks in flight, default the cluster's CPUs).
     threads: CPU threads per run (default: the cores split between jobs). retry_failed: train
-    failed and diverged runs again.
+    failed and diverged runs again. stack_seeds: train a model's seeds together as one stacked
+    computation (`cnnlab.train_seeds`; pays on a GPU, not on a CPU that one seed fills; local
+    executor only).
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
@@ -171,7 +174,13 @@ def run_study(
         data_dir=data_dir,
     )
     runner = make_executor(executor, jobs=jobs, address=address)
+    if stack_seeds and runner.name != "local":
+        raise StudyError(
+            f"stacked seeds train in local workers; the {runner.name} executor sends each run "
+            "as its own task: leave out --stack-seeds or use --executor local"
+        )
     setup = _worker_setup(plan, device, threads or threads_per_job(jobs or 1))
+    setup = dataclasses.replace(setup, stack_seeds=stack_seeds)
     display = make_display(progress)
     with open_study_store(plan.directory) as store:
         setup = dataclasses.replace(setup, store_url=store.url)

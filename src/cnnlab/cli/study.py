@@ -53,6 +53,11 @@ def run_command(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Train failed and diverged runs again."
     ),
+    stack_seeds: bool = typer.Option(
+        False,
+        "--stack-seeds",
+        help="Train each model's seeds together as one computation (pays on a GPU).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON at the end."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip building the HTML report."),
@@ -76,6 +81,7 @@ def run_command(
             progress="quiet" if quiet or as_json else "auto",
             data_dir=data_dir,
             retry_failed=retry_failed,
+            stack_seeds=stack_seeds,
         )
     if as_json:
         typer.echo(json.dumps([study.run_row(run) for run in outcome.runs], indent=2))
