@@ -262,26 +262,6 @@ class AskingToStopAtFirstEpoch:
         self.stopping.set()
 
 
-def test_a_stop_whose_interrupt_was_lost_gives_the_run_back_after_the_epoch(tmp_path, mnist_dir):
-    path, directory = write_study(tmp_path), tmp_path / "study"
-    options = {"models": "conv", "seeds": 1, "epochs": 3, "train_limit": 500}
-    plan = study.plan_study(path, directory=directory, data_dir=mnist_dir, **options)
-    setup = WorkerSetup("", "mnist", plan.dataset_id, str(mnist_dir), None, threads=1)
-    stopping, worker = threading.Event(), Worker.current()
-    with study.open_study_store(directory) as store:
-        study.register_runs(store, plan)
-        asking = AskingToStopAtFirstEpoch(store, stopping)
-        with pytest.raises(KeyboardInterrupt):
-            work_through(asking, worker, study.tasks_by_key(plan), plan.dataset, setup, stopping)
-        (given_back,) = store.list_runs()
-        assert (given_back.status, [e.epoch for e in given_back.epochs]) == ("pending", [1])
-        with pytest.raises(KeyboardInterrupt):  # a stop asked for claims nothing more
-            work_through(store, worker, study.tasks_by_key(plan), plan.dataset, setup, stopping)
-        assert store.get_run(given_back.key).attempts == 1
-    (resumed,) = run(path, directory, mnist_dir, **options).runs
-    assert resumed.status == "done" and [e.epoch for e in resumed.epochs] == [1, 2, 3]
-
-
 def test_stacked_seeds_give_the_runs_separate_training_gives(finished, tmp_path, mnist_dir):
     path, _, separate = finished
     stacked = run(path, tmp_path / "stacked", mnist_dir, stack_seeds=True)
@@ -296,11 +276,16 @@ def test_stacked_seeds_give_the_runs_separate_training_gives(finished, tmp_path,
         assert kept == ["epoch-0002.json", "epoch-0002.safetensors"]
 
 
-def test_a_stop_in_a_stacked_group_gives_every_seed_back_after_the_epoch(tmp_path, mnist_dir):
+@pytest.mark.parametrize(("seeds", "stacked"), [(1, False), (2, True)], ids=["alone", "stacked"])
+def test_a_stop_whose_interrupt_was_lost_gives_the_runs_back_after_the_epoch(
+    tmp_path, mnist_dir, seeds, stacked
+):
     path, directory = write_study(tmp_path), tmp_path / "study"
-    options = {"models": "conv", "seeds": 2, "epochs": 3, "train_limit": 500}
+    options = {"models": "conv", "seeds": seeds, "epochs": 3, "train_limit": 500}
     plan = study.plan_study(path, directory=directory, data_dir=mnist_dir, **options)
-    setup = WorkerSetup("", "mnist", plan.dataset_id, str(mnist_dir), None, 1, stack_seeds=True)
+    setup = WorkerSetup(
+        "", "mnist", plan.dataset_id, str(mnist_dir), None, threads=1, stack_seeds=stacked
+    )
     stopping, worker = threading.Event(), Worker.current()
     with study.open_study_store(directory) as store:
         study.register_runs(store, plan)
@@ -309,14 +294,15 @@ def test_a_stop_in_a_stacked_group_gives_every_seed_back_after_the_epoch(tmp_pat
             work_through(asking, worker, study.tasks_by_key(plan), plan.dataset, setup, stopping)
         given_back = store.list_runs()
         assert [(r.status, [e.epoch for e in r.epochs]) for r in given_back] == [
-            ("pending", [1]),
-            ("pending", [1]),
-        ]
-    resumed = run(path, directory, mnist_dir, stack_seeds=True, **options).runs
+            ("pending", [1])
+        ] * seeds  # a stacked group's stop waits until every seed's epoch is saved
+        with pytest.raises(KeyboardInterrupt):  # a stop asked for claims nothing more
+            work_through(store, worker, study.tasks_by_key(plan), plan.dataset, setup, stopping)
+        assert [store.get_run(r.key).attempts for r in given_back] == [1] * seeds
+    resumed = run(path, directory, mnist_dir, stack_seeds=stacked, **options).runs
     assert [(r.status, [e.epoch for e in r.epochs]) for r in resumed] == [
-        ("done", [1, 2, 3]),
-        ("done", [1, 2, 3]),
-    ]
+        ("done", [1, 2, 3])
+    ] * seeds
 
 
 def test_stacked_seeds_are_refused_with_the_ray_executor(tmp_path, mnist_dir):

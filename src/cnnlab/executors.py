@@ -78,6 +78,10 @@ class TrainingSettings:
     def identity(self) -> dict[str, Any]:
         return asdict(self)
 
+    def keywords(self) -> dict[str, Any]:
+        """As keyword arguments of `train_model` and `train_seeds` (the same names)."""
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class RunTask:
@@ -171,25 +175,19 @@ def train_run(
             task.model,
             dataset,
             seed=task.seed,
-            epochs=task.training.epochs,
-            batch_size=task.training.batch_size,
-            validation=task.training.validation,
-            train_limit=task.training.train_limit,
             device=device,
             run_dir=task.run_dir,
             on_epoch=on_epoch,
             progress="quiet",
-            precision=task.training.precision,
             threads=threads,
+            **task.training.keywords(),
         )
     except StoreError:
         raise
     except Exception as error:  # a run that cannot even start is recorded, not raised
         reason = f"{type(error).__name__}: {error}"
         return _failed_report(task, reason, time.perf_counter() - started, device)
-    if result.status == "done" and result.checkpoint is not None:
-        prune_checkpoints(task.run_dir, keep=result.checkpoint)
-    return _report_of(task, dataset, result)
+    return _pruned_report(task, dataset, result)
 
 
 def train_group(
@@ -208,16 +206,12 @@ def train_group(
             first.model,
             dataset,
             seeds=[task.seed for task in tasks],
-            epochs=first.training.epochs,
-            batch_size=first.training.batch_size,
-            validation=first.training.validation,
-            train_limit=first.training.train_limit,
             device=device,
             run_dirs=[task.run_dir for task in tasks],
             on_epoch=on_epoch,
             progress="quiet",
-            precision=first.training.precision,
             threads=threads,
+            **first.training.keywords(),
         )
     except StoreError:
         raise
@@ -225,12 +219,16 @@ def train_group(
         reason = f"{type(error).__name__}: {error}"
         seconds = (time.perf_counter() - started) / len(tasks)
         return [_failed_report(task, reason, seconds, device) for task in tasks]
-    reports = []
-    for task, result in zip(tasks, results, strict=True):
-        if result.status == "done" and result.checkpoint is not None:
-            prune_checkpoints(task.run_dir, keep=result.checkpoint)
-        reports.append(_report_of(task, dataset, result))
-    return reports
+    return [
+        _pruned_report(task, dataset, result) for task, result in zip(tasks, results, strict=True)
+    ]
+
+
+def _pruned_report(task: RunTask, dataset: Dataset, result: TrainResult) -> RunReport:
+    """The run's report; a finished run keeps only its last checkpoint."""
+    if result.status == "done" and result.checkpoint is not None:
+        prune_checkpoints(task.run_dir, keep=result.checkpoint)
+    return _report_of(task, dataset, result)
 
 
 def _report_of(task: RunTask, dataset: Dataset, result: TrainResult) -> RunReport:
