@@ -96,7 +96,8 @@ def train_seeds(
     """Train `spec` once per seed, all seeds in one computation; one TrainResult per seed.
 
     The same arguments as `train_model`, with `seeds` and one run directory per seed. Each
-    result equals (to float rounding) what `train_model` returns for that seed. When the seeds'
+    result is what `train_model` returns for that seed up to float rounding, which training
+    amplifies over many steps (the same run in distribution; docs/performance.md). When the seeds'
     run directories hold different numbers of epochs, or the network cannot be stacked (a
     softmax inside it), the seeds are trained one after another instead. The live progress
     shows the mean over the seeds still training. Times (epoch seconds, images/s, timings) are
