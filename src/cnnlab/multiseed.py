@@ -23,14 +23,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from cnnlab.checkpoint import save_checkpoint
 from cnnlab.errors import CnnlabError, SpecError
 from cnnlab.optim import make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
 from cnnlab.spec import ModelSpec
 from cnnlab.stacked import CannotStack, StackedSeeds, repeat_images, stack_images
 from cnnlab.train import (
-    DIVERGED_LOSS,
     DIVERGENCE_CHECK_STEPS,
     EVAL_BATCH,
     EpochMeter,
@@ -49,10 +47,13 @@ from cnnlab.train import (
     _result,
     _resume,
     _Run,
+    diverged_reason,
+    epoch_record,
     prepare_data,
     run_identity,
     train_model,
 )
+from cnnlab.train import _save as _save_run
 
 if TYPE_CHECKING:
     from cnnlab.data import Dataset
@@ -242,7 +243,7 @@ class _Group:
         for member, meter in zip(self.members, meters, strict=True):
             if member.training and (member in stopped or meter.diverged()):
                 member.outcome = _Outcome(
-                    "diverged", _diverged_reason(meter, epoch), epoch, train_seconds
+                    "diverged", diverged_reason(meter, epoch), epoch, train_seconds
                 )
         training = [m for m in self.members if m.training]
         if not training:
@@ -256,7 +257,7 @@ class _Group:
                 continue
             share = len(self.members)  # a seed's share of the epoch's wall time
             seconds = (time.perf_counter() - started) / share
-            record = _record(epoch, meter, val, seconds, train_seconds / share)
+            record = epoch_record(epoch, meter, val, seconds, train_seconds / share)
             member.run.history.append(record)
             records.append(record)
             if member.directory is not None:
@@ -363,27 +364,6 @@ def _seed_losses(
     return each.mean(dim=1) if reduction == "mean" else each.sum(dim=1)
 
 
-def _record(
-    epoch: int, meter: EpochMeter, val: Evaluation | None, seconds: float, train_seconds: float
-) -> EpochRecord:
-    return EpochRecord(
-        epoch=epoch,
-        loss=meter.loss(),
-        accuracy=meter.accuracy(),
-        val_loss=val.loss if val else None,
-        val_accuracy=val.accuracy if val else None,
-        seconds=seconds,
-        images_per_second=meter.seen / train_seconds,
-    )
-
-
-def _diverged_reason(meter: EpochMeter, epoch: int) -> str:
-    return (
-        f"training loss reached {meter.loss():.4g} in epoch {epoch} (by batch {meter.steps}); "
-        f"a finite loss above {DIVERGED_LOSS:.1f} counts as diverged too (see DIVERGED_LOSS)"
-    )
-
-
 def _save(member: _Member, epoch: int) -> None:
     """The checkpoint the seed's separate run would write (its own dropout state included)."""
     run = member.run
@@ -393,15 +373,7 @@ def _save(member: _Member, epoch: int) -> None:
         states["torch_cuda"] = member.dropout.get_state()
     else:
         states["torch_cpu"] = member.dropout.get_state()
-    save_checkpoint(
-        member.directory,  # type: ignore[arg-type]
-        epoch=epoch,
-        model=run.model,
-        optimizer=run.optimizer,
-        rng_states=states,
-        history=[dataclasses.asdict(record) for record in run.history],
-        identity=member.identity,
-    )
+    _save_run(run, member.directory, epoch, member.identity, states)  # type: ignore[arg-type]
 
 
 class _MeanOfSeeds:

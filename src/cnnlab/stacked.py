@@ -128,7 +128,7 @@ class StackedSeeds(nn.Module):
         if isinstance(first, keras_layers.GlobalAveragePooling2D):
             return StackedGlobalAveragePooling(self.seeds), "vector"
         if isinstance(first, (keras_layers.MaxPooling2D, keras_layers.AveragePooling2D)):
-            _check_elementwise(first.activation if hasattr(first, "activation") else None)
+            _check_elementwise(getattr(first, "activation", None))  # a ReLU moved after it
             return first, layout  # per channel already, and without weights
         _check_elementwise(first)
         return first, layout  # an activation layer

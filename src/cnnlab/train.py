@@ -315,13 +315,20 @@ def _train_epochs(
         run.progress.close()
 
 
-def _save(run: _Run, directory: Path, epoch: int, identity: dict[str, Any]) -> None:
+def _save(
+    run: _Run,
+    directory: Path,
+    epoch: int,
+    identity: dict[str, Any],
+    rng_states: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """The run's checkpoint; `rng_states` when its dropout draws from its own generator."""
     save_checkpoint(
         directory,
         epoch=epoch,
         model=run.model,
         optimizer=run.optimizer,
-        rng_states=_rng_states(run),
+        rng_states=rng_states if rng_states is not None else _rng_states(run),
         history=[dataclasses.asdict(record) for record in run.history],
         identity=identity,
     )
@@ -335,22 +342,33 @@ def run_epoch(run: _Run, epoch: int, epochs: int) -> tuple[EpochRecord | None, s
     meter = train_one_epoch(run)
     train_seconds = time.perf_counter() - started
     if meter.diverged():
-        return None, (
-            f"training loss reached {meter.loss():.4g} in epoch {epoch} (by batch {meter.steps}); "
-            f"a finite loss above {DIVERGED_LOSS:.1f} counts as diverged too (see DIVERGED_LOSS)"
-        )
+        return None, diverged_reason(meter, epoch)
     val = validate(run, epoch == epochs)
-    record = EpochRecord(
+    record = epoch_record(epoch, meter, val, time.perf_counter() - started, train_seconds)
+    run.progress.end_epoch(record)
+    return record, ""
+
+
+def diverged_reason(meter: EpochMeter, epoch: int) -> str:
+    return (
+        f"training loss reached {meter.loss():.4g} in epoch {epoch} (by batch {meter.steps}); "
+        f"a finite loss above {DIVERGED_LOSS:.1f} counts as diverged too (see DIVERGED_LOSS)"
+    )
+
+
+def epoch_record(
+    epoch: int, meter: EpochMeter, val: Evaluation | None, seconds: float, train_seconds: float
+) -> EpochRecord:
+    """The History entry of an epoch: the meter's means, validation, time and throughput."""
+    return EpochRecord(
         epoch=epoch,
         loss=meter.loss(),
         accuracy=meter.accuracy(),
         val_loss=val.loss if val else None,
         val_accuracy=val.accuracy if val else None,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         images_per_second=meter.seen / train_seconds,
     )
-    run.progress.end_epoch(record)
-    return record, ""
 
 
 class EpochMeter:
