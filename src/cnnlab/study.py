@@ -162,6 +162,11 @@ def run_study(
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
+    if stack_seeds and executor != "local":  # before the data is loaded or Ray started
+        raise StudyError(
+            f"stacked seeds train in local workers; the {executor} executor sends each run "
+            "as its own task: leave out --stack-seeds or use --executor local"
+        )
     plan = plan_study(
         study,
         directory=directory,
@@ -174,11 +179,6 @@ def run_study(
         data_dir=data_dir,
     )
     runner = make_executor(executor, jobs=jobs, address=address)
-    if stack_seeds and runner.name != "local":
-        raise StudyError(
-            f"stacked seeds train in local workers; the {runner.name} executor sends each run "
-            "as its own task: leave out --stack-seeds or use --executor local"
-        )
     setup = _worker_setup(plan, device, threads or threads_per_job(jobs or 1))
     setup = dataclasses.replace(setup, stack_seeds=stack_seeds)
     display = make_display(progress)
