@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/epoch_time.py [--models seed/reference,seed/model-2]
         [--steps 60] [--warmup 15] [--repeats 3] [--keras-python /work/kerasenv/bin/python]
+        [--whole-epochs 3]
 
 An MNIST epoch is 469 steps of batch 128 (60,000 images). Each side trains `warmup + steps`
 steps of the real training loop on real MNIST (cnnlab: `train_model`; Keras: `model.fit`) and
@@ -11,7 +12,13 @@ to other processes sharing the CPU). The sides alternate model by model, `repeat
 each estimate keeps its best repeat. Keras runs in its own interpreter (`--keras-python`), so
 cnnlab never depends on it; Keras on torch borrows this venv's torch through `--extra-path`.
 
-Also printed: training GFLOP/s against the machine's measured peak (the best of a big
+With `--whole-epochs N` each side instead trains N whole epochs as the seed study does
+(60,000 images, validation on the 10,000 test images after each epoch; cnnlab also writes its
+checkpoints) and the wall time of epochs 2..N is what is compared: everything a user waits for,
+the validation, the checkpoints and any idling between epochs included. Also printed: how long
+the training call takes to return after its last epoch (Keras's fit() sometimes idles there).
+
+Also printed (step mode): training GFLOP/s against the machine's measured peak (the best of a big
 torch.mm, i.e. MKL, and a 1x1 convolution, i.e. oneDNN, which on AMD CPUs beats MKL's sgemm).
 Training work = 3 x the forward FLOPs of `cnnlab summary` (forward, input gradient, weight
 gradient), less the multiply-adds with 'same' padding's zeros, which oneDNN skips (about 30 %
@@ -86,6 +93,37 @@ def steady_timing(stamps: list[float], warmup: int) -> Timing:
     return Timing(mean=statistics.fmean(steps), fastest=min(stretches))
 
 
+@dataclass(frozen=True)
+class WholeEpochs:
+    """Seconds per whole epoch after the first, and from the last epoch's end to the return."""
+
+    per_epoch: float
+    tail: float
+
+
+def whole_epochs(stamps: list[float], returned: float) -> WholeEpochs:
+    """From the clock at each epoch's end and at the training call's return."""
+    return WholeEpochs((stamps[-1] - stamps[0]) / (len(stamps) - 1), returned - stamps[-1])
+
+
+def time_cnnlab_epochs(spec: ModelSpec, mnist: Dataset, epochs: int, precision: str) -> WholeEpochs:
+    """`train_model` as a study runs it: whole epochs, the test set as validation, checkpoints."""
+    stamps: list[float] = []
+    with tempfile.TemporaryDirectory() as run_dir:
+        train_model(
+            spec,
+            mnist,
+            epochs=epochs,
+            validation="test",
+            run_dir=run_dir,
+            progress="quiet",
+            precision=precision,
+            on_epoch=lambda record: stamps.append(time.perf_counter()),
+        )
+        returned = time.perf_counter()
+    return whole_epochs(stamps, returned)
+
+
 def time_cnnlab(spec: ModelSpec, mnist: Dataset, steps: int, warmup: int, precision: str) -> Timing:
     """The real `train_model` loop for `warmup + steps` steps; the test set shrunk to one batch."""
     small_test = dataclasses.replace(
@@ -117,22 +155,22 @@ def keras_model_json(spec: ModelSpec) -> dict:
 
 
 def time_keras(
-    python: str, backend: str, spec: ModelSpec, data_dir: Path, steps: int, warmup: int
-) -> Timing | str:
-    """Keras's fit() in its own interpreter; a reason string when it cannot run."""
+    python: str,
+    backend: str,
+    spec: ModelSpec,
+    data_dir: Path,
+    steps: int,
+    warmup: int,
+    epochs: int = 0,
+) -> Timing | WholeEpochs | str:
+    """Keras's fit() in its own interpreter, over steps or (epochs > 0) whole epochs; a reason
+    string when it cannot run."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(keras_model_json(spec), handle)
-    command = [
-        python,
-        str(KERAS_SCRIPT),
-        handle.name,
-        "--data-dir",
-        str(data_dir),
-        "--steps",
-        str(steps),
-        "--warmup",
-        str(warmup),
-    ]
+    command = [python, str(KERAS_SCRIPT), handle.name, "--data-dir", str(data_dir)]
+    command += (
+        ["--epochs", str(epochs)] if epochs else ["--steps", str(steps), "--warmup", str(warmup)]
+    )
     if backend == "torch":
         command += ["--extra-path", site.getsitepackages()[0]]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -143,8 +181,10 @@ def time_keras(
     if done.returncode != 0:
         last_line = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         return f"failed: {last_line}"
-    stamps = json.loads(done.stdout.strip().splitlines()[-1])["stamps"]
-    return steady_timing(stamps, warmup)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if epochs:
+        return whole_epochs(result["epoch_stamps"], result["returned"])
+    return steady_timing(result["stamps"], warmup)
 
 
 def training_gflop_per_step(spec: ModelSpec, batch: int = 128) -> float:
@@ -203,6 +243,8 @@ def _gflops(work, flops: float, repeats: int = 30) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.whole_epochs:
+        return run_whole_epochs(args)
     mnist = load_dataset("mnist", data_dir=args.data_dir)
     sides = ["cnnlab"] + [f"keras-{b}" for b in args.keras_backends if args.keras_python]
     results: dict[str, dict[str, list]] = {m: {s: [] for s in sides} for m in args.models}
@@ -219,6 +261,77 @@ def run(args: argparse.Namespace) -> dict:
                 results[name][f"keras-{backend}"].append(timing)
     peak = machine_peak(args.precision)
     return {"results": results, "peak": peak, "environment": environment(args)}
+
+
+def run_whole_epochs(args: argparse.Namespace) -> dict:
+    """Both sides over whole epochs, model by model, alternating; every repeat is kept."""
+    mnist = load_dataset("mnist", data_dir=args.data_dir)
+    sides = ["cnnlab"] + [f"keras-{b}" for b in args.keras_backends if args.keras_python]
+    results: dict[str, dict[str, list]] = {m: {s: [] for s in sides} for m in args.models}
+    for _ in range(args.repeats):
+        for name in args.models:
+            spec = load_model(name)
+            results[name]["cnnlab"].append(
+                time_cnnlab_epochs(spec, mnist, args.whole_epochs, args.precision)
+            )
+            for backend in args.keras_backends if args.keras_python else ():
+                timing = time_keras(
+                    args.keras_python, backend, spec, args.data_dir, 0, 0, args.whole_epochs
+                )
+                results[name][f"keras-{backend}"].append(timing)
+    return {"results": results, "environment": environment(args)}
+
+
+def report_whole_epochs(outcome: dict) -> list[dict]:
+    """One row per model and side: best and median s/epoch of the repeats, ratio of the
+    medians to Keras-TF's, and the longest wait for the training call to return."""
+    rows = []
+    for name, sides in outcome["results"].items():
+        keras_tf = [t for t in sides.get("keras-tensorflow", []) if isinstance(t, WholeEpochs)]
+        for side, timings in sides.items():
+            measured = [t for t in timings if isinstance(t, WholeEpochs)]
+            row: dict = {"model": name, "side": side}
+            if not measured:
+                row["note"] = timings[0] if timings else "not run"
+                rows.append(row)
+                continue
+            epoch = statistics.median(t.per_epoch for t in measured)
+            row.update(
+                epoch_seconds_median=epoch,
+                epoch_seconds_best=min(t.per_epoch for t in measured),
+                tail_seconds_max=max(t.tail for t in measured),
+            )
+            if keras_tf:
+                row["ratio_median"] = epoch / statistics.median(t.per_epoch for t in keras_tf)
+            rows.append(row)
+    return rows
+
+
+def print_whole_epochs(rows: list[dict], outcome: dict) -> None:
+    env = outcome["environment"]
+    table = Table(
+        title=f"Seconds per whole MNIST epoch (epochs 2..{env['whole_epochs']}: 469 steps, "
+        "validation on the test set, checkpoints), over "
+        f"{env['repeats']} repeat(s)"
+    )
+    columns = ("model", "side", "s/epoch (median)", "s/epoch (best)", "ratio vs Keras-TF")
+    for column in (*columns, "return after last epoch"):
+        table.add_column(column, justify="left" if column in ("model", "side") else "right")
+    for row in rows:
+        if "note" in row:
+            table.add_row(row["model"], row["side"], row["note"], "", "", "")
+            continue
+        table.add_row(
+            row["model"],
+            row["side"],
+            f"{row['epoch_seconds_median']:.1f}",
+            f"{row['epoch_seconds_best']:.1f}",
+            f"{row['ratio_median']:.2f}" if "ratio_median" in row else "-",
+            f"{row['tail_seconds_max']:.1f} s",
+        )
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    console.print(f"environment: {env}")
 
 
 def best(timings: list) -> Timing | str:
@@ -264,6 +377,7 @@ def environment(args: argparse.Namespace) -> dict:
         "steps": args.steps,
         "warmup": args.warmup,
         "repeats": args.repeats,
+        "whole_epochs": args.whole_epochs,
         "precision": args.precision,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
@@ -336,18 +450,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keras-backends", default="tensorflow,torch", type=lambda text: text.split(",")
     )
+    parser.add_argument(
+        "--whole-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time N whole epochs with validation instead of steps (N >= 2; epoch 1 is warm-up)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.steps < CHUNK:
         parser.error(f"--steps must be at least {CHUNK}")
+    if args.whole_epochs == 1 or args.whole_epochs < 0:
+        parser.error("--whole-epochs needs at least 2 epochs: the first one is the warm-up")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     outcome = run(args)
-    rows = report(outcome, args)
-    print_report(rows, outcome)
+    if args.whole_epochs:
+        rows = report_whole_epochs(outcome)
+        print_whole_epochs(rows, outcome)
+    else:
+        rows = report(outcome, args)
+        print_report(rows, outcome)
     if args.json:
         args.json.write_text(
             json.dumps(

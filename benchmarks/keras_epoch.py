@@ -5,6 +5,7 @@ cnnlab's: the model arrives as JSON (cnnlab's layer specs, Keras class names and
 the optimiser's Keras parameters resolved), and the result leaves as one JSON line on stdout.
 
     python keras_epoch.py MODEL_JSON --data-dir DIR --steps 60 --warmup 15 [--extra-path DIR]
+    python keras_epoch.py MODEL_JSON --data-dir DIR --epochs 3   # whole epochs, as users wait
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 
-def load_mnist_train(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The IDX files as Keras's mnist.load_data() gives them, scaled as the notebook did."""
-    with gzip.open(data_dir / "train-images-idx3-ubyte.gz") as f:
+def load_mnist(data_dir: Path, part: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """The IDX files as Keras's mnist.load_data() gives them, scaled as the notebook did;
+    part is "train" or "t10k" (the test set)."""
+    with gzip.open(data_dir / f"{part}-images-idx3-ubyte.gz") as f:
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
-    with gzip.open(data_dir / "train-labels-idx1-ubyte.gz") as f:
+    with gzip.open(data_dir / f"{part}-labels-idx1-ubyte.gz") as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8)
     return images.astype("float32") / 255, np.eye(10, dtype="float32")[labels]
 
@@ -69,6 +71,30 @@ def fit_stamps(net, x, y, *, batch_size: int, steps: int) -> tuple[list[float], 
     return stamps, time.perf_counter() - start
 
 
+def fit_epoch_stamps(
+    net, train, test, *, batch_size: int, epochs: int
+) -> tuple[list[float], float]:
+    """fit() over whole epochs validated on the test set (the seed recipe), the clock read at
+    each epoch's end; and the clock when fit() returns, which can be long after the last epoch."""
+    import keras
+
+    stamps: list[float] = []
+
+    class EpochClock(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            stamps.append(time.perf_counter())
+
+    net.fit(
+        *train,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=test,
+        verbose=0,
+        callbacks=[EpochClock()],
+    )
+    return stamps, time.perf_counter()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model_json", type=Path)
@@ -76,6 +102,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=0, help="whole epochs instead of steps")
     parser.add_argument("--extra-path", help="a site-packages to borrow from (torch for Keras)")
     args = parser.parse_args()
     if args.extra_path:
@@ -83,17 +110,24 @@ def main() -> None:
     import keras
 
     model = json.loads(args.model_json.read_text())
-    x, y = load_mnist_train(args.data_dir)
+    x, y = load_mnist(args.data_dir)
     keras.utils.set_random_seed(0)
     net = build_keras_model(model, x.shape[1:], y.shape[1])
-    stamps, wall = fit_stamps(net, x, y, batch_size=args.batch_size, steps=args.warmup + args.steps)
     result = {
-        "stamps": stamps,
-        "fit_wall_seconds": wall,
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         "model": model["name"],
     }
+    if args.epochs:
+        test = load_mnist(args.data_dir, "t10k")
+        stamps, returned = fit_epoch_stamps(
+            net, (x, y), test, batch_size=args.batch_size, epochs=args.epochs
+        )
+        result.update(epoch_stamps=stamps, returned=returned)
+    else:
+        steps = args.warmup + args.steps
+        stamps, wall = fit_stamps(net, x, y, batch_size=args.batch_size, steps=steps)
+        result.update(stamps=stamps, fit_wall_seconds=wall)
     print(json.dumps(result))
 
 
