@@ -95,20 +95,45 @@ def steady_timing(stamps: list[float], warmup: int) -> Timing:
 
 @dataclass(frozen=True)
 class WholeEpochs:
-    """Seconds per whole epoch after the first, and from the last epoch's end to the return."""
+    """Seconds per whole epoch after the first, from the last epoch's end to the return, and
+    the longest wait for one batch after the first epoch."""
 
     per_epoch: float
     tail: float
+    longest_batch_wait: float
 
 
-def whole_epochs(stamps: list[float], returned: float) -> WholeEpochs:
+def whole_epochs(stamps: list[float], returned: float, longest_batch_wait: float) -> WholeEpochs:
     """From the clock at each epoch's end and at the training call's return."""
-    return WholeEpochs((stamps[-1] - stamps[0]) / (len(stamps) - 1), returned - stamps[-1])
+    per_epoch = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    return WholeEpochs(per_epoch, returned - stamps[-1], longest_batch_wait)
+
+
+class BatchClock(StepClock):
+    """Stamps each epoch's start and each batch's end, epoch by epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[list[float]] = []
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epochs.append([time.perf_counter()])
+
+    def update(self, step: int, running: object) -> None:
+        self.epochs[-1].append(time.perf_counter())
+
+    def longest_wait(self) -> float:
+        """After the first epoch: the longest wait for a batch, from its epoch's start or the
+        batch before."""
+        return max(
+            b - a for clock in self.epochs[1:] for a, b in zip(clock[:-1], clock[1:], strict=True)
+        )
 
 
 def time_cnnlab_epochs(spec: ModelSpec, mnist: Dataset, epochs: int, precision: str) -> WholeEpochs:
     """`train_model` as a study runs it: whole epochs, the test set as validation, checkpoints."""
     stamps: list[float] = []
+    clock = BatchClock()
     with tempfile.TemporaryDirectory() as run_dir:
         train_model(
             spec,
@@ -116,12 +141,12 @@ def time_cnnlab_epochs(spec: ModelSpec, mnist: Dataset, epochs: int, precision: 
             epochs=epochs,
             validation="test",
             run_dir=run_dir,
-            progress="quiet",
+            progress=clock,
             precision=precision,
             on_epoch=lambda record: stamps.append(time.perf_counter()),
         )
         returned = time.perf_counter()
-    return whole_epochs(stamps, returned)
+    return whole_epochs(stamps, returned, clock.longest_wait())
 
 
 def time_cnnlab(spec: ModelSpec, mnist: Dataset, steps: int, warmup: int, precision: str) -> Timing:
@@ -183,7 +208,9 @@ def time_keras(
         return f"failed: {last_line}"
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if epochs:
-        return whole_epochs(result["epoch_stamps"], result["returned"])
+        return whole_epochs(
+            result["epoch_stamps"], result["returned"], result["longest_batch_wait"]
+        )
     return steady_timing(result["stamps"], warmup)
 
 
@@ -300,6 +327,7 @@ def report_whole_epochs(outcome: dict) -> list[dict]:
                 epoch_seconds_median=epoch,
                 epoch_seconds_best=min(t.per_epoch for t in measured),
                 tail_seconds_max=max(t.tail for t in measured),
+                longest_batch_wait_max=max(t.longest_batch_wait for t in measured),
             )
             if keras_tf:
                 row["ratio_median"] = epoch / statistics.median(t.per_epoch for t in keras_tf)
@@ -315,11 +343,11 @@ def print_whole_epochs(rows: list[dict], outcome: dict) -> None:
         f"{env['repeats']} repeat(s)"
     )
     columns = ("model", "side", "s/epoch (median)", "s/epoch (best)", "ratio vs Keras-TF")
-    for column in (*columns, "return after last epoch"):
+    for column in (*columns, "longest wait for a batch", "return after last epoch"):
         table.add_column(column, justify="left" if column in ("model", "side") else "right")
     for row in rows:
         if "note" in row:
-            table.add_row(row["model"], row["side"], row["note"], "", "", "")
+            table.add_row(row["model"], row["side"], row["note"], "", "", "", "")
             continue
         table.add_row(
             row["model"],
@@ -327,9 +355,10 @@ def print_whole_epochs(rows: list[dict], outcome: dict) -> None:
             f"{row['epoch_seconds_median']:.1f}",
             f"{row['epoch_seconds_best']:.1f}",
             f"{row['ratio_median']:.2f}" if "ratio_median" in row else "-",
+            f"{row['longest_batch_wait_max']:.2f} s",
             f"{row['tail_seconds_max']:.1f} s",
         )
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(140, Console().width))
     console.print(table)
     console.print(f"environment: {env}")
 

@@ -71,16 +71,22 @@ def fit_stamps(net, x, y, *, batch_size: int, steps: int) -> tuple[list[float], 
     return stamps, time.perf_counter() - start
 
 
-def fit_epoch_stamps(
-    net, train, test, *, batch_size: int, epochs: int
-) -> tuple[list[float], float]:
-    """fit() over whole epochs validated on the test set (the seed recipe), the clock read at
-    each epoch's end; and the clock when fit() returns, which can be long after the last epoch."""
+def fit_epoch_stamps(net, train, test, *, batch_size: int, epochs: int) -> dict:
+    """fit() over whole epochs validated on the test set (the seed recipe): the clock at each
+    epoch's end, when fit() returns (which can be long after the last epoch), and the longest
+    wait for a batch after the first epoch (from the epoch's start or the batch before)."""
     import keras
 
     stamps: list[float] = []
+    batch_clock: list[list[float]] = []
 
     class EpochClock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            batch_clock.append([time.perf_counter()])
+
+        def on_train_batch_end(self, batch, logs=None):
+            batch_clock[-1].append(time.perf_counter())
+
         def on_epoch_end(self, epoch, logs=None):
             stamps.append(time.perf_counter())
 
@@ -92,7 +98,9 @@ def fit_epoch_stamps(
         verbose=0,
         callbacks=[EpochClock()],
     )
-    return stamps, time.perf_counter()
+    returned = time.perf_counter()
+    gaps = [b - a for clock in batch_clock[1:] for a, b in zip(clock[:-1], clock[1:], strict=True)]
+    return {"epoch_stamps": stamps, "returned": returned, "longest_batch_wait": max(gaps)}
 
 
 def main() -> None:
@@ -120,10 +128,8 @@ def main() -> None:
     }
     if args.epochs:
         test = load_mnist(args.data_dir, "t10k")
-        stamps, returned = fit_epoch_stamps(
-            net, (x, y), test, batch_size=args.batch_size, epochs=args.epochs
-        )
-        result.update(epoch_stamps=stamps, returned=returned)
+        timing = fit_epoch_stamps(net, (x, y), test, batch_size=args.batch_size, epochs=args.epochs)
+        result.update(timing)
     else:
         steps = args.warmup + args.steps
         stamps, wall = fit_stamps(net, x, y, batch_size=args.batch_size, steps=steps)
