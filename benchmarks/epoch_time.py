@@ -270,43 +270,34 @@ def _gflops(work, flops: float, repeats: int = 30) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.whole_epochs:
-        return run_whole_epochs(args)
+    """Both sides model by model, alternating, `repeats` times; every repeat is kept. Steps, or
+    whole epochs with `--whole-epochs`; the machine's peak only for steps."""
     mnist = load_dataset("mnist", data_dir=args.data_dir)
     sides = ["cnnlab"] + [f"keras-{b}" for b in args.keras_backends if args.keras_python]
     results: dict[str, dict[str, list]] = {m: {s: [] for s in sides} for m in args.models}
     for _ in range(args.repeats):
         for name in args.models:
             spec = load_model(name)
-            results[name]["cnnlab"].append(
-                time_cnnlab(spec, mnist, args.steps, args.warmup, args.precision)
-            )
+            if args.whole_epochs:
+                timing = time_cnnlab_epochs(spec, mnist, args.whole_epochs, args.precision)
+            else:
+                timing = time_cnnlab(spec, mnist, args.steps, args.warmup, args.precision)
+            results[name]["cnnlab"].append(timing)
             for backend in args.keras_backends if args.keras_python else ():
                 timing = time_keras(
-                    args.keras_python, backend, spec, args.data_dir, args.steps, args.warmup
+                    args.keras_python,
+                    backend,
+                    spec,
+                    args.data_dir,
+                    args.steps,
+                    args.warmup,
+                    args.whole_epochs,
                 )
                 results[name][f"keras-{backend}"].append(timing)
-    peak = machine_peak(args.precision)
-    return {"results": results, "peak": peak, "environment": environment(args)}
-
-
-def run_whole_epochs(args: argparse.Namespace) -> dict:
-    """Both sides over whole epochs, model by model, alternating; every repeat is kept."""
-    mnist = load_dataset("mnist", data_dir=args.data_dir)
-    sides = ["cnnlab"] + [f"keras-{b}" for b in args.keras_backends if args.keras_python]
-    results: dict[str, dict[str, list]] = {m: {s: [] for s in sides} for m in args.models}
-    for _ in range(args.repeats):
-        for name in args.models:
-            spec = load_model(name)
-            results[name]["cnnlab"].append(
-                time_cnnlab_epochs(spec, mnist, args.whole_epochs, args.precision)
-            )
-            for backend in args.keras_backends if args.keras_python else ():
-                timing = time_keras(
-                    args.keras_python, backend, spec, args.data_dir, 0, 0, args.whole_epochs
-                )
-                results[name][f"keras-{backend}"].append(timing)
-    return {"results": results, "environment": environment(args)}
+    outcome = {"results": results, "environment": environment(args)}
+    if not args.whole_epochs:
+        outcome["peak"] = machine_peak(args.precision)
+    return outcome
 
 
 def report_whole_epochs(outcome: dict) -> list[dict]:
