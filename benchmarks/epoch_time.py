@@ -481,6 +481,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps < CHUNK:
         parser.error(f"--steps must be at least {CHUNK}")
+    if args.keras_python and not Path(args.keras_python).is_file():
+        parser.error(f"--keras-python {args.keras_python}: no such interpreter")
     if args.whole_epochs == 1 or args.whole_epochs < 0:
         parser.error("--whole-epochs needs at least 2 epochs: the first one is the warm-up")
     return args

@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if BASELINE not in args.precisions:
         parser.error(f"--precisions must include {BASELINE}: the other sides are compared with it")
+    if args.keras_python and not Path(args.keras_python).is_file():
+        parser.error(f"--keras-python {args.keras_python}: no such interpreter")
     records = run_all(args)
     comparisons = [
         compare(records, model, metric, side)
