@@ -6,6 +6,7 @@ the optimiser's Keras parameters resolved), and the result leaves as one JSON li
 
     python keras_epoch.py MODEL_JSON --data-dir DIR --steps 60 --warmup 15 [--extra-path DIR]
     python keras_epoch.py MODEL_JSON --data-dir DIR --epochs 3   # whole epochs, as users wait
+    [--threads N]   # the backend's CPU threads, as cnnlab's side uses (default: the backend's)
 """
 
 from __future__ import annotations
@@ -112,6 +113,18 @@ def fit_epoch_stamps(net, train, test, *, batch_size: int, epochs: int) -> dict:
     }
 
 
+def set_threads(backend: str, threads: int) -> None:
+    """Before the first op: TensorFlow fixes its thread pools when it first runs one."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model_json", type=Path)
@@ -122,10 +135,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="whole epochs instead of steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extra-path", help="a site-packages to borrow from (torch for Keras)")
+    parser.add_argument("--threads", type=int, help="CPU threads of the backend's ops")
     args = parser.parse_args()
     if args.extra_path:
         sys.path.append(args.extra_path)  # after this env's own packages, so they win
     import keras
+
+    if args.threads:
+        set_threads(keras.backend.backend(), args.threads)
 
     model = json.loads(args.model_json.read_text())
     x, y = load_mnist(args.data_dir)

@@ -83,6 +83,8 @@ def keras_run(args: argparse.Namespace, name: str, seed: int) -> dict:
         json.dump(keras_model_json(load_model(name)), handle)
     command = [args.keras_python, str(KERAS_SCRIPT), handle.name, "--data-dir", str(args.data_dir)]
     command += ["--epochs", str(args.epochs), "--seed", str(seed)]
+    if args.threads:  # the same threads as cnnlab's side: TF's results depend on the count
+        command += ["--threads", str(args.threads)]
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="seed/model-2", type=lambda t: t.split(","))
     parser.add_argument("--seeds", default="0,1,2", type=lambda t: [int(s) for s in t.split(",")])
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of both sides")
     parser.add_argument(
         "--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mnist"
     )
