@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cnnlab.errors import SpecError
@@ -86,6 +86,7 @@ def answers_cleanly(parse, *args, **kwargs):
 
 @FUZZ
 @given(model_like)
+@example({"layers": [{"conv": [], "Conv2D": [], "maxpool": [], "\n": None}]})  # found in CI
 def test_any_model_dict_gives_a_spec_or_a_spec_error(data):
     result = answers_cleanly(model_from_dict, data, source="fuzz.toml")
     assert result is None or isinstance(result, ModelSpec)

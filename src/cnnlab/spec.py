@@ -372,6 +372,11 @@ def _check_keys(table: dict, allowed: tuple[str, ...], at: _At, what: str) -> No
 # --- Layers -----------------------------------------------------------------------------------
 
 
+def _key_text(key: Any) -> str:
+    text = str(key)
+    return text if text.isprintable() else show(key)
+
+
 def _normal(word: str) -> str:
     return word.lower().replace("_", "").replace("-", "")
 
@@ -398,7 +403,8 @@ def _type_of_table(item: dict, at: _At) -> tuple[str, dict]:
     if len(keys) > 1:  # `activation` is then an option of the other type
         keys = [key for key in keys if _normal(key) != "activation"]
     if len(keys) != 1:
-        named = ", ".join(str(key) for key in item) or "none"
+        # A key with a newline or other control character is quoted: the error stays one line.
+        named = ", ".join(_key_text(key) for key in item) or "none"
         hint = next((did_you_mean(_normal(str(k)), LAYER_TYPES) for k in item), "")
         rule = "has several type keys" if keys else "needs one type key"
         raise at.error(f"layer {rule} (one of {', '.join(LAYER_TYPES)}), got keys: {named}{hint}")
