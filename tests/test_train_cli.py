@@ -95,3 +95,11 @@ def test_bad_validation_is_one_error_line(capsys, tiny_toml, mnist_dir):
     assert (
         err.strip() == "error: --validation must be a fraction such as 0.1, or \"test\"; got 'most'"
     )
+
+
+def test_bad_option_is_reported_before_the_dataset_is_looked_for(capsys, tiny_toml, tmp_path):
+    empty = tmp_path / "no-mnist-here"
+    empty.mkdir()
+    code, _, err = train(capsys, tiny_toml, "--precision", "fp16", "--data-dir", empty)
+    assert code == 2
+    assert err.strip() == "error: precision must be fp32 or bf16, got 'fp16'"

@@ -45,6 +45,10 @@ def train_command(
 ) -> None:
     """Train MODEL and print its per-epoch history and test metrics."""
     model_spec = spec.load_model(model)
+    held_out = parse_validation(validation)
+    # The options are checked before the dataset loads, which may mean a download: a typo in
+    # --precision should not wait for (or fail on) the network first.
+    train.TrainOptions(seed, epochs, batch_size, held_out, train_limit, precision)
     images = data.load_dataset(dataset, data_dir=data_dir)
     with sigterm_as_interrupt(), _interrupt_message(run_dir):
         result = train.train_model(
@@ -53,7 +57,7 @@ def train_command(
             seed=seed,
             epochs=epochs,
             batch_size=batch_size,
-            validation=parse_validation(validation),
+            validation=held_out,
             train_limit=train_limit,
             device=device,
             run_dir=run_dir,
