@@ -175,6 +175,13 @@ def test_bad_layer_names_file_line_layer_rule_and_value(tmp_path, layer, message
         load_model(write(tmp_path, "m.toml", text))
 
 
+def test_several_valid_type_keys_get_no_spelling_suggestion():
+    bad = model_with({"conv": 8, "dense": 4})
+    with pytest.raises(SpecError) as raised:
+        model_from_dict(bad, source="net.py")
+    assert str(raised.value).endswith("got keys: conv, dense")
+
+
 def test_dict_errors_name_the_source_and_layer_index_without_a_line():
     bad = model_with("flatten", {"conv": 8, "kernel": 0})
     with pytest.raises(SpecError, match=r"^net\.py: layer 2 \(conv\): kernel must be >= 1, got 0$"):

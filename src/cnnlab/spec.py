@@ -405,7 +405,8 @@ def _type_of_table(item: dict, at: _At) -> tuple[str, dict]:
     if len(keys) != 1:
         # A key with a newline or other control character is quoted: the error stays one line.
         named = ", ".join(_key_text(key) for key in item) or "none"
-        hint = next((did_you_mean(_normal(str(k)), LAYER_TYPES) for k in item), "")
+        # A misspelt type gets a suggestion; with several valid ones it would only confuse.
+        hint = "" if keys else next((did_you_mean(_normal(str(k)), LAYER_TYPES) for k in item), "")
         rule = "has several type keys" if keys else "needs one type key"
         raise at.error(f"layer {rule} (one of {', '.join(LAYER_TYPES)}), got keys: {named}{hint}")
     kind = _TYPE_ALIASES[_normal(keys[0])]
