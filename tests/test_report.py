@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +143,38 @@ def test_the_report_writes_plots_as_png_and_svg_and_the_table_as_files(seed_repo
     assert all(row["done"] == 2 for row in rows)
     assert (out / "results.csv").read_text().count("\n") == 4
     assert (out / "conclusions.md").read_text().startswith("## Conclusions")
+
+
+def test_plots_drawn_in_worker_processes_are_the_ones_drawn_in_process(
+    seed_study, seed_report, mnist_dir, tmp_path
+):
+    copy = tmp_path / "seed"
+    shutil.copytree(seed_study, copy, ignore=shutil.ignore_patterns("report"))
+    build_report(copy, data_dir=mnist_dir, processes=2)
+    here = sorted((seed_report.parent / "plots").iterdir())
+    there = copy / "report" / "plots"
+    assert sorted(p.name for p in here) == sorted(p.name for p in there.iterdir())
+    for drawn in here:
+        assert (there / drawn.name).read_bytes() == drawn.read_bytes(), drawn.name
+
+
+def test_a_script_without_a_main_guard_still_gets_its_report_and_is_told_why(
+    seed_study, seed_report, mnist_dir, tmp_path
+):
+    copy = tmp_path / "seed"
+    shutil.copytree(seed_study, copy, ignore=shutil.ignore_patterns("report"))
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import cnnlab\n"
+        f"cnnlab.build_report({str(copy)!r}, data_dir={str(mnist_dir)!r}, processes=2)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "needs `if __name__ == '__main__':`" in done.stderr
+    drawn = sorted(p.name for p in (copy / "report" / "plots").glob("*.png"))
+    assert drawn == sorted(p.name for p in (seed_report.parent / "plots").glob("*.png"))
 
 
 def test_violins_name_every_weighted_layer_of_the_trained_checkpoint(seed_study, mnist_dir):

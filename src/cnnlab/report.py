@@ -226,50 +226,59 @@ class PlotSection:
     files: tuple[plots.PlotFile, ...]
 
 
+@dataclass(frozen=True)
+class PlannedSection:
+    """A section whose figures are still to be drawn."""
+
+    title: str
+    intro: str
+    jobs: tuple[plots.FigureJob, ...]
+
+
 def draw_plots(
     results: StudyResults,
     results_table: table.ResultsTable,
     best: str | None,
     directory: Path,
+    *,
+    processes: int = 1,
 ) -> tuple[PlotSection, ...]:
-    """Every plot of the report, written as PNG and SVG into `directory`."""
+    """Every plot of the report, written as PNG and SVG into `directory`, drawn in up to
+    `processes` worker processes (`plots.save_figures`)."""
     models = [row.model for row in results_table.rows]
-    sections = [
-        curve_section(results.runs, models, directory),
-        cost_section(results_table, directory),
-        weight_section(results, models, directory),
-        errors_section(results, best, directory),
+    planned = [
+        curve_section(results.runs, models),
+        cost_section(results_table),
+        weight_section(results, models),
+        errors_section(results, best),
     ]
+    jobs = [job for section in planned for job in section.jobs]
+    files = iter(plots.save_figures(jobs, directory, processes=processes))
+    sections = [PlotSection(s.title, s.intro, tuple(next(files) for _ in s.jobs)) for s in planned]
     return tuple(section for section in sections if section.files)
 
 
-def curve_section(runs: Sequence[RunRecord], models: list[str], directory: Path) -> PlotSection:
-    files = []
+def curve_section(runs: Sequence[RunRecord], models: list[str]) -> PlannedSection:
+    jobs = []
     for metric in ("loss", "accuracy"):
         curves = plots.curves_by_model(runs, models, metric)
         if not any(c.train.epochs for c in curves):
             continue
-        files.append(
-            plots.save_figure(
-                plots.draw_model_curves(curves),
-                directory,
-                f"curves-{metric}",
-                f"Train and validation {metric} per epoch, each model (band: the seeds' range)",
-            )
-        )
-        files.append(
-            plots.save_figure(
-                plots.draw_validation_overview(curves),
-                directory,
+        title = f"Train and validation {metric} per epoch, each model (band: the seeds' range)"
+        jobs.append(plots.FigureJob(f"curves-{metric}", title, plots.draw_model_curves, (curves,)))
+        jobs.append(
+            plots.FigureJob(
                 f"validation-{metric}",
                 f"Validation {metric} of every model on one chart",
+                plots.draw_validation_overview,
+                (curves,),
             )
         )
     intro = "The notebook's plt_dynamic, per model: mean over seeds, the band spans min to max."
-    return PlotSection("Learning curves", intro, tuple(files))
+    return PlannedSection("Learning curves", intro, tuple(jobs))
 
 
-def cost_section(results_table: table.ResultsTable, directory: Path) -> PlotSection:
+def cost_section(results_table: table.ResultsTable) -> PlannedSection:
     fronts = [
         plots.pareto_front(
             cost, [(row.model, value(row), row.accuracy) for row in results_table.rows]
@@ -281,15 +290,15 @@ def cost_section(results_table: table.ResultsTable, directory: Path) -> PlotSect
     ]
     fronts = [front for front in fronts if front.points]
     if not fronts:
-        return PlotSection("Accuracy against cost", "", ())
+        return PlannedSection("Accuracy against cost", "", ())
     title = "Test accuracy against parameters and time; red: the Pareto front"
-    drawn = plots.save_figure(plots.draw_pareto(fronts), directory, "pareto", title)
+    job = plots.FigureJob("pareto", title, plots.draw_pareto, (fronts,))
     intro = "A model is on the front when no other is both cheaper and more accurate."
-    return PlotSection("Accuracy against cost", intro, (drawn,))
+    return PlannedSection("Accuracy against cost", intro, (job,))
 
 
-def weight_section(results: StudyResults, models: list[str], directory: Path) -> PlotSection:
-    files, unread = [], []
+def weight_section(results: StudyResults, models: list[str]) -> PlannedSection:
+    jobs, unread = [], []
     for model in models:
         violins = model_violins(results, model)
         if violins is None or not violins.layers:
@@ -297,14 +306,14 @@ def weight_section(results: StudyResults, models: list[str], directory: Path) ->
             continue
         title = f"{model}: trained weights of every weighted layer (seed {violins.seed})"
         stem = f"weights-{plots.slug(model)}"
-        files.append(plots.save_figure(plots.draw_weight_violins(violins), directory, stem, title))
+        jobs.append(plots.FigureJob(stem, title, plots.draw_weight_violins, (violins,)))
     intro = (
         "Each weighted layer under its name in the checkpoint (conv2d, conv2d_1, ..., dense_1; "
         "batch normalization: its scale gamma), from the first finished seed's last checkpoint."
     )
     if unread:
         intro += f" No finished run with a readable checkpoint: {', '.join(unread)}."
-    return PlotSection("Trained weights", intro, tuple(files))
+    return PlannedSection("Trained weights", intro, tuple(jobs))
 
 
 def model_violins(results: StudyResults, model: str) -> plots.WeightViolins | None:
@@ -329,46 +338,50 @@ def read_weights(path: Path) -> dict[str, np.ndarray] | None:
     return {k[size:]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
 
 
-def errors_section(results: StudyResults, best: str | None, directory: Path) -> PlotSection:
+def errors_section(results: StudyResults, best: str | None) -> PlannedSection:
     """The best model's confusion matrix and misclassified digits, over all its runs."""
     labels, images = results.test_labels, results.test_images
     keys = [run.key for run in results.runs if run.model == best and run.status == "done"]
     predicted = [results.predictions[key] for key in keys if key in results.predictions]
     if best is None or labels is None or images is None or not predicted:
-        return PlotSection("The best model's errors", "", ())
+        return PlannedSection("The best model's errors", "", ())
     classes = int(max(labels.max(), max(p.max() for p in predicted))) + 1
     confusion = plots.confusion_counts(best, labels, predicted, classes)
     grid = plots.misclassified_digits(best, labels, predicted)
-    files = (
-        plots.save_figure(
-            plots.draw_confusion(confusion), directory, "confusion", f"{best}: confusion matrix"
+    jobs = (
+        plots.FigureJob(
+            "confusion", f"{best}: confusion matrix", plots.draw_confusion, (confusion,)
         ),
-        plots.save_figure(
-            plots.draw_misclassified(grid, images),
-            directory,
+        plots.FigureJob(
             "misclassified",
             f"{best}: misclassified test digits, true and predicted class",
+            plots.draw_misclassified,
+            (grid, images),
         ),
     )
     intro = f"{best} has the highest mean test accuracy; its errors on the test set."
-    return PlotSection("The best model's errors", intro, files)
+    return PlannedSection("The best model's errors", intro, jobs)
 
 
 # -- the page -------------------------------------------------------------------------------------
 
 
-def build_report(directory: str | Path, *, data_dir: str | Path | None = None) -> Path:
+def build_report(
+    directory: str | Path, *, data_dir: str | Path | None = None, processes: int = 1
+) -> Path:
     """Build the study's report from its store (never training); returns the HTML file's path.
 
     Works for an unfinished study too: it reports what has finished and lists what is
     missing. `data_dir` is where the dataset's files are (for the test images and labels).
+    processes > 1 draws the plots in that many spawned worker processes (a script that asks
+    for it needs `if __name__ == "__main__":`, as for any spawned process).
     """
     results = read_study(directory, data_dir=data_dir)
     out = results.directory / REPORT_DIRNAME
     results_table = table.build_results_table(results.runs, order=results.order)
     found = concl.write_conclusions(gather_evidence(results, results_table))
     best = found.best.best if found.best else None
-    sections = draw_plots(results, results_table, best, out / PLOTS_DIRNAME)
+    sections = draw_plots(results, results_table, best, out / PLOTS_DIRNAME, processes=processes)
     exports = write_exports(results_table, found, out)
     page = render_html(results, results_table, found, sections, exports)
     return plots.write_atomic(report_path(results.directory), page.encode())

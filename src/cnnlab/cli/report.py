@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cnnlab import report, table
+from cnnlab.devices import usable_cores
 from cnnlab.errors import SpecError
 
 TABLE_FORMATS = ("rich", "md", "csv", "json", "none")
@@ -30,7 +31,7 @@ def report_command(
     """Build DIR/report/report.html (table, statistics, conclusions, plots); also unfinished."""
     if table_format not in TABLE_FORMATS:
         raise SpecError(f"--table must be one of {', '.join(TABLE_FORMATS)}; got {table_format!r}")
-    path = report.build_report(directory, data_dir=data_dir)
+    path = report.build_report(directory, data_dir=data_dir, processes=usable_cores())
     print_table(report.study_table(directory), table_format)
     typer.echo(f"report: {path}", err=table_format in ("md", "csv", "json"))
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cnnlab import report, study
 from cnnlab.cli.interrupts import sigterm_as_interrupt
+from cnnlab.devices import usable_cores
 from cnnlab.store import RunRecord
 
 
@@ -89,7 +90,7 @@ def run_command(
         print_outcome(outcome)
     page = report.report_path(outcome.directory)
     if not no_report and not (outcome.nothing_to_do and page.is_file()):
-        page = report.build_report(outcome.directory, data_dir=data_dir)
+        page = report.build_report(outcome.directory, data_dir=data_dir, processes=usable_cores())
         typer.echo(f"report: {page}", err=as_json)
     if any(run.status == "failed" for run in outcome.runs):
         raise typer.Exit(1)
