@@ -1,0 +1,57 @@
+"""The benchmarks' own logic that their figures rest on (the timings themselves are not tested)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def study_time():
+    sys.path.insert(0, str(BENCHMARKS))  # study_time imports its sibling epoch_time
+    try:
+        spec = importlib.util.spec_from_file_location("study_time", BENCHMARKS / "study_time.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_the_notebook_baseline_is_read_from_its_own_keras_log(study_time):
+    if not study_time.NOTEBOOK.is_file():
+        pytest.fail(f"the seed notebook is not at {study_time.NOTEBOOK}; clone beside ../shared")
+    seconds = study_time.notebook_epoch_seconds(study_time.NOTEBOOK)
+    # The notebook logged models 2-12, 12 epochs each; the reference and model-1 have no log.
+    assert sorted(seconds) == sorted(f"seed/model-{n}" for n in range(2, 13))
+    assert all(len(epochs) == 12 for epochs in seconds.values())
+    # "60000/60000 [=====] - 11s 184us/step": model-2's first epoch, then 9 s epochs.
+    assert seconds["seed/model-2"][:3] == [11, 9, 9]
+    assert sum(seconds["seed/model-2"]) == 110
+    # The issue's "about 33 minutes for one pass of the 12 models".
+    assert sum(map(sum, seconds.values())) == 1925
+
+
+def test_the_study_command_carries_every_option_the_user_gave(study_time, tmp_path):
+    args = study_time.argparse.Namespace(
+        study="seed",
+        seeds=5,
+        precision="bf16",
+        epochs=None,
+        models="model-2,model-3",
+        device="cuda",
+        jobs=4,
+        train_limit=None,
+        stack_seeds=True,
+    )
+    command = study_time.run_study_command(args, tmp_path / "s")
+    assert command[1:5] == ["-m", "cnnlab", "run", "seed"]
+    text = " ".join(command[5:])
+    for part in ("--seeds 5", "--precision bf16", "--models model-2,model-3", "--device cuda"):
+        assert part in text
+    assert "--jobs 4" in text and "--stack-seeds" in text and "--epochs" not in text
