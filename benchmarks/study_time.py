@@ -39,7 +39,7 @@ import torch
 
 import cnnlab
 from cnnlab.report import report_path
-from epoch_time import machine_peak  # a sibling script: benchmarks/ is on sys.path
+from epoch_time import _gflops, machine_peak  # a sibling script: benchmarks/ is on sys.path
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "shared/seed/000_b181433f1d032d6e.txt"
 NOTEBOOK_EPOCHS = 12
@@ -99,37 +99,25 @@ def device_peaks(device: str) -> dict[str, float]:
     size = 8192
     peaks = {}
     for label, dtype in {"fp32": torch.float32, "bf16": torch.bfloat16}.items():
-        peaks[label] = _tflops(_matmul(size, dtype, device), size, device)
+        peaks[label] = _gpu_matmul_tflops(size, dtype, device)
     allowed = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
-        peaks["tf32"] = _tflops(_matmul(size, torch.float32, device), size, device)
+        peaks["tf32"] = _gpu_matmul_tflops(size, torch.float32, device)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = allowed
     return peaks
 
 
-def _matmul(size: int, dtype: torch.dtype, device: str):
+def _gpu_matmul_tflops(size: int, dtype: torch.dtype, device: str) -> float:
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
-    return lambda: a @ b
 
+    def product() -> None:
+        a @ b
+        torch.cuda.synchronize(device)
 
-def _tflops(work, size: int, device: str, repeats: int = 10) -> float:
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    for _ in range(3):
-        work()
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
+    return _gflops(product, 2 * size**3, repeats=10) / 1e3
 
 
 def resolved_device(requested: str | None) -> str:
