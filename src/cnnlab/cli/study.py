@@ -8,15 +8,17 @@ import logging
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab import report, study
 from cnnlab.cli.interrupts import sigterm_as_interrupt
-from cnnlab.devices import usable_cores
 from cnnlab.store import RunRecord
+
+if TYPE_CHECKING:
+    from cnnlab import study
 
 
 def register(app: typer.Typer) -> None:
@@ -64,6 +66,9 @@ def run_command(
     no_report: bool = typer.Option(False, "--no-report", help="Skip building the HTML report."),
 ) -> None:
     """Train every run of STUDY (models x seeds) that is not finished; resumable."""
+    from cnnlab import report, study  # here, not at the top: `cnnlab --help` loads no torch
+    from cnnlab.devices import usable_cores
+
     with _notes_on_stderr(), sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
         outcome = study.run_study(
             study_ref,
@@ -98,6 +103,8 @@ def run_command(
 
 def print_outcome(outcome: study.StudyOutcome) -> None:
     """'nothing to do' when every run had ended before; else a table per model."""
+    from cnnlab import study
+
     counts = _count_line(outcome.counts)
     if outcome.nothing_to_do:
         typer.echo(f"nothing to do: {counts} (in {outcome.directory})")
@@ -139,6 +146,8 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Runs by state, epochs done of all, and the time left (from measured epochs)."""
+    from cnnlab import study
+
     status = study.study_status(directory)
     if as_json:
         typer.echo(json.dumps(status.to_dict(), indent=2))
@@ -170,6 +179,8 @@ def runs_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """A table of the study's runs with their metrics."""
+    from cnnlab import study
+
     runs = study.study_runs(directory, all_runs=all_runs)
     rows = [study.run_row(run) for run in runs]
     if as_json:

@@ -6,14 +6,18 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab import data, spec, train
+from cnnlab import data, spec
 from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.errors import SpecError
+
+if TYPE_CHECKING:
+    from cnnlab import train
 
 
 def register(app: typer.Typer) -> None:
@@ -44,6 +48,8 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Train MODEL and print its per-epoch history and test metrics."""
+    from cnnlab import train  # here, not at the top: `cnnlab --help` loads no torch
+
     model_spec = spec.load_model(model)
     held_out = parse_validation(validation)
     # The options are checked before the dataset loads, which may mean a download: a typo in
