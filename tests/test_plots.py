@@ -152,17 +152,19 @@ def test_every_plot_draws_and_saves_as_png_and_svg(tmp_path):
     confusion = plots.confusion_counts("a", labels, [np.roll(labels, 1)], 10)
     digits = plots.misclassified_digits("a", labels, [np.roll(labels, 1)])
     images = np.zeros((20, 28, 28, 1), dtype=np.uint8)
-    figures = {
-        "curves": plots.draw_model_curves(curves),
-        "overview": plots.draw_validation_overview(curves),
-        "pareto": plots.draw_pareto([pareto]),
-        "confusion": plots.draw_confusion(confusion),
-        "digits": plots.draw_misclassified(digits, images),
-    }
-    for stem, fig in figures.items():
-        saved = plots.save_figure(fig, tmp_path / "plots", stem, stem)
-        assert saved.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert b"<svg" in saved.svg.read_bytes()[:1000]
+    jobs = [
+        plots.FigureJob("curves", "c", plots.draw_model_curves, (curves,)),
+        plots.FigureJob("overview", "o", plots.draw_validation_overview, (curves,)),
+        plots.FigureJob("pareto", "p", plots.draw_pareto, ([pareto],)),
+        plots.FigureJob("confusion", "m", plots.draw_confusion, (confusion,)),
+        plots.FigureJob("digits", "d", plots.draw_misclassified, (digits, images)),
+    ]
+    saved = plots.save_figures(jobs, tmp_path / "plots")
+    assert [s.stem for s in saved] == [job.stem for job in jobs]
+    for plot in saved:
+        assert plot.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert plot.png.read_bytes() == plot.png_bytes
+        assert b"<svg" in plot.svg.read_bytes()[:1000]
 
 
 def test_plot_file_names_are_safe_for_any_model_name():
@@ -174,7 +176,8 @@ def test_plot_file_names_are_safe_for_any_model_name():
 def test_model_names_are_drawn_as_plain_text_never_as_tex(tmp_path):
     name = r"$\frac{$ 50% & <b>"  # would stop matplotlib's mathtext parser
     curves = plots.curves_by_model([record(name, 0, spec="seed/model-1")], [name], "loss")
-    saved = plots.save_figure(plots.draw_model_curves(curves), tmp_path, "tex", "tex")
+    job = plots.FigureJob("tex", "tex", plots.draw_model_curves, (curves,))
+    (saved,) = plots.save_figures([job], tmp_path)
     assert saved.png.stat().st_size > 0
 
 
