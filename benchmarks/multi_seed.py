@@ -6,8 +6,9 @@
 Both sides are the library's real training calls on the same MNIST slice (one epoch, no
 validation, batch 128): S x `cnnlab.train_model` against one `cnnlab.train_seeds`. Only the
 training time counts (data setup and the test pass are left out); a warm-up run of each side
-comes first and the best of `--repeats` alternating runs is kept. Prints images/s of both and
-the gain (> 1: stacking pays).
+comes first and the best of `--repeats` alternating runs is kept. Prints images/s of both, the
+gain (> 1: stacking pays) and each side's fraction of the device's measured peak (training work
+counted as epoch_time.py counts it: 3 x forward FLOPs over the convolutions' real taps).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import platform
 import torch
 
 import cnnlab
+from epoch_time import training_gflop_per_step  # sibling scripts: benchmarks/ is on sys.path
+from study_time import device_peaks
 
 BATCH = 128
 
@@ -33,7 +36,8 @@ def stacked_seconds(spec, dataset, seeds, options) -> float:
     statuses = {run.status for run in runs}
     if statuses != {"done"}:
         raise SystemExit(f"{spec.name}: stacked runs ended {statuses}")
-    return runs[0].timings.train_seconds
+    # Each stacked run records its share (1/S) of the group's time: they sum to the group's.
+    return sum(run.timings.train_seconds for run in runs)
 
 
 def measure(spec, dataset, seeds, options, repeats: int) -> tuple[float, float]:
@@ -78,15 +82,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{device} ({name or platform.machine()}), {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}"
     )
-    print(f"{'model':<16}{'separate img/s':>16}{'stacked img/s':>16}{'gain':>8}")
+    peak = device_peaks(device)["bf16" if args.precision == "bf16" else "fp32"]
+    print(f"measured {args.precision} peak: {peak:.2f} TFLOP/s")
+    header = ("separate img/s", "stacked img/s", "gain", "sep. of peak", "stk. of peak")
+    print(f"{'model':<16}" + "".join(f"{h:>16}" for h in header))
     for model in args.models:
         spec = cnnlab.load_model(model)
         separate, stacked = measure(spec, dataset, seeds, options, args.repeats)
         images = args.images * args.seeds
-        print(
-            f"{model:<16}{images / separate:>16.0f}{images / stacked:>16.0f}"
-            f"{separate / stacked:>8.2f}"
+        work = training_gflop_per_step(spec, batch=1) * images / 1e3  # TFLOP
+        figures = (
+            f"{images / separate:.0f}",
+            f"{images / stacked:.0f}",
+            f"{separate / stacked:.2f}",
+            f"{work / separate / peak:.3f}",
+            f"{work / stacked / peak:.3f}",
         )
+        print(f"{model:<16}" + "".join(f"{f:>16}" for f in figures))
 
 
 if __name__ == "__main__":
