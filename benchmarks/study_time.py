@@ -223,6 +223,8 @@ def print_baseline(args: argparse.Namespace, runs: list, epochs: int, full_data:
         print("baseline: the notebook logged none of these models")
         return
     print(f"\nper model, {epochs} epochs x seeds: notebook's Keras log (its GPU) against cnnlab")
+    if (args.jobs or 1) > 1:
+        print(f"(with --jobs {args.jobs} runs overlap, each on a share of the machine)")
     print(f"{'model':<16}{'notebook s':>12}{'cnnlab s':>10}{'ratio':>8}")
     for model, notebook, ours in rows:
         print(f"{model:<16}{notebook:>12.0f}{ours:>10.1f}{ours / notebook:>8.3f}")
