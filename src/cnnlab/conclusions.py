@@ -112,28 +112,18 @@ def pairable(models: Sequence[ModelEvidence]) -> bool:
 
 
 def best_set(models: Sequence[ModelEvidence], alpha: float) -> stats.BestSet:
-    """The paired test where predictions pair up (works with one seed), else Welch over seeds."""
+    """Each model against the best: Welch across seeds, McNemar where single runs pair up."""
     accuracies = {m.name: np.asarray(m.accuracies) for m in models}
     correct = {m.name: m.correct for m in models} if pairable(models) else None
     return stats.compare_to_best(accuracies, correct=correct, alpha=alpha)
 
 
-@dataclass(frozen=True)
-class PairResult:
-    diff: float  # a - b, mean accuracy
-    p_value: float | None
-    method: str
-    note: str = ""
-
-
-def compare_pair(a: ModelEvidence, b: ModelEvidence) -> PairResult:
-    """One model against another: paired sign test (exact McNemar at one seed), else Welch."""
-    diff = a.mean - b.mean
-    if pairable([a, b]):
-        test = stats.paired_seeds_test(a.correct, b.correct)  # type: ignore[arg-type]
-        return PairResult(diff, test.p_value, test.method, test.note)
-    welch = stats.welch(a.accuracies, b.accuracies)
-    return PairResult(diff, welch.p_value, welch.method, welch.note)
+def compare_pair(a: ModelEvidence, b: ModelEvidence) -> stats.ModelTest:
+    """One model against another: Welch across seeds, or exact McNemar with one run each."""
+    pair = pairable([a, b])
+    return stats.compare_two(
+        a.accuracies, b.accuracies, a.correct if pair else None, b.correct if pair else None
+    )
 
 
 def accuracy_interval_of(m: ModelEvidence, n_images: int | None) -> tuple[float, float, str] | None:
@@ -165,7 +155,6 @@ def write_conclusions(evidence: Evidence) -> Conclusions:
     findings = [
         best_finding(by_name[best.best], evidence.n_images),
         *best_set_findings(best),
-        *across_seed_findings(measured, best, evidence.alpha),
         noise_floor_finding(by_name[best.best], evidence.n_images),
         *factor_findings(measured),
         *stability_findings(evidence.models, evidence.n_images),
@@ -201,48 +190,26 @@ def best_set_findings(best: stats.BestSet) -> list[Finding]:
             Finding(
                 "best set",
                 f"Not significantly worse than {best.best} ({level}): {', '.join(others)}. "
-                "These cannot be told apart from the best with this data.",
+                "These cannot be told apart from the best with this data"
+                + (
+                    "; a test across a few seeds has little power, so more seeds may separate them."
+                    if stats.WELCH_ACROSS_SEEDS in best.method
+                    else "."
+                ),
             )
         )
     if worse:
         listed = "; ".join(
             f"{c.model} ({points(c.diff_to_best)}, {p_text(c.p_holm)})" for c in worse
         )
-        every = "" if others else "every other model: "
+        every = "" if others or best.untested else "every other model: "
         text = f"Significantly worse than {best.best} ({level}): {every}{listed}."
         found.append(Finding("best set", text))
-    untested = [c for c in best.comparisons if c.p_value is None]
-    if untested:
-        listed = "; ".join(f"{c.model}: {c.note}" for c in untested)
-        found.append(Finding("best set", f"Not tested against the best: {listed}."))
+    if best.untested:
+        listed = "; ".join(f"{c.model} ({points(c.diff_to_best)}): {c.note}" for c in best.untested)
+        text = f"Not tested against the best, so in neither list: {listed}."
+        found.append(Finding("best set", text))
     return found
-
-
-def across_seed_findings(
-    measured: Sequence[ModelEvidence], paired: stats.BestSet, alpha: float
-) -> list[Finding]:
-    """With 2+ seeds everywhere, Welch across seeds too: does the ranking hold over training
-    runs, not just for these trained networks on this test set?"""
-    if (
-        len(measured) < 2
-        or min(m.runs for m in measured) < 2
-        or not paired.method.startswith("paired")
-    ):
-        return []
-    welch = stats.compare_to_best({m.name: np.asarray(m.accuracies) for m in measured}, alpha=alpha)
-    worse = [c.model for c in welch.comparisons if c.worse]
-    seeds = min(m.runs for m in measured)
-    if worse:
-        text = f"Across seeds (Welch t-test, Holm): significantly worse than {welch.best}: " + (
-            ", ".join(worse) + "."
-        )
-    else:
-        text = (
-            f"Across seeds (Welch t-test, Holm) no model is shown worse than {welch.best}; "
-            f"with {seeds} seeds per model this test has little power, so this is no proof of "
-            "equality."
-        )
-    return [Finding("across seeds", text)]
 
 
 def noise_floor_finding(best: ModelEvidence, n_images: int | None) -> Finding | None:
@@ -252,8 +219,10 @@ def noise_floor_finding(best: ModelEvidence, n_images: int | None) -> Finding | 
     return Finding(
         "noise floor",
         f"Noise floor: at {pct(best.mean)} accuracy on {n_images:,} test images one binomial "
-        f"standard error is {floor.points:.2f} points; single-run differences of that order are "
-        "measurement noise.",
+        f"standard error is {floor.points:.2f} points; the difference of two runs' accuracies "
+        f"has one of up to {math.sqrt(2) * floor.points:.2f} points (less where both err on the "
+        f"same images), so differences under about {2 * math.sqrt(2) * floor.points:.1f} points "
+        "between single runs are within measurement noise.",
     )
 
 
@@ -278,7 +247,7 @@ def _factor_finding(effect: stats.FactorEffect) -> Finding:
 def _ci_text(ci: stats.MeanCI) -> str:
     if ci.low is None or ci.high is None:
         return f" ({ci.n} value, no interval)"
-    return f" [{pct(ci.low)}, {pct(ci.high)}]"
+    return f" [{pct(max(ci.low, 0.0))}, {pct(min(ci.high, 1.0))}]"  # accuracy lies in [0, 1]
 
 
 def _effect_verdict(effect: stats.FactorEffect) -> str:
@@ -486,8 +455,11 @@ def group_point(
     if not reported:
         return "cannot tell", f"{ranking} The notebook's figures are unknown."
     theirs = max(reported, key=reported.__getitem__)
-    same_best = theirs in ours.not_worse
     inside, repro = _reproduced(models[theirs], reported[theirs], n_images)
+    if any(c.model == theirs for c in ours.untested):
+        text = f"{ranking} The notebook's best, {theirs}, could not be tested against ours. {repro}"
+        return "cannot tell", text
+    same_best = theirs in ours.not_worse
     verdict: Verdict = (
         "agrees" if same_best and inside else "partly" if same_best or inside else "differs"
     )
@@ -496,9 +468,25 @@ def group_point(
     return verdict, text
 
 
+def one_run_interval(m: ModelEvidence, n_images: int | None) -> tuple[float, float, str] | None:
+    """A 95 % interval for where one more run of the model lands on this test set, to hold the
+    notebook's single run against: the prediction interval over our seeds. With one run, or
+    seeds that all agree (no spread to predict from), the Wilson interval of one run on the
+    test set instead. None when neither can be had."""
+    if m.runs >= 2 and np.ptp(m.accuracies) > 0:
+        pi = stats.prediction_interval(m.accuracies)
+        low, high = max(pi.low, 0.0), min(pi.high, 1.0)  # type: ignore[type-var]
+        return low, high, f"prediction interval of one run from {m.runs} seeds"
+    if not n_images:
+        return None
+    correct = min(max(round(m.mean * n_images), 0), n_images)
+    wilson = stats.accuracy_interval(correct, n_images)
+    return wilson.low, wilson.high, f"Wilson interval of one run on {n_images:,} images"
+
+
 def _reproduced(m: ModelEvidence, figure: float, n_images: int | None) -> tuple[bool, str]:
-    """Whether the notebook's figure lies in our 95 % interval of the model, and the sentence."""
-    interval = accuracy_interval_of(m, n_images)
+    """Whether the notebook's one figure lies where one run of ours would, and the sentence."""
+    interval = one_run_interval(m, n_images)
     head = f"The notebook's {pct(figure)} for {m.name}"
     if interval is None:
         return False, f"{head} cannot be checked: we have no interval."
@@ -522,8 +510,13 @@ def batch_norm_point(models: dict[str, ModelEvidence]) -> tuple[Verdict, str]:
     if result.p_value is None:
         return "cannot tell", f"{head}; no test applies ({result.note})."
     tested = f"{head}, {p_text(result.p_value)} ({result.method})"
-    if result.p_value >= ALPHA:
+    if result.p_value >= ALPHA and result.diff < SMALL_EFFECT:
         return "agrees", f"{tested}: no significant improvement from batch normalization."
+    if result.p_value >= ALPHA:
+        return "cannot tell", (
+            f"{tested}: a gain over {points(SMALL_EFFECT)} that this data cannot tell from "
+            "noise; more seeds would."
+        )
     if result.diff <= 0:
         return "partly", f"{tested}: no improvement indeed, but it is significantly worse."
     if result.diff < SMALL_EFFECT:
@@ -551,8 +544,12 @@ def sigmoid_point(models: dict[str, ModelEvidence], best: stats.BestSet) -> tupl
         f"against the best {best.best}: {points(comparison.diff_to_best)}, "
         f"{p_text(comparison.p_holm)} (Holm)"
     )
+    if not comparison.tested:
+        against_best = f"against the best {best.best}: not tested ({comparison.note})"
     if worse_than_relu and comparison.worse:
         return "agrees", f"{pair}; {against_best}: sigmoid units cost accuracy here."
+    if not comparison.tested or result.p_value is None:
+        return "cannot tell", f"{pair}; {against_best}."
     if worse_than_relu or comparison.worse:
         return "partly", f"{pair}; {against_best}."
     return "differs", f"{pair}; {against_best}: not shown worse."

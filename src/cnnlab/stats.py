@@ -74,6 +74,24 @@ def mean_ci(values: ArrayLike, confidence: float = 0.95) -> MeanCI:
     return MeanCI(mean, std, n, confidence, mean - half, mean + half)
 
 
+def prediction_interval(values: ArrayLike, confidence: float = 0.95) -> MeanCI:
+    """Where one more run would land: mean +- t_{(1+c)/2, n-1} * std * sqrt(1 + 1/n).
+
+    The interval to hold a single outside run against (e.g. the notebook's one figure): the
+    interval of the mean (`mean_ci`) shrinks with more seeds and would call a perfectly typical
+    run "outside" ever more often. Needs 2+ values; one value gives no interval (see `note`).
+    """
+    _check_confidence(confidence)
+    arr = _as_values(values)
+    mean, n = float(arr.mean()), int(arr.size)
+    if n == 1:
+        note = "one run: no spread, so no interval for another run; run more seeds"
+        return MeanCI(mean, None, 1, confidence, None, None, note)
+    std = float(arr.std(ddof=1))
+    half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * std * math.sqrt(1 + 1 / n)
+    return MeanCI(mean, std, n, confidence, mean - half, mean + half)
+
+
 def binomial_se(accuracy: float, n: int) -> float:
     """Standard error of an accuracy measured on n independent images: sqrt(p(1-p)/n).
 
@@ -181,32 +199,11 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> PairedTest:
     bb = _as_correctness(correct_b, "correct_b")
     if a.shape[0] != 1 or bb.shape[0] != 1 or a.shape != bb.shape:
         raise ValueError(
-            f"mcnemar needs two 1-D arrays over the same images, got {a.shape} and {bb.shape}; "
-            "for several seeds use paired_seeds_test"
+            f"mcnemar needs two 1-D arrays over the same images, got {a.shape} and {bb.shape}"
         )
     b = int(np.sum(a[0] & ~bb[0]))
     c = int(np.sum(~a[0] & bb[0]))
     return _sign_test(b, c, a.shape[1], "exact McNemar")
-
-
-def paired_seeds_test(correct_a: np.ndarray, correct_b: np.ndarray) -> PairedTest:
-    """Paired test of two models with several seeds each: a sign test on per-image scores.
-
-    Each image gets each model's fraction of seeds that classify it correctly; b counts images
-    where A's fraction is higher, c where B's is. The exact sign test on b of b + c is then the
-    same test as exact McNemar, to which it reduces with one seed per model, and the seed
-    counts need not match. Like McNemar it asks about these trained networks on this test set:
-    it does not treat the seeds as a sample of training runs (welch / bootstrap_diff do).
-    """
-    a = _as_correctness(correct_a, "correct_a")
-    bb = _as_correctness(correct_b, "correct_b")
-    if a.shape[1] != bb.shape[1]:
-        raise ValueError(f"models scored different test sets: {a.shape[1]} vs {bb.shape[1]} images")
-    # Compare k_a / s_a with k_b / s_b as k_a * s_b - k_b * s_a: exact integers, no float ties.
-    diff = a.sum(axis=0) * len(bb) - bb.sum(axis=0) * len(a)
-    b, c = int(np.sum(diff > 0)), int(np.sum(diff < 0))
-    method = f"exact sign test on per-image correct fraction ({len(a)} vs {len(bb)} seeds)"
-    return _sign_test(b, c, a.shape[1], method)
 
 
 @dataclass(frozen=True)
@@ -284,6 +281,60 @@ def bootstrap_diff(
     return SeedsTest(diff, len(a), len(b), method, low=float(low), high=float(high))
 
 
+@dataclass(frozen=True)
+class ModelTest:
+    """Model A against model B by the one test their runs allow; diff = mean(A) - mean(B)."""
+
+    diff: float
+    method: str
+    p_value: float | None = None  # None when no test applies, see `note`
+    note: str = ""
+
+    @property
+    def tested(self) -> bool:
+        return self.p_value is not None
+
+
+WELCH_ACROSS_SEEDS = "Welch t-test across seeds"
+MCNEMAR_ONE_RUN_EACH = "exact McNemar on the test images, one run each"
+
+
+def compare_two(
+    accuracies_a: ArrayLike,
+    accuracies_b: ArrayLike,
+    correct_a: np.ndarray | None = None,
+    correct_b: np.ndarray | None = None,
+) -> ModelTest:
+    """Test A against B: Welch across seeds with 2+ seeds each, McNemar with one run each.
+
+    The seeds are the sample of training runs, so with several seeds the test must be across
+    them (Welch): a per-image test pooled over seeds treats the test images as the sample,
+    ignores how much training runs differ, and was biased whenever the seed counts differed (a
+    model with 1 seed against one with 3 came out "different" in about 90 % of simulated ties). With
+    one run each, exact McNemar on the shared test images (`correct_*`: (seeds, images) or
+    (images,) bools) compares those two trained networks. One seed against several has no
+    valid test here: the result says so instead of guessing.
+    """
+    a, b = _as_values(accuracies_a, "accuracies_a"), _as_values(accuracies_b, "accuracies_b")
+    diff = float(a.mean() - b.mean())
+    if len(a) >= 2 and len(b) >= 2:
+        result = welch(a, b)
+        return ModelTest(diff, WELCH_ACROSS_SEEDS, result.p_value, result.note)
+    if len(a) == 1 and len(b) == 1:
+        if correct_a is None or correct_b is None:
+            note = "one run each and no per-image predictions to pair: no test applies"
+            return ModelTest(diff, MCNEMAR_ONE_RUN_EACH, note=note)
+        paired = mcnemar(
+            _as_correctness(correct_a, "correct_a")[0], _as_correctness(correct_b, "correct_b")[0]
+        )
+        return ModelTest(diff, MCNEMAR_ONE_RUN_EACH, paired.p_value, paired.note)
+    note = (
+        f"{len(a)} run(s) against {len(b)}: Welch needs 2+ seeds each, McNemar one run each; "
+        "finish the same number of seeds"
+    )
+    return ModelTest(diff, WELCH_ACROSS_SEEDS, note=note)
+
+
 def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm's step-down adjusted p-values (Holm 1979), in the order given.
 
@@ -310,10 +361,15 @@ class Comparison:
     model: str
     mean_accuracy: float
     diff_to_best: float  # model - best, <= 0
-    p_value: float | None  # None when the test does not apply, see `note`
+    method: str
+    p_value: float | None  # None when no test applies, see `note`
     p_holm: float | None
     worse: bool  # significantly worse than the best after Holm
     note: str = ""
+
+    @property
+    def tested(self) -> bool:
+        return self.p_value is not None
 
 
 @dataclass(frozen=True)
@@ -324,18 +380,11 @@ class BestSet:
     alpha: float
     method: str
     comparisons: tuple[Comparison, ...]  # the other models, best mean accuracy first
-    not_worse: tuple[str, ...]  # the best first, then every model not significantly worse
+    not_worse: tuple[str, ...]  # the best first, then every tested model not significantly worse
 
-
-def _test_against_best(
-    model: str, best: str, accuracies: Mapping[str, np.ndarray], correct: Mapping | None
-) -> tuple[float | None, str]:
-    """The p-value of one model vs the best (None if not applicable) and a note."""
-    if correct is None:
-        res = welch(accuracies[model], accuracies[best])
-        return res.p_value, res.note
-    paired = paired_seeds_test(correct[model], correct[best])
-    return paired.p_value, paired.note
+    @property
+    def untested(self) -> tuple[Comparison, ...]:
+        return tuple(c for c in self.comparisons if not c.tested)
 
 
 def _holm_where_tested(pvalues: list[float | None]) -> list[float | None]:
@@ -353,11 +402,11 @@ def compare_to_best(
 ) -> BestSet:
     """Find the model with the highest mean accuracy and the set not significantly worse.
 
-    With per-image `correct` arrays ((seeds, images) bool per model) every model is tested
-    against the best by paired_seeds_test (exact McNemar at one seed), which works with a single
-    seed; without them, by Welch across seed accuracies. The p-values are Holm-adjusted over
-    the m - 1 comparisons, so "not worse" holds for the family at level alpha. A model whose
-    test does not apply cannot be shown worse and stays in the set, its note saying why.
+    Every other model is tested against the best by `compare_two` (Welch across seeds with 2+
+    seeds each; exact McNemar on `correct`, (seeds, images) bools per model, with one run
+    each), and the p-values are Holm-adjusted over the tests made, so "worse" holds for the
+    family at level alpha (Holm needs no independence and allows mixed tests). A model that
+    no test applies to is neither worse nor in `not_worse`: it is listed as untested.
     """
     accs = {name: _as_values(v, f"accuracies[{name!r}]") for name, v in accuracies.items()}
     if not accs:
@@ -367,28 +416,26 @@ def compare_to_best(
     means = {name: float(v.mean()) for name, v in accs.items()}
     best = max(means, key=means.__getitem__)  # the first of equals, in input order
     others = sorted((m for m in means if m != best), key=lambda m: -means[m])
-    tests = [_test_against_best(m, best, accs, correct) for m in others]
-    adjusted = _holm_where_tested([p for p, _ in tests])
+    paired = correct or {}
+    tests = [compare_two(accs[m], accs[best], paired.get(m), paired.get(best)) for m in others]
+    adjusted = _holm_where_tested([t.p_value for t in tests])
     comparisons = tuple(
-        _comparison(m, means[m], means[best], test, p_holm, alpha)
-        for m, test, p_holm in zip(others, tests, adjusted, strict=True)
+        Comparison(
+            m,
+            means[m],
+            means[m] - means[best],
+            t.method,
+            t.p_value,
+            p_holm,
+            p_holm is not None and p_holm < alpha and means[m] < means[best],
+            t.note,
+        )
+        for m, t, p_holm in zip(others, tests, adjusted, strict=True)
     )
-    method = "Welch t-test across seeds" if correct is None else "paired sign test (McNemar)"
-    not_worse = (best,) + tuple(c.model for c in comparisons if not c.worse)
-    return BestSet(best, alpha, method + ", Holm-adjusted", comparisons, not_worse)
-
-
-def _comparison(
-    model: str,
-    mean: float,
-    best_mean: float,
-    test: tuple[float | None, str],
-    p_holm: float | None,
-    alpha: float,
-) -> Comparison:
-    diff = mean - best_mean
-    worse = p_holm is not None and p_holm < alpha and diff < 0
-    return Comparison(model, mean, diff, test[0], p_holm, worse, test[1])
+    methods = list(dict.fromkeys(c.method for c in comparisons if c.tested))
+    method = "; ".join(methods) + ", Holm-adjusted" if methods else "no test applied"
+    not_worse = (best,) + tuple(c.model for c in comparisons if c.tested and not c.worse)
+    return BestSet(best, alpha, method, comparisons, not_worse)
 
 
 @dataclass(frozen=True)
