@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -353,3 +354,44 @@ def test_a_read_only_directory_is_refused_before_training(shared_dir, mnist_dir)
 def test_status_of_a_directory_without_a_study_says_how_to_start_one(tmp_path):
     with pytest.raises(StudyError, match=r"no study in .*nothing: .* start one with `cnnlab run"):
         study.study_status(tmp_path / "nothing")
+
+
+def test_read_commands_leave_a_file_that_is_no_study_untouched(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"")
+    foreign = tmp_path / "other.sqlite"
+    with sqlite3.connect(foreign) as connection:
+        connection.execute("CREATE TABLE things (x)")
+    for path in (notes, foreign):
+        before = path.read_bytes()
+        with pytest.raises(StudyError, match=r"is not a cnnlab study store .* left untouched"):
+            study.study_status(path)
+        with pytest.raises(StudyError, match="is not a cnnlab study store"):
+            study.study_runs(path)
+        assert path.read_bytes() == before
+
+
+def test_study_names_in_other_scripts_get_their_own_directories():
+    assert study.default_directory("αβγ") == Path("studies/αβγ")
+    assert study.default_directory("δεζ") == Path("studies/δεζ")
+    emoji_a, emoji_b = study.default_directory("🚀"), study.default_directory("🚀🚀")
+    assert emoji_a != emoji_b and emoji_a.name.startswith("study-")
+    assert study.default_directory("../escape") == Path("studies/escape")
+
+
+def test_a_second_study_is_refused_in_a_directory_that_holds_another(tmp_path, mnist_dir):
+    run(write_study(tmp_path), tmp_path / "d", mnist_dir, seeds=1, epochs=1, models="dense")
+    other = write_study(tmp_path, TINY.replace('name = "tiny"', 'name = "other"'), "other.toml")
+    with pytest.raises(StudyError, match=r"holds study 'tiny', not 'other'.*another --dir"):
+        run(other, tmp_path / "d", mnist_dir, seeds=1, epochs=1)
+
+
+def test_training_some_models_again_keeps_the_others_in_view(tmp_path, mnist_dir):
+    directory = tmp_path / "d"
+    run(write_study(tmp_path), directory, mnist_dir, seeds=1, epochs=1)
+    run(write_study(tmp_path), directory, mnist_dir, seeds=1, epochs=1, models="dense")
+    status = study.study_status(directory)
+    assert status.counts["done"] == 2 and status.other_runs == 0
+    # Another recipe for one model: the other model's runs of the old recipe are not mixed in.
+    run(write_study(tmp_path), directory, mnist_dir, seeds=1, epochs=2, models="dense")
+    assert [(r.model, r.training["epochs"]) for r in study.study_runs(directory)] == [("dense", 2)]

@@ -103,3 +103,24 @@ def test_bad_option_is_reported_before_the_dataset_is_looked_for(capsys, tiny_to
     code, _, err = train(capsys, tiny_toml, "--precision", "fp16", "--data-dir", empty)
     assert code == 2
     assert err.strip() == "error: precision must be fp32 or bf16, got 'fp16'"
+
+
+def test_a_negative_seed_is_one_error_line(capsys, tiny_toml, tmp_path):
+    code, _, err = train(capsys, tiny_toml, "--seed", "-1", "--data-dir", tmp_path)
+    assert code == 2
+    assert err.strip() == "error: seed must be a whole number >= 0, got -1"
+
+
+def test_an_interrupt_before_the_first_epoch_says_nothing_is_saved(
+    capsys, tiny_toml, mnist_dir, tmp_path, monkeypatch
+):
+    from cnnlab import train as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_model", interrupted)
+    run_dir = tmp_path / "run"
+    code, _, err = train(capsys, tiny_toml, "--run-dir", run_dir, "--data-dir", mnist_dir)
+    assert code == 130
+    assert f"no epoch had finished, so nothing is saved in {run_dir} yet" in err

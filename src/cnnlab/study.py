@@ -11,9 +11,12 @@ A study directory holds `store.sqlite` (the results) and `runs/<run-key>/` (chec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import re
 import shutil
+import sqlite3
 import sys
 import threading
 import time
@@ -49,6 +52,8 @@ from cnnlab.store import (
     NewRun,
     RunRecord,
     Store,
+    StudyInfo,
+    canonical_json,
     open_store,
 )
 from cnnlab.summary import summarize
@@ -87,6 +92,7 @@ class StudyPlan:
     data_dir: str | None
     training: TrainingSettings
     tasks: tuple[RunTask, ...]
+    model_subset: bool = False  # --models picked some of the study's models
 
     @property
     def keys(self) -> list[str]:
@@ -256,7 +262,14 @@ def plan_study(
     tasks = expand_runs(resolved, spec.seeds, training, dataset_identity(data, spec.dataset), root)
     data_dir_text = None if data_dir is None else str(Path(data_dir).expanduser().absolute())
     return StudyPlan(
-        spec, root, data, dataset_identity(data, spec.dataset), data_dir_text, training, tasks
+        spec,
+        root,
+        data,
+        dataset_identity(data, spec.dataset),
+        data_dir_text,
+        training,
+        tasks,
+        model_subset=models is not None,
     )
 
 
@@ -391,7 +404,9 @@ def expand_runs(
 
 def default_directory(name: str) -> Path:
     """studies/<name> under the current directory, the name made safe as one path component."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "study"
+    safe = re.sub(r"[^\w.-]+", "-", name).strip("-.")  # \w: letters of any script
+    if not safe:  # nothing left (e.g. only emoji): distinct names must not share "study"
+        safe = "study-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     return DEFAULT_ROOT / safe
 
 
@@ -418,7 +433,13 @@ def open_study_store(directory: Path) -> Iterator[Store]:
 
 def register_runs(store: Store, plan: StudyPlan, *, retry_failed: bool = False) -> list[RunRecord]:
     """Add the plan's runs (existing keys keep their state) and record the study's settings."""
-    store.set_study(plan.study.name, _study_settings(plan))
+    info = store.get_study()
+    if info is not None and info.name != plan.study.name:
+        raise StudyError(
+            f"{plan.directory} holds study {info.name!r}, not {plan.study.name!r}: one directory "
+            "keeps one study's results; choose another --dir (or give the study its old name)"
+        )
+    store.set_study(plan.study.name, _study_settings(plan, _shown_keys(store, plan, info)))
     records = store.add_runs(plan.new_runs())
     if retry_failed:
         records = [
@@ -428,7 +449,26 @@ def register_runs(store: Store, plan: StudyPlan, *, retry_failed: bool = False) 
     return records
 
 
-def _study_settings(plan: StudyPlan) -> dict[str, Any]:
+def _shown_keys(store: Store, plan: StudyPlan, info: StudyInfo | None) -> list[str]:
+    """The runs `status`, `runs` and the report show: the plan's; after a `--models` subset,
+    also the other models' runs of the latest expansion, so that training a few models again
+    does not hide the rest of the study."""
+    previous = (info.settings.get("keys") if info else None) or []
+    if not plan.model_subset or not previous:
+        return plan.keys
+    chosen = {model.name for model in plan.study.models}
+    training = canonical_json(plan.training.identity())
+    kept = [
+        run.key
+        for run in store.list_runs(keys=previous)
+        if run.model not in chosen
+        and run.dataset == plan.dataset_id
+        and canonical_json(run.training) == training  # same recipe: comparable runs only
+    ]
+    return kept + [key for key in plan.keys if key not in kept]
+
+
+def _study_settings(plan: StudyPlan, keys: list[str]) -> dict[str, Any]:
     """What `cnnlab status` needs to know about the latest expansion (its keys above all)."""
     return {
         "description": plan.study.description,
@@ -436,7 +476,7 @@ def _study_settings(plan: StudyPlan) -> dict[str, Any]:
         "seeds": list(plan.study.seeds),
         "dataset": plan.dataset_id,
         "training": plan.training.identity(),
-        "keys": plan.keys,
+        "keys": keys,
     }
 
 
@@ -519,11 +559,31 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
             f"no study in {directory}: {store_path} does not exist; start one with "
             f"`cnnlab run STUDY --dir {directory}`"
         )
+    if not is_study_store(store_path):
+        raise StudyError(
+            f"{store_path} is not a cnnlab study store (give the directory `cnnlab run` wrote, "
+            "or its store.sqlite); left untouched"
+        )
     store = open_store(store_path)
     try:
         yield store
     finally:
         store.close()
+
+
+def is_study_store(path: Path) -> bool:
+    """Whether `path` is an SQLite file holding a cnnlab store; read-only, so a read command
+    never turns someone's empty or foreign file into a database."""
+    try:
+        with path.open("rb") as file:
+            if file.read(16) != b"SQLite format 3\x00":
+                return False
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    except (OSError, sqlite3.Error):
+        return False
+    return {"study", "runs"} <= tables
 
 
 def _current_runs(store: Store, *, all_runs: bool) -> tuple[str, list[RunRecord], int]:

@@ -140,6 +140,8 @@ class TrainOptions:
     precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise SpecError(f"seed must be a whole number >= 0, got {self.seed!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")

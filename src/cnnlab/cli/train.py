@@ -130,10 +130,11 @@ def _interrupt_message(run_dir: Path | None) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        where = (
-            f"finished epochs are saved in {run_dir}; run the same command to resume"
-            if run_dir
-            else "nothing was saved (use --run-dir to make runs resumable)"
-        )
+        if run_dir is None:
+            where = "nothing was saved (use --run-dir to make runs resumable)"
+        elif not list(run_dir.glob("*.safetensors")):
+            where = f"no epoch had finished, so nothing is saved in {run_dir} yet"
+        else:
+            where = f"finished epochs are saved in {run_dir}; run the same command to resume"
         typer.secho(f"interrupted: {where}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
