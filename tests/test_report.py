@@ -4,8 +4,10 @@ real browser (headless Chromium), also for an unfinished study with odd names.""
 from __future__ import annotations
 
 import base64
+import errno
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -349,3 +351,26 @@ def test_cnnlab_run_builds_the_report_at_the_end_unless_nothing_changed(
     built = page.stat().st_mtime_ns
     assert main(command) == 0  # nothing to do, and the report is there: not built again
     assert "report:" not in capsys.readouterr().out and page.stat().st_mtime_ns == built
+    # A report older than the runs it should show (cut off, or built before a run ended) is
+    # built again even when there is nothing to train.
+    (directory / "report" / "built-from.sha256").write_text("an older set of runs")
+    assert main(command) == 0
+    assert f"report: {page}" in capsys.readouterr().out and page.stat().st_mtime_ns != built
+
+
+def test_a_report_the_disk_refuses_is_one_error_line_and_leaves_no_partial_file(
+    odd_study, mnist_dir, monkeypatch, capsys
+):
+    real_replace = os.replace
+
+    def disk_full(source, target):
+        if str(target).endswith("report.html"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    assert main(["report", str(odd_study), "--data-dir", str(mnist_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write the report at ") and len(err.splitlines()) == 1
+    assert "No space left on device; the study's results are kept" in err
+    assert not list((odd_study / "report").glob(".*.partial"))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -395,3 +398,36 @@ def test_training_some_models_again_keeps_the_others_in_view(tmp_path, mnist_dir
     # Another recipe for one model: the other model's runs of the old recipe are not mixed in.
     run(write_study(tmp_path), directory, mnist_dir, seeds=1, epochs=2, models="dense")
     assert [(r.model, r.training["epochs"]) for r in study.study_runs(directory)] == [("dense", 2)]
+
+
+def test_a_checkpoint_the_disk_refuses_stops_the_study_and_the_run_resumes_later(
+    tmp_path, mnist_dir, monkeypatch
+):
+    import cnnlab.train
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "d"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cnnlab.train, "save_checkpoint", read_only)
+        with pytest.raises(StudyError, match=r"the file system is read-only .* run the same"):
+            run(write_study(tmp_path), tmp_path / "d", mnist_dir, seeds=1, epochs=1)
+    assert study.study_status(tmp_path / "d").counts["failed"] == 0  # given back, not failed
+    outcome = run(write_study(tmp_path), tmp_path / "d", mnist_dir, seeds=1, epochs=1)
+    assert [r.status for r in outcome.runs] == ["done", "done"]
+
+
+def test_status_counts_a_killed_workers_run_as_pending_not_training(tmp_path, mnist_dir):
+    from cnnlab.store.interface import host_identity
+
+    directory = tmp_path / "d"
+    plan = study.plan_study(write_study(tmp_path), directory=directory, seeds=1, data_dir=mnist_dir)
+    with study.open_study_store(directory) as store:
+        study.register_runs(store, plan)
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()  # a worker that was killed: its PID is dead on this host
+        assert store.claim_next(Worker("killed", host_identity(), gone.pid)) is not None
+        assert store.claim_next(Worker.current("alive")) is not None
+    status = study.study_status(directory)
+    assert status.counts["running"] == 1 and status.counts["pending"] == 1
+    assert [run.worker.id for run in status.running] == [Worker.current("alive").id]

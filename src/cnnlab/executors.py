@@ -10,6 +10,7 @@ each run, the task trains it and returns a `RunReport`, and the driver writes th
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import multiprocessing
@@ -307,9 +308,24 @@ def prune_checkpoints(run_dir: Path, *, keep: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def is_disk_full(reason: str) -> bool:
-    """Whether a failed run failed for want of disk space (ENOSPC), not because of itself."""
-    return "No space left on device" in reason or "[Errno 28]" in reason
+# Failures of the place a run writes to, not of the run: no space, over quota, read-only,
+# permission denied, I/O error. The run is given back and the study stops, so that fixing the
+# disk and running again resumes it (recorded as failed, it would need --retry-failed).
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission is denied",
+    errno.EIO: "the disk reports an I/O error",
+}
+
+
+def storage_failure(reason: str) -> str | None:
+    """What went wrong with the storage when a run failed because of it, else None."""
+    for number, what in STORAGE_ERRNOS.items():
+        if f"[Errno {number}]" in reason or os.strerror(number) in reason:
+            return what
+    return None
 
 
 # -- stopping on Ctrl-C or SIGTERM ----------------------------------------------------------
@@ -556,11 +572,12 @@ def finish(store: Store, worker: Worker, task: RunTask, report: RunReport) -> No
     """Write a run's outcome; a run that failed for want of disk space stops the study."""
     for note in report.notes:
         log.warning("run %s (%s, seed %d): %s", task.key, task.model.name, task.seed, note)
-    if report.status == "failed" and is_disk_full(report.reason):
+    failure = storage_failure(report.reason) if report.status == "failed" else None
+    if failure:
         store.release(task.key, worker)
         raise StudyError(
-            f"the disk holding {task.run_dir} is full ({report.reason}); finished runs are "
-            "kept: free some space and run the same command again to resume"
+            f"cannot write {task.run_dir}: {failure} ({report.reason}); finished runs are "
+            "kept: fix that (free space, permissions) and run the same command again to resume"
         )
     store.finish_run(
         task.key,

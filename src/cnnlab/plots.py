@@ -642,6 +642,10 @@ def write_atomic(path: Path, data: bytes) -> Path:
     of the same study) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except BaseException:  # a full disk or Ctrl-C: leave no half-written file behind
+        partial.unlink(missing_ok=True)
+        raise
     return path

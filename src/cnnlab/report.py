@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import html
+import json
 import platform
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from cnnlab.study import count_statuses, open_existing_store
 
 REPORT_DIRNAME = "report"
 REPORT_FILENAME = "report.html"
+SOURCE_FILENAME = "built-from.sha256"  # the runs the report shows (report_is_current)
 PLOTS_DIRNAME = "plots"
 # The page may show inline styles and data: images and fetch nothing else (no CDN, no fonts).
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -377,6 +380,18 @@ def build_report(
     for it needs `if __name__ == "__main__":`, as for any spawned process).
     """
     results = read_study(directory, data_dir=data_dir)
+    try:
+        return _write_report(results, processes)
+    except OSError as error:  # the study's results are untouched: only the report is missing
+        where = error.filename or results.directory / REPORT_DIRNAME
+        raise CnnlabError(
+            f"cannot write the report at {where}: {error.strerror or error}; the study's "
+            "results are kept: fix that (free space, permissions), then `cnnlab report "
+            f"{results.directory}`"
+        ) from error
+
+
+def _write_report(results: StudyResults, processes: int) -> Path:
     out = results.directory / REPORT_DIRNAME
     results_table = table.build_results_table(results.runs, order=results.order)
     found = concl.write_conclusions(gather_evidence(results, results_table))
@@ -384,12 +399,34 @@ def build_report(
     sections = draw_plots(results, results_table, best, out / PLOTS_DIRNAME, processes=processes)
     exports = write_exports(results_table, found, out)
     page = render_html(results, results_table, found, sections, exports)
-    return plots.write_atomic(report_path(results.directory), page.encode())
+    written = plots.write_atomic(report_path(results.directory), page.encode())
+    plots.write_atomic(out / SOURCE_FILENAME, runs_fingerprint(results.runs).encode())
+    return written
 
 
 def report_path(directory: str | Path) -> Path:
     """Where `build_report` puts the page of the study in `directory`."""
     return Path(directory) / REPORT_DIRNAME / REPORT_FILENAME
+
+
+def report_is_current(directory: str | Path) -> bool:
+    """Whether the study's report was built, to the end, from the runs its store shows now.
+
+    A report cut off (Ctrl-C while drawing) or built before other runs finished is not: the
+    page alone cannot tell, since it is only replaced once a new one is complete.
+    """
+    stamp = Path(directory) / REPORT_DIRNAME / SOURCE_FILENAME
+    if not report_path(directory).is_file() or not stamp.is_file():
+        return False
+    with open_existing_store(directory) as store:
+        _, runs, _ = latest_runs(store)
+    return stamp.read_text() == runs_fingerprint(runs)
+
+
+def runs_fingerprint(runs: Sequence[RunRecord]) -> str:
+    """What a report shows changes only when a shown run does: their keys, states, ends."""
+    states = [(run.key, run.status, run.finished_at) for run in runs]
+    return hashlib.sha256(json.dumps(states).encode()).hexdigest()
 
 
 def write_exports(

@@ -227,6 +227,12 @@ _OPTIONS = {
 _OPTION_ALIASES = {"kernel_size": "kernel"}
 # Layers that may be written as a bare string ("flatten"); pooling then uses Keras's (2, 2).
 _BARE = ("flatten", "globalavgpool", "batchnorm", "maxpool", "avgpool")
+# The layers a bare string cannot name: what to write instead.
+_NEEDS_VALUE = {
+    "conv": "{ conv = 32, kernel = 3 } (filters and kernel size)",
+    "dense": '{ dense = 128 } or { dense = "classes" } (units)',
+    "dropout": "{ dropout = 0.25 } (the rate)",
+}
 PADDINGS = ("valid", "same")
 
 # Keras optimizer parameter names each optimizer accepts (keras/src/optimizers/*.py); the
@@ -389,6 +395,10 @@ def _layer_type(item: Any, at: _At) -> tuple[str, dict]:
             return "activation", {"activation": item}
         if kind in _BARE:
             return kind, {kind: True}
+        if kind in _NEEDS_VALUE:
+            raise at.error(
+                f"layer {show(item)} needs a value, written as a table: {_NEEDS_VALUE[kind]}"
+            )
         raise at.error(
             f"unknown layer {show(item)}{did_you_mean(_normal(item), LAYER_TYPES)}"
             f" (bare strings: {', '.join(_BARE)})"
@@ -677,6 +687,11 @@ def _read_file(path: Path) -> tuple[dict, _Source]:
 def _read_ref(ref: str | Path, kind: str) -> tuple[dict, _Source, str]:
     """A preset name or a file path -> (TOML data, source, default name)."""
     text = str(ref)
+    if text.endswith(".py"):
+        raise SpecError(
+            f"{text}: a Python file; cnnlab reads {kind}s written in TOML. For Keras code: "
+            f"`cnnlab import-keras {text} -o model.toml`"
+        )
     if isinstance(ref, Path) or text.endswith(".toml"):
         data, source = _read_file(Path(ref))
         return data, source, Path(ref).stem
@@ -688,15 +703,30 @@ def _read_ref(ref: str | Path, kind: str) -> tuple[dict, _Source, str]:
         data, source = _read_file(Path(text))
         return data, source, Path(text).stem
     names = presets.list_presets(kind=kind)
+    if kind == "study" and presets.preset_text(text, kind="model") is not None:
+        raise SpecError(
+            f"{text!r} is a model, not a study: train it alone with `cnnlab train {text}`, or "
+            f"name it in a study file's models = [...]; study presets: {', '.join(names)}"
+        )
+    where = (
+        "`cnnlab models` lists the model presets"
+        if kind == "model"
+        else (f"study presets: {', '.join(names)}")
+    )
     raise SpecError(
         f"unknown {kind} {text!r}: neither a preset nor a .toml file"
-        f"{did_you_mean(text, names)} (see `cnnlab models` for presets)"
+        f"{did_you_mean(text, names)} ({where})"
     )
 
 
 def load_model(ref: str | Path) -> ModelSpec:
     """A model from a preset name (`seed/model-3`) or a .toml file, validated."""
     data, source, default_name = _read_ref(ref, "model")
+    if isinstance(data, dict) and "layers" not in data and {"models", "model", "grid"} & set(data):
+        raise SpecError(
+            f"{source.name}: a study file (it has models), not a model: run it with "
+            f"`cnnlab run {source.name}`"
+        )
     return _parse_model(data, _At(source), default_name=default_name)
 
 
@@ -706,6 +736,11 @@ def load_model(ref: str | Path) -> ModelSpec:
 def load_study(ref: str | Path) -> StudySpec:
     """A study from a preset name (`seed`) or a .toml file, with every model resolved."""
     data, source, default_name = _read_ref(ref, "study")
+    if isinstance(data, dict) and "layers" in data and not {"models", "model", "grid"} & set(data):
+        raise SpecError(
+            f"{source.name}: a model file (it has layers), not a study: train it alone with "
+            f"`cnnlab train {source.name}`, or name it in a study's models = [...]"
+        )
     # Model files named in a study are found beside it; a preset study names presets only.
     base = None if presets.is_preset_source(source.name) else Path(source.name).parent
     return _parse_study(data, _At(source), default_name, base)

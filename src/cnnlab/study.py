@@ -47,6 +47,7 @@ from cnnlab.shapes import check_classifier_output, infer_shapes
 from cnnlab.spec import PRECISIONS, ModelSpec, OptimizerSpec, StudySpec, load_study
 from cnnlab.store import (
     FINAL_STATUSES,
+    STALE_AFTER_SECONDS,
     STATUSES,
     STORE_FILENAME,
     NewRun,
@@ -54,6 +55,7 @@ from cnnlab.store import (
     Store,
     StudyInfo,
     canonical_json,
+    claim_is_stale,
     open_store,
 )
 from cnnlab.summary import summarize
@@ -572,8 +574,9 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
 
 
 def is_study_store(path: Path) -> bool:
-    """Whether `path` is an SQLite file holding a cnnlab store; read-only, so a read command
-    never turns someone's empty or foreign file into a database."""
+    """False only where `path` is surely no cnnlab store (not SQLite, or SQLite without its
+    tables): a read command must not turn someone's empty or foreign file into a database.
+    Where the schema cannot be read (a read-only or full disk), opening the store says why."""
     try:
         with path.open("rb") as file:
             if file.read(16) != b"SQLite format 3\x00":
@@ -582,7 +585,7 @@ def is_study_store(path: Path) -> bool:
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     except (OSError, sqlite3.Error):
-        return False
+        return True
     return {"study", "runs"} <= tables
 
 
@@ -600,19 +603,38 @@ def _current_runs(store: Store, *, all_runs: bool) -> tuple[str, list[RunRecord]
 def summarize_progress(
     name: str, directory: Path, runs: Sequence[RunRecord], other_runs: int = 0
 ) -> StudyStatus:
-    """Counts, epochs done of all and an ETA from the measured epoch times (a pure function)."""
+    """Counts, epochs done of all and an ETA from the measured epoch times; a run whose worker
+    is gone counts as pending, which it is for the next `cnnlab run`."""
     done = sum(_epochs_done(run) for run in runs)
     total = sum(_epochs_planned(run) for run in runs)
-    running = tuple(run for run in runs if run.status == "running")
+    claimed = [run for run in runs if run.status == "running"]
+    running = tuple(run for run in claimed if not _abandoned(run))
+    counts = count_statuses(runs)
+    counts["running"] -= len(claimed) - len(running)  # a killed worker's runs wait again
+    counts["pending"] += len(claimed) - len(running)
     return StudyStatus(
         name=name,
         directory=directory,
-        counts=count_statuses(runs),
+        counts=counts,
         epochs_done=done,
         epochs_total=total,
         eta_seconds=estimate_remaining_seconds(runs, workers=max(1, len(running))),
         running=running,
         other_runs=other_runs,
+    )
+
+
+def _abandoned(run: RunRecord) -> bool:
+    """A `running` claim whose worker is gone (killed: no heartbeat, or its PID dead here):
+    the next `cnnlab run` takes it over, so it is not training."""
+    if run.worker is None or run.heartbeat_at is None:
+        return False
+    return claim_is_stale(
+        host=run.worker.host,
+        pid=run.worker.pid,
+        heartbeat_at=run.heartbeat_at,
+        now=time.time(),
+        stale_after=STALE_AFTER_SECONDS,
     )
 
 

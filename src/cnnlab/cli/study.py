@@ -93,8 +93,9 @@ def run_command(
         typer.echo(json.dumps([study.run_row(run) for run in outcome.runs], indent=2))
     else:
         print_outcome(outcome)
-    page = report.report_path(outcome.directory)
-    if not no_report and not (outcome.nothing_to_do and page.is_file()):
+    if not no_report and not (
+        outcome.nothing_to_do and report.report_is_current(outcome.directory)
+    ):
         page = report.build_report(outcome.directory, data_dir=data_dir, processes=usable_cores())
         typer.echo(f"report: {page}", err=as_json)
     if any(run.status == "failed" for run in outcome.runs):
