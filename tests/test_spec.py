@@ -167,6 +167,8 @@ def test_model_without_name_is_named_after_its_file(tmp_path):
         ('"flaten"', r"layer 3: unknown layer 'flaten'; did you mean 'flatten'\?"),
         ('"Conv3D"', r"unknown layer 'Conv3D'"),
         ("42", r"layer 3: a layer must be a table or a string, got 42"),
+        ('"dropout"', r"layer 3: layer 'dropout' needs a value, .*\{ dropout = 0\.25 \}"),
+        ('"Dense"', r"layer 3: layer 'Dense' needs a value, .*\{ dense = 128 \}"),
     ],
 )
 def test_bad_layer_names_file_line_layer_rule_and_value(tmp_path, layer, message):
@@ -256,6 +258,19 @@ def test_unknown_reference_suggests_close_preset_names():
         SpecError, match=r"unknown model 'seed/model-13'.*did you mean 'seed/model-\d+'"
     ):
         load_model("seed/model-13")
+
+
+def test_a_file_of_the_other_kind_or_python_code_says_what_to_do(tmp_path):
+    model_file = write(tmp_path, "m.toml", 'layers = ["flatten", { dense = "classes" }]\n')
+    study_file = write(tmp_path, "s.toml", 'models = ["seed/model-1"]\n')
+    with pytest.raises(SpecError, match=r"m.toml: a model file .* `cnnlab train .*m.toml`"):
+        load_study(model_file)
+    with pytest.raises(SpecError, match=r"s.toml: a study file .* `cnnlab run .*s.toml`"):
+        load_model(study_file)
+    with pytest.raises(SpecError, match=r"k.py: a Python file.*`cnnlab import-keras k.py"):
+        load_model("k.py")
+    with pytest.raises(SpecError, match=r"'seed/model-2' is a model, not a study.*presets: seed"):
+        load_study("seed/model-2")
 
 
 def test_error_is_one_line():

@@ -240,3 +240,11 @@ def test_bad_model_for_the_data_is_a_spec_error_before_training(mnist, change, m
 def test_bad_training_options_are_spec_errors(mnist, options, message):
     with pytest.raises(SpecError, match=message):
         quick(tiny_model(), mnist, **options)
+
+
+def test_a_model_too_big_for_the_machine_is_refused_before_torch_allocates_it(mnist):
+    huge = ModelSpec(name="huge", layers=(Flatten(), Dense(10**11), Dense(CLASSES)))
+    with pytest.raises(
+        SpecError, match=r"model 'huge' has 79,500,000,000,010 parameters: .* more than this"
+    ):
+        train_model(huge, mnist, epochs=1, train_limit=100, progress="quiet")

@@ -36,6 +36,27 @@ def resolve_device(name: str | None = None) -> torch.device:
     return device
 
 
+# Training holds each parameter four times in float32: the weight, its gradient and two
+# optimizer buffers (Adam's m and v, Adadelta's two accumulators).
+TRAINING_BYTES_PER_PARAM = 4 * 4
+
+
+def check_fits_in_memory(name: str, params: int) -> None:
+    """Refuse a model whose weights alone outgrow this machine's memory, in one line, before
+    torch fails deep inside its allocator (a typo such as dense = 100000000000)."""
+    needed = params * TRAINING_BYTES_PER_PARAM
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform: let torch decide
+        return
+    if needed > total:
+        raise SpecError(
+            f"model {name!r} has {params:,} parameters: training them needs about "
+            f"{needed / 1e9:,.1f} GB (weights, gradients, optimizer state), more than this "
+            f"machine's {total / 1e9:,.1f} GB of memory"
+        )
+
+
 def available_devices() -> list[str]:
     """The device names this machine can train on, best first."""
     names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]

@@ -31,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as RichProgress
 
 from cnnlab.data import Dataset, load_dataset
+from cnnlab.devices import check_fits_in_memory
 from cnnlab.errors import SpecError
 from cnnlab.executors import (
     RunTask,
@@ -378,6 +379,7 @@ def resolve_model(model: ModelSpec, dataset: Dataset) -> tuple[ModelSpec, int, i
         shapes = infer_shapes(model.layers, dataset.image_shape, dataset.classes)
         check_classifier_output(shapes, dataset.classes)
         summary = summarize(model, dataset.image_shape, dataset.classes)
+        check_fits_in_memory(model.name, summary.total_params)
     except SpecError as error:
         shape = "x".join(map(str, dataset.image_shape))
         raise SpecError(

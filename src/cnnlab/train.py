@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from cnnlab.build import build_model
 from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
 from cnnlab.devices import (
+    check_fits_in_memory,
     configure_threads,
     describe_device,
     keep_freed_cpu_memory,
@@ -40,6 +41,7 @@ from cnnlab.errors import CnnlabError, DataError, SpecError
 from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
 from cnnlab.spec import PRECISIONS, ModelSpec
+from cnnlab.summary import summarize
 
 if TYPE_CHECKING:
     from cnnlab.data import Dataset
@@ -220,6 +222,9 @@ def train_model(
     started = time.perf_counter()
     options = TrainOptions(seed, epochs, batch_size, validation, train_limit, precision)
     resolved = resolve_optimizer(spec.optimizer)
+    check_fits_in_memory(
+        spec.name, summarize(spec, dataset.image_shape, dataset.classes).total_params
+    )
     target = _prepare_device(device, threads)
     directory = Path(run_dir) if run_dir is not None else None
     identity = run_identity(spec, resolved, dataset, options)
