@@ -299,6 +299,19 @@ def test_a_model_without_compile_keeps_the_default_optimizer_with_a_note():
     assert any("Keras 2's default, 1.0" in note for note in imported.notes)
 
 
+def test_tf_keras_code_gets_tf_keras_adadelta_rate_and_a_dropped_input_shape_is_noted():
+    code = """
+from tensorflow.keras import layers, models
+model = models.Sequential([layers.Conv2D(8, 3, input_shape=(32, 32, 3)), layers.Flatten(),
+                           layers.Dense(10, activation="softmax")])
+model.compile(optimizer="adadelta", loss="categorical_crossentropy")
+"""
+    imported = import_keras(code)
+    assert imported.spec.optimizer.kwargs() == {"learning_rate": 0.001}
+    assert any("imports tensorflow" in note for note in imported.notes)
+    assert any("input shape (32, 32, 3) is not kept" in note for note in imported.notes)
+
+
 def test_the_last_of_several_models_is_imported_unless_an_index_is_given():
     code = """
 model = Sequential()

@@ -777,10 +777,23 @@ def _read_model(
     else:
         optimizer = _compiled_optimizer(source, compile_call, layers)
     if optimizer.name == "adadelta" and "learning_rate" not in optimizer.kwargs():
-        optimizer = _with_keras2_adadelta_rate(optimizer)
+        if _imports_tensorflow(source.tree):
+            optimizer = _with_adadelta_rate(optimizer, 0.001)
+            notes.append(
+                "Adadelta's learning rate is not given and the code imports tensorflow, so it "
+                "is written as tf.keras's default, 0.001 (standalone Keras 2 used 1.0)"
+            )
+        else:
+            optimizer = _with_adadelta_rate(optimizer, 1.0)
+            notes.append(
+                "Adadelta's learning rate is not given, so it is written as Keras 2's default, "
+                "1.0 (the seed notebook's Keras); Keras 3 and tf.keras default to 0.001"
+            )
+    shape = _input_shape(source, nodes)
+    if shape is not None:
         notes.append(
-            "Adadelta's learning rate is not given, so it is written as Keras 2's default, 1.0 "
-            "(the seed notebook's Keras); Keras 3 and tf.keras default to 0.001"
+            f"the code's input shape {shape} is not kept: cnnlab takes the image shape from "
+            "the dataset a model trains on (mnist: 28x28x1; others with --dataset)"
         )
     model = spec.ModelSpec(
         name=name or _model_name(source, site),
@@ -791,11 +804,35 @@ def _read_model(
     return model, tuple(notes)
 
 
-def _with_keras2_adadelta_rate(optimizer: spec.OptimizerSpec) -> spec.OptimizerSpec:
+def _with_adadelta_rate(optimizer: spec.OptimizerSpec, rate: float) -> spec.OptimizerSpec:
     # Keras 2's `Adadelta(lr=1.0, ...)` (keras/optimizers.py, 2.2.4) is what a bare "adadelta"
     # means in cnnlab (cnnlab.optim); Keras 3 and tf.keras changed it to 0.001, so the spec says
     # which one it is rather than leave a Keras 3 reader to guess.
-    return spec.OptimizerSpec(optimizer.name, (("learning_rate", 1.0), *optimizer.params))
+    return spec.OptimizerSpec(optimizer.name, (("learning_rate", rate), *optimizer.params))
+
+
+def _imports_tensorflow(tree: ast.Module) -> bool:
+    """Whether the code imports tensorflow (tf.keras), whose defaults are Keras 3's."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(
+            alias.name.split(".")[0] == "tensorflow" for alias in node.names
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tensorflow":
+            return True
+    return False
+
+
+def _input_shape(source: _Source, nodes: list[ast.expr]) -> str | None:
+    """The input shape the Keras code gives (input_shape=..., Input(shape=...)), as written."""
+    for node in nodes:
+        call = source.resolve(node, "a layer")
+        if not isinstance(call, ast.Call):
+            continue
+        for keyword in call.keywords:
+            if keyword.arg in ("input_shape", "batch_input_shape", "shape"):
+                return source.snippet(keyword.value)
+    return None
 
 
 def _model_calls(source: _Source, site: _Site) -> tuple[list[ast.expr], ast.Call | None]:
