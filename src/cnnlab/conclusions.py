@@ -317,7 +317,7 @@ def cost_findings(best: stats.BestSet, by_name: dict[str, ModelEvidence]) -> lis
 
 def _cost_text(cheapest: ModelEvidence, top: ModelEvidence, attribute: str, unit: str) -> str:
     value, top_value = getattr(cheapest, attribute), getattr(top, attribute)
-    shown = f"{value:,}" if attribute == "params" else f"{value:.2f}"
+    shown = f"{value:,}" if attribute == "params" else f"{value:.2f} s"
     if cheapest.name == top.name:
         return f"By {unit}, the best model {top.name} is also the cheapest of its set ({shown})."
     share = 100 * value / top_value if top_value else math.nan

@@ -244,7 +244,8 @@ def _lookup(name: str, values: dict[str, Scalar], path: Path_) -> Scalar:
 
 def did_you_mean(word: Any, choices: list[str] | tuple[str, ...]) -> str:
     """'; did you mean 'x'?' for the closest choices, or nothing."""
-    close = difflib.get_close_matches(str(word).lower(), list(choices), n=2, cutoff=0.6)
+    unique = list(dict.fromkeys(choices))  # a name listed twice is suggested once
+    close = difflib.get_close_matches(str(word).lower(), unique, n=2, cutoff=0.6)
     if not close:
         return ""
     return "; did you mean " + " or ".join(repr(choice) for choice in close) + "?"

@@ -359,7 +359,8 @@ def run_epoch(run: _Run, epoch: int, epochs: int) -> tuple[EpochRecord | None, s
 def diverged_reason(meter: EpochMeter, epoch: int) -> str:
     return (
         f"training loss reached {meter.loss():.4g} in epoch {epoch} (by batch {meter.steps}); "
-        f"a finite loss above {DIVERGED_LOSS:.1f} counts as diverged too (see DIVERGED_LOSS)"
+        f"a finite loss above {DIVERGED_LOSS:.1f} (-ln 1e-7, the most Keras's clipped "
+        "cross-entropy can report) counts as diverged too"
     )
 
 

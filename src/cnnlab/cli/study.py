@@ -157,10 +157,14 @@ def status_command(
     typer.echo(f"runs: {_count_line(status.counts, of_all=True)}")
     share = status.epochs_done / status.epochs_total if status.epochs_total else 1.0
     left = sum(status.counts[s] for s in ("pending", "running"))
-    eta = "unknown" if status.eta_seconds is None else _duration(status.eta_seconds)
+    eta = (
+        "time left unknown until an epoch is timed"
+        if status.eta_seconds is None
+        else f"about {_duration(status.eta_seconds)} left"
+    )
     typer.echo(
         f"epochs: {status.epochs_done}/{status.epochs_total} ({share:.0%})"
-        + (f", about {eta} left" if left else "")
+        + (f", {eta}" if left else "")
     )
     if left and not status.running:
         typer.echo("nothing trains now: run the same `cnnlab run` command to go on")
@@ -171,7 +175,10 @@ def status_command(
             f"training: {run.model} seed {run.seed}, epoch {len(run.epochs)}/{planned} ({where})"
         )
     if status.other_runs:
-        typer.echo(f"{status.other_runs} older runs (other specs or settings): `cnnlab runs --all`")
+        typer.echo(
+            f"{status.other_runs} older runs (other specs or settings): "
+            f"`cnnlab runs {status.directory} --all`"
+        )
 
 
 def runs_command(
