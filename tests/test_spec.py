@@ -426,3 +426,16 @@ def test_positions_follow_tables_arrays_and_strings():
     assert positions[("model", 1, "layers", 0)] == 7
     assert positions[("model", 1, "layers", 1, "k", 1)] == 9
     assert positions[("model", 1, "reported", "b", "c")] == 12
+
+
+def test_where_layers_were_written_is_kept_for_errors_but_is_not_part_of_the_model(tmp_path):
+    from cnnlab.store import canonical_json, run_key
+
+    text = 'name = "m"\nlayers = [\n  "flatten",\n  { dense = "classes" },\n]\n'
+    from_file = load_model(write(tmp_path, "m.toml", text))
+    from_dict = model_from_dict({"name": "m", "layers": ["flatten", {"dense": "classes"}]})
+    assert from_file.layer_places == (f"{tmp_path / 'm.toml'}:3", f"{tmp_path / 'm.toml'}:4")
+    assert from_dict.layer_places == ("", "") and from_file == from_dict
+    key = {"seed": 0, "dataset": "mnist", "training": {}}
+    assert run_key(from_file, **key) == run_key(from_dict, **key)
+    assert "layer_places" not in canonical_json(from_file)

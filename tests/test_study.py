@@ -131,7 +131,8 @@ def test_an_unknown_model_name_is_refused_with_a_close_match(mnist_dir):
 def test_a_model_too_deep_for_the_images_is_refused_before_anything_is_written(tmp_path, mnist_dir):
     deep = TINY.replace("{ maxpool = 2 }", "{ conv = 8, kernel = 30 }")
     with pytest.raises(
-        SpecError, match=r"model 'conv' on mnist \(28x28x1 images\): layer 2 \(Conv2D\)"
+        SpecError,
+        match=r"model 'conv' on mnist \(28x28x1 images\): .*tiny.toml:8: layer 2 \(Conv2D\)",
     ):
         run(write_study(tmp_path, deep), tmp_path / "study", mnist_dir)
     assert not (tmp_path / "study").exists()

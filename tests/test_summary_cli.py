@@ -55,7 +55,8 @@ def test_summary_takes_the_input_from_the_dataset(mnist_dir, capsys):
 def test_a_model_that_does_not_fit_the_input_is_one_line_error(capsys):
     assert main(["summary", "seed/model-2", "--input-shape", "12,12,1", "--classes", "10"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: layer ") and "below 1x1" in err and "\n" not in err
+    assert err.startswith("error: cnnlab/presets/models/seed/model-2.toml:9: layer 4 (Conv2D)")
+    assert "below 1x1" in err and "\n" not in err
 
 
 def test_the_registry_gives_shape_and_classes_without_reading_data(tmp_path, capsys):

@@ -67,7 +67,7 @@ def build_model(
     Raises `SpecError` (layer index and rule) when the layers cannot take their inputs or the
     output is not one score per class.
     """
-    shapes = infer_shapes(spec.layers, input_shape, classes)
+    shapes = infer_shapes(spec.layers, input_shape, classes, spec.layer_places)
     check_classifier_output(shapes, classes)
     built_layers, output_softmax = without_output_softmax(spec.layers)
     inputs: list[Shape] = [tuple(input_shape), *shapes[:-1]]

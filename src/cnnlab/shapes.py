@@ -31,18 +31,28 @@ Shape = tuple[int, ...]
 
 
 def infer_shapes(
-    layers: tuple[Layer, ...] | list[Layer], input_shape: tuple[int, int, int], classes: int
+    layers: tuple[Layer, ...] | list[Layer],
+    input_shape: tuple[int, int, int],
+    classes: int,
+    places: tuple[str, ...] = (),
 ) -> list[Shape]:
     """Each layer's output shape; a `SpecError` names the first layer that cannot take its input.
 
-    `classes` resolves `Dense(units="classes")`.
+    `classes` resolves `Dense(units="classes")`. `places` (a ModelSpec's `layer_places`) puts
+    the file and line where that layer was written in front of the error.
     """
     shape: Shape = tuple(input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise SpecError(f"input shape must be (height, width, channels) >= 1, got {shape}")
     shapes = []
     for index, layer in enumerate(layers, start=1):
-        shape = layer_output_shape(layer, shape, classes, index=index)
+        try:
+            shape = layer_output_shape(layer, shape, classes, index=index)
+        except SpecError as error:
+            place = places[index - 1] if index <= len(places) else ""
+            if not place:
+                raise
+            raise SpecError(f"{place}: {error}") from None
         shapes.append(shape)
     return shapes
 

@@ -161,6 +161,9 @@ class ModelSpec:
     reported: tuple[tuple[str, float], ...] = ()
     # The grid axis values this model was generated with, in axis order (for per-factor effects).
     factors: tuple[tuple[str, Scalar], ...] = ()
+    # Where each layer was written ("model.toml:7"; "" where unknown), for errors found later
+    # (shapes need the dataset). Not part of the model: left out of equality and run keys.
+    layer_places: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -289,9 +292,12 @@ class _At:
         return _At(self.source, self.path + keys, joined)
 
     def error(self, rule: str) -> SpecError:
+        return SpecError(": ".join(part for part in (self.where(), self.label, rule) if part))
+
+    def where(self) -> str:
+        """ "file:line" of this place, or the source's name where the line is unknown."""
         line = self.source.line_of(self.path)
-        where = self.source.name if line is None else f"{self.source.name}:{line}"
-        return SpecError(": ".join(part for part in (where, self.label, rule) if part))
+        return self.source.name if line is None else f"{self.source.name}:{line}"
 
 
 # --- Checking values --------------------------------------------------------------------------
@@ -522,11 +528,13 @@ def _is_dropped(item: Any) -> bool:
 
 def _parse_layers(
     items: Any, at: _At, paths: tuple[tuple[str | int, ...], ...] | None = None
-) -> tuple[Layer, ...]:
-    """Every layer, labelled by its position (from 1) and type; grid layers keep their origin."""
+) -> tuple[tuple[Layer, ...], tuple[str, ...]]:
+    """Every layer, labelled by its position (from 1) and type, and where each was written;
+    grid layers keep their origin."""
     if not isinstance(items, (list, tuple)) or not items:
         raise at.key("layers").error(f"layers must be a non-empty list, got {show(items)}")
     layers: list[Layer] = []
+    places: list[str] = []
     for index, item in enumerate(items):
         if paths is not None and _is_dropped(item):
             continue
@@ -534,9 +542,10 @@ def _parse_layers(
         place, label = _At(at.source, at.path + where, at.label), f"layer {len(layers) + 1}"
         kind, options = _layer_type(item, place.key(label=label))
         layers.append(_parse_layer(kind, options, place.key(label=f"{label} ({kind})")))
+        places.append(place.where() if at.source.text is not None else "")
     if not layers:
         raise at.key("layers").error("every layer was left out; a model needs at least one")
-    return tuple(layers)
+    return tuple(layers), tuple(places)
 
 
 # --- Optimizer, model -------------------------------------------------------------------------
@@ -606,13 +615,15 @@ def _parse_model(
     if "layers" not in table:
         raise at.error("a model needs layers = [ ... ]")
     optimizer = table.get("optimizer")
+    layers, places = _parse_layers(table["layers"], at, layer_paths)
     return ModelSpec(
         name=_name(table.get("name", default_name), at.key("name")),
         description=_text(table.get("description", ""), at.key("description"), "description"),
         optimizer=OptimizerSpec()
         if optimizer is None
         else _parse_optimizer(optimizer, at.key("optimizer")),
-        layers=_parse_layers(table["layers"], at, layer_paths),
+        layers=layers,
+        layer_places=places,
         reported=_parse_figures(
             table.get("reported", {}), at.key("reported"), "reported", numbers_only=True
         ),

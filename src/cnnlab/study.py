@@ -376,7 +376,9 @@ def resolve_model(model: ModelSpec, dataset: Dataset) -> tuple[ModelSpec, int, i
     """
     try:
         optimizer = resolve_optimizer(model.optimizer)
-        shapes = infer_shapes(model.layers, dataset.image_shape, dataset.classes)
+        shapes = infer_shapes(
+            model.layers, dataset.image_shape, dataset.classes, model.layer_places
+        )
         check_classifier_output(shapes, dataset.classes)
         summary = summarize(model, dataset.image_shape, dataset.classes)
         check_fits_in_memory(model.name, summary.total_params)

@@ -57,7 +57,7 @@ def summarize(spec: s.ModelSpec, input_shape: tuple[int, int, int], classes: int
 
     Raises `SpecError` as `infer_shapes` does when a layer cannot take its input.
     """
-    outputs = infer_shapes(spec.layers, input_shape, classes)
+    outputs = infer_shapes(spec.layers, input_shape, classes, spec.layer_places)
     inputs = [tuple(input_shape), *outputs[:-1]]
     rows = tuple(
         _row(name, layer, shape_in, shape_out)

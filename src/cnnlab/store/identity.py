@@ -78,7 +78,12 @@ def _jsonable(value: Any) -> Any:
             raise StoreError(f"a run's settings must be finite numbers, got {value!r}")
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        # compare=False marks bookkeeping that is not part of the value (a spec's layer_places)
+        fields = {
+            f.name: _jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.compare
+        }
         return {"type": type(value).__name__, **fields}
     if isinstance(value, Mapping):
         return {_json_key(k): _jsonable(v) for k, v in value.items()}
