@@ -174,3 +174,13 @@ def test_registry_records_decompressed_checksums_and_several_mirrors():
         assert info.classes == 10
     assert all(file.sha256 for file in get_dataset_info("fashion-mnist").files)
     assert all(file.archive_md5 for file in get_dataset_info("kmnist").files)
+
+
+def test_a_path_loads_as_an_idx_directory_and_a_dataset_shows_one_line(mnist_dir, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in IDX_NAMES:
+        (flat / f"{name}.gz").symlink_to(Path(mnist_dir) / f"{name}.gz")
+    loaded = load_dataset(flat)
+    assert loaded.describe() == "60000 train and 10000 test images of 28x28x1, 10 classes"
+    assert repr(loaded) == f"Dataset({loaded.name!r}: {loaded.describe()})"  # not the arrays

@@ -364,3 +364,10 @@ def test_spec_error_messages_are_one_line():
     with pytest.raises(SpecError) as caught:
         import_keras_source("model = Sequential()\nmodel.add(LSTM(\n  32))", filename="m.py")
     assert "\n" not in str(caught.value)
+
+
+def test_the_library_reads_a_file_given_as_a_path(tmp_path):
+    code = tmp_path / "m.py"
+    code.write_text("model = Sequential([Flatten(), Dense(10, activation='softmax')])\n")
+    assert import_keras(code).spec.layers == import_keras(str(code)).spec.layers
+    assert import_keras(code).source == str(code)

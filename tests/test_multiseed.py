@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -259,3 +260,19 @@ def test_each_stacked_seed_records_its_share_of_the_group_time(mnist):
     train = [r.timings.train_seconds for r in results]
     assert train[0] > 0 and train[0] == train[1] == train[2]
     assert sum(r.timings.total_seconds for r in results) == pytest.approx(wall, rel=0.05)
+
+
+def test_seeds_may_be_a_count_or_numpy_integers_as_in_run_study(mnist):
+    counted = train_seeds(model(), mnist, seeds=2, **SMALL)
+    arrayed = train_seeds(model(), mnist, seeds=np.arange(2), **SMALL)
+    assert [r.seed for r in counted] == [r.seed for r in arrayed] == [0, 1]
+    assert [r.history[-1].loss for r in counted] == [r.history[-1].loss for r in arrayed]
+    assert all(r.model is not None and not r.model.training for r in counted)
+
+
+def test_an_exception_of_the_callers_on_epoch_reaches_the_caller(mnist):
+    def on_epoch(seed, record):
+        raise KeyError("my bookkeeping bug")
+
+    with pytest.raises(KeyError, match="my bookkeeping bug"):
+        train_seeds(model(), mnist, seeds=2, on_epoch=on_epoch, **SMALL)

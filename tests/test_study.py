@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from cnnlab import study
+from cnnlab.data import load_dataset
 from cnnlab.errors import SpecError
 from cnnlab.executors import StudyError, WorkerSetup, work_through
 from cnnlab.store import StoreError, Worker, open_store
@@ -432,3 +433,9 @@ def test_status_counts_a_killed_workers_run_as_pending_not_training(tmp_path, mn
     status = study.study_status(directory)
     assert status.counts["running"] == 1 and status.counts["pending"] == 1
     assert [run.worker.id for run in status.running] == [Worker.current("alive").id]
+
+
+def test_a_loaded_dataset_given_to_a_study_is_told_to_be_a_name(tmp_path, mnist_dir):
+    loaded = load_dataset("mnist", data_dir=mnist_dir)
+    with pytest.raises(SpecError, match=r"dataset must name a dataset .* got Dataset"):
+        study.plan_study(write_study(tmp_path), dataset=loaded, data_dir=mnist_dir)

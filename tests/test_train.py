@@ -145,12 +145,20 @@ def test_nan_loss_ends_as_diverged(mnist):
     assert result.status == "diverged" and "training loss reached nan" in result.reason
 
 
-def test_exception_during_training_ends_as_failed_keeping_finished_epochs(mnist, tmp_path):
-    def broken_store(record):
-        if record.epoch == 2:
-            raise OSError("disk full")
+def test_exception_during_training_ends_as_failed_keeping_finished_epochs(
+    mnist, tmp_path, monkeypatch
+):
+    import cnnlab.train
 
-    result = quick(tiny_model(), mnist, epochs=3, on_epoch=broken_store, run_dir=tmp_path)
+    real_save = cnnlab.train.save_checkpoint
+
+    def disk_full_at_epoch_2(directory, *, epoch, **kwargs):
+        if epoch == 2:
+            raise OSError("disk full")
+        real_save(directory, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(cnnlab.train, "save_checkpoint", disk_full_at_epoch_2)
+    result = quick(tiny_model(), mnist, epochs=3, run_dir=tmp_path)
     assert result.status == "failed" and result.epoch == 2
     assert result.reason == "OSError: disk full"
     assert [r.epoch for r in result.history] == [1, 2]
@@ -248,3 +256,55 @@ def test_a_model_too_big_for_the_machine_is_refused_before_torch_allocates_it(mn
         SpecError, match=r"model 'huge' has 79,500,000,000,010 parameters: .* more than this"
     ):
         train_model(huge, mnist, epochs=1, train_limit=100, progress="quiet")
+
+
+def test_a_notebook_keeps_its_thread_count_and_numpy_seeds_work(mnist):
+    before = torch.get_num_threads()
+    result = train_model(
+        tiny_model(),
+        mnist,
+        seed=np.int64(1),
+        epochs=1,
+        train_limit=300,
+        threads=1,
+        progress="quiet",
+    )
+    assert result.status == "done" and result.seed == 1
+    assert torch.get_num_threads() == before
+
+
+def test_whole_number_options_are_checked_before_anything_trains(mnist):
+    with pytest.raises(SpecError, match=r"epochs must be a whole number, got 1.0"):
+        train_model(tiny_model(), mnist, epochs=1.0, train_limit=300, progress="quiet")
+    with pytest.raises(SpecError, match=r"unknown progress mode 'off'"):
+        train_model(tiny_model(), mnist, epochs=1, train_limit=300, progress="off")
+
+
+def test_an_exception_of_the_callers_on_epoch_reaches_the_caller(mnist, tmp_path):
+    def on_epoch(record):
+        raise ZeroDivisionError("my plotting bug")
+
+    with pytest.raises(ZeroDivisionError, match="my plotting bug"):
+        train_model(
+            tiny_model(),
+            mnist,
+            epochs=2,
+            train_limit=300,
+            run_dir=tmp_path,
+            on_epoch=on_epoch,
+            progress="quiet",
+        )
+    assert (tmp_path / "epoch-0001.safetensors").is_file()  # the epoch was saved first
+
+
+def test_the_result_holds_the_trained_network_and_a_keras_history(mnist):
+    result = train_model(tiny_model(), mnist, epochs=2, train_limit=500, progress="quiet")
+    assert not result.model.training
+    images = torch.tensor(mnist.test_images[:1000]).float().div(255).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        predicted = result.model(images.contiguous()).argmax(1).numpy()
+    assert (predicted == result.test_predictions[:1000]).mean() > 0.99
+    history = result.keras_history
+    assert list(history) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert history["loss"] == [record.loss for record in result.history]
+    assert "model" not in result.to_dict()

@@ -62,6 +62,10 @@ def build_model(
 ) -> KerasSequential:
     """The spec's network with Keras's initial weights (glorot_uniform kernels, zero biases).
 
+    `input_shape` is Keras's (H, W, C), but the module is torch's: it takes NCHW float images
+    in [0, 1] (`images.permute(0, 3, 1, 2)` for Keras's NHWC) and returns logits. A final
+    softmax of the spec is folded into the loss, as `F.cross_entropy` does it
+    (`model.output_softmax` says so; `logits.softmax(1)` gives Keras's probabilities).
     Initial weights come from `generator` when given (the global RNG is then left untouched),
     else from torch's global RNG, so `torch.manual_seed` makes builds repeatable either way.
     Raises `SpecError` (layer index and rule) when the layers cannot take their inputs or the

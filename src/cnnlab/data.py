@@ -108,6 +108,9 @@ class Dataset:
         height, width, channels = self.train_images.shape[1:]
         return (height, width, channels)
 
+    def __repr__(self) -> str:  # a notebook cell shows one line, not the arrays
+        return f"Dataset({self.name!r}: {self.describe()})"
+
     def describe(self) -> str:
         """One line such as '60000 train and 10000 test images of 28x28x1, 10 classes'."""
         shape = "x".join(str(side) for side in self.image_shape)
@@ -782,7 +785,7 @@ def _verify_source(
 
 
 def load_dataset(
-    source: str | DatasetInfo = "mnist",
+    source: str | Path | DatasetInfo = "mnist",
     *,
     data_dir: str | Path | None = None,
     offline: bool = False,
@@ -790,8 +793,11 @@ def load_dataset(
     """Load a dataset: a registry name (downloaded if missing), `idx:DIR` or `npz:FILE`.
 
     Registry files are looked for flat in the data directory, then in DATA_DIR/<name>/, and
-    verified by content checksum on every load. Arrays are read-only; copy to modify.
+    verified by content checksum on every load. A Path is read as `idx:DIR` (a directory) or
+    `npz:FILE`. Arrays are read-only; copy to modify.
     """
+    if isinstance(source, Path):
+        source = f"{'idx' if source.is_dir() else 'npz'}:{source}"
     return _verify_source(source, data_dir, offline, download=True).dataset
 
 

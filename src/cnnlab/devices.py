@@ -6,12 +6,16 @@ import ctypes
 import functools
 import os
 import platform
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import torch
 
 from cnnlab.errors import SpecError
 
 DEVICE_KINDS = ("cpu", "cuda", "mps")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -63,6 +67,21 @@ def available_devices() -> list[str]:
     if torch.backends.mps.is_available():
         names.append("mps")
     return [*names, "cpu"]
+
+
+def keeps_callers_threads(function: Callable[P, R]) -> Callable[P, R]:
+    """Give the caller its own torch thread count back after a run that set one (`threads=`):
+    a notebook's later work must not run on the one core a training asked for."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        before = torch.get_num_threads()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 def configure_threads(threads: int | None = None) -> int:

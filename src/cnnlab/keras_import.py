@@ -106,9 +106,21 @@ def read_keras_file(path: str | Path) -> str:
 
 
 def import_keras(
-    text: str, *, filename: str = "<string>", name: str | None = None, index: int | None = None
+    text: str | Path,
+    *,
+    filename: str = "<string>",
+    name: str | None = None,
+    index: int | None = None,
 ) -> ImportedModel:
-    """Import one Sequential model of `text` (the last unless `index`, counted from 1)."""
+    """Import one Sequential model of `text` (the last unless `index`, counted from 1).
+
+    `text` is Keras code, or the Path of a .py file holding it (a one-line str ending in .py
+    that names a file is read too).
+    """
+    if isinstance(text, Path) or (
+        text.endswith(".py") and "\n" not in text and Path(text).is_file()
+    ):
+        return import_keras_file(text, name=name, index=index)
     try:
         source = _Source(_parse(text, filename), text, filename)
         sites = _find_models(source)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from cnnlab.devices import keeps_callers_threads
 from cnnlab.errors import CnnlabError, SpecError
 from cnnlab.optim import make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
@@ -31,6 +33,7 @@ from cnnlab.stacked import CannotStack, StackedSeeds, repeat_images, stack_image
 from cnnlab.train import (
     DIVERGENCE_CHECK_STEPS,
     EVAL_BATCH,
+    CallbackError,
     EpochMeter,
     EpochRecord,
     Evaluation,
@@ -78,11 +81,12 @@ class _Member:
         return self.outcome is None
 
 
+@keeps_callers_threads
 def train_seeds(
     spec: ModelSpec,
     dataset: Dataset,
     *,
-    seeds: Sequence[int],
+    seeds: int | Sequence[int],
     epochs: int = 12,
     batch_size: int = 128,
     validation: Validation = 0.1,
@@ -96,7 +100,8 @@ def train_seeds(
 ) -> list[TrainResult]:
     """Train `spec` once per seed, all seeds in one computation; one TrainResult per seed.
 
-    The same arguments as `train_model`, with `seeds` and one run directory per seed. Each
+    The same arguments as `train_model`, with `seeds` (a count N: seeds 0..N-1, or the seeds)
+    and one run directory per seed. Each
     result is what `train_model` returns for that seed up to float rounding, which training
     amplifies over many steps (the same run in distribution; docs/performance.md). When the seeds'
     run directories hold different numbers of epochs, or the network cannot be stacked (a
@@ -105,6 +110,7 @@ def train_seeds(
     each seed's share of the group's wall time, so they add up over runs as separate runs' do.
     """
     started = time.perf_counter()
+    seeds = _seed_list(seeds)
     directories = _check_group(seeds, run_dirs)
     resolved = resolve_optimizer(spec.optimizer)
     target = _prepare_device(device, threads)
@@ -136,6 +142,17 @@ def train_seeds(
         _result(m.run, m.outcome, timings, m.resumed_from, m.notes, m.directory)  # type: ignore[arg-type]
         for m in members
     ]
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """A count N means seeds 0..N-1, as in `run_study`; NumPy integers and arrays are fine."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        return list(range(int(seeds)))
+    chosen = list(seeds)
+    for seed in chosen:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise SpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
+    return [int(seed) for seed in chosen]
 
 
 def _check_group(seeds: Sequence[int], run_dirs: Sequence[Path | str] | None) -> list[Path | None]:
@@ -222,6 +239,8 @@ class _Group:
             test_started = time.perf_counter()
             self.test(train_seconds)
             return train_seconds, time.perf_counter() - test_started
+        except CallbackError as failed:  # the caller's own code failed, not the runs
+            raise failed.error from None
         except CnnlabError:
             raise
         except Exception as error:  # recorded for the seeds still training, not raised
@@ -263,7 +282,10 @@ class _Group:
             if member.directory is not None:
                 _save(member, epoch)
             if on_epoch is not None:
-                on_epoch(member.run.options.seed, record)
+                try:
+                    on_epoch(member.run.options.seed, record)
+                except Exception as error:
+                    raise CallbackError(error) from error
         self.progress.end_epoch(_mean_record(records, len(self.members)))
 
     def train_one_epoch(self) -> tuple[list[EpochMeter], set[_Member]]:

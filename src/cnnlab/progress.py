@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
+from cnnlab.errors import SpecError
+
 if TYPE_CHECKING:
     from cnnlab.train import EpochRecord
 
@@ -122,7 +124,7 @@ def make_progress(
         return BarProgress(console)
     if mode in ("lines", "auto"):
         return LineProgress(file)
-    raise ValueError(f"unknown progress mode {mode!r}; use auto, bar, lines or quiet")
+    raise SpecError(f"unknown progress mode {mode!r}; use auto, bar, lines or quiet")
 
 
 def epoch_summary(record: EpochRecord) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import math
+import numbers
 import re
 import sys
 from dataclasses import dataclass, field
@@ -304,15 +305,15 @@ class _At:
 
 
 def _int(value: Any, at: _At, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy ints too
         raise at.error(f"{what} must be an integer, got {show(value)}")
     if value < minimum:
         raise at.error(f"{what} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def _number(value: Any, at: _At, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, float)):
         raise at.error(f"{what} must be a number, got {show(value)}")
     if not math.isfinite(value):
         raise at.error(f"{what} must be finite, got {value}")

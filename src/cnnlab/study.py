@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import numbers
 import re
 import shutil
 import sqlite3
@@ -301,6 +302,11 @@ def apply_overrides(
     if training != study.training:
         changes["training"] = training
     if dataset is not None:
+        if not isinstance(dataset, str):
+            raise SpecError(
+                "dataset must name a dataset (mnist, idx:DIR or npz:FILE): a study loads it in "
+                f"each worker itself; got {type(dataset).__name__}"
+            )
         if not dataset.strip():
             raise SpecError('--dataset must name a dataset such as "mnist", got an empty name')
         changes["dataset"] = dataset
@@ -311,10 +317,10 @@ def apply_overrides(
 
 def parse_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
     """A count N means seeds 0..N-1 (as a study file's `seeds = N`); a sequence is taken as is."""
-    if isinstance(seeds, int):
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         if seeds < 1:
             raise SpecError(f"--seeds must be at least 1, got {seeds}")
-        return tuple(range(seeds))
+        return tuple(range(int(seeds)))
     chosen = tuple(int(seed) for seed in seeds)
     if not chosen or min(chosen) < 0 or len(set(chosen)) != len(chosen):
         raise SpecError(f"seeds must be distinct integers >= 0, got {list(chosen)}")

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from cnnlab.devices import (
     configure_threads,
     describe_device,
     keep_freed_cpu_memory,
+    keeps_callers_threads,
     resolve_device,
 )
 from cnnlab.errors import CnnlabError, DataError, SpecError
@@ -99,10 +101,23 @@ class TrainResult:
     parameters: int = 0
     resumed_from: int = 0  # epochs restored from the run directory's checkpoint
     notes: tuple[str, ...] = ()  # e.g. damaged checkpoints that were passed over
+    # The trained network (build_model's: NCHW floats in [0, 1] in, logits out), in eval mode,
+    # with its last epoch's weights: for a notebook's own plots and predictions.
+    model: torch.nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def keras_history(self) -> dict[str, list[float]]:
+        """The history as Keras's `History.history`: {"loss": [...], "val_loss": [...], ...}."""
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+        return {
+            key: [getattr(record, key) for record in self.history]
+            for key in keys
+            if all(getattr(record, key) is not None for record in self.history)
+        }
 
     def to_dict(self, *, predictions: bool = False) -> dict[str, Any]:
         """JSON-ready fields; test predictions only when asked (10,000 numbers for MNIST)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.compare}
         data["history"] = [dataclasses.asdict(r) for r in self.history]
         data["timings"] = dataclasses.asdict(self.timings)
         data["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
@@ -142,19 +157,22 @@ class TrainOptions:
     precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise SpecError(f"seed must be a whole number >= 0, got {self.seed!r}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")
+        # NumPy integers (a loop over np.arange) are whole numbers too; 1.0 and "1" are not.
+        for name, minimum in (("seed", 0), ("epochs", 1), ("batch_size", 1), ("train_limit", 1)):
+            value = getattr(self, name)
+            if value is None and name == "train_limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise SpecError(f"{name} must be a whole number, got {value!r}")
+            if value < minimum:
+                raise SpecError(f"{name} must be at least {minimum}, got {value}")
+            object.__setattr__(self, name, int(value))
         if self.validation != "test" and not (
             isinstance(self.validation, (int, float)) and 0 <= self.validation < 1
         ):
             raise SpecError(
                 f'validation must be a fraction in [0, 1) or "test", got {self.validation!r}'
             )
-        if self.train_limit is not None and self.train_limit < 1:
-            raise SpecError(f"train_limit must be at least 1, got {self.train_limit}")
         if self.precision not in PRECISIONS:
             raise SpecError(f"precision must be fp32 or bf16, got {self.precision!r}")
 
@@ -193,6 +211,7 @@ class _Run:
     test_evaluation: Evaluation | None = None
 
 
+@keeps_callers_threads
 def train_model(
     spec: ModelSpec,
     dataset: Dataset,
@@ -213,11 +232,17 @@ def train_model(
 
     validation: a fraction of the training set held out (its last part, as Keras's
     `validation_split`), "test" to validate on the test set (what the seed notebook did), or 0.
-    run_dir: where checkpoints go; a run directory holding an unfinished run of the same
-    settings is resumed from its last good epoch. `on_epoch` is called after each epoch is
-    saved. Bad input raises SpecError before anything trains; a run that diverges or fails is
+    train_limit: train on the first N training images only. device: "auto", "cpu", "cuda",
+    "cuda:N" or "mps". precision: "fp32", or "bf16" (autocast; the fast mode). threads: torch
+    CPU threads for this run (the caller's count comes back afterwards). progress: "auto",
+    "bar", "lines", "quiet" or a Progress. run_dir: where checkpoints go; a run directory
+    holding an unfinished run of the same settings is resumed from its last good epoch.
+    `on_epoch` is called after each epoch is saved; an exception it raises propagates.
+    Bad input raises SpecError before anything trains; a run that diverges or fails is
     returned with that status. Ctrl-C (KeyboardInterrupt) propagates; the last finished epoch
-    is already on disk.
+    is already on disk. The result holds the trained `model` and `keras_history`. On a CPU the
+    process keeps freed activation memory for reuse from the first run on (`devices.
+    keep_freed_cpu_memory`: one training step no longer page-faults it in again).
     """
     started = time.perf_counter()
     options = TrainOptions(seed, epochs, batch_size, validation, train_limit, precision)
@@ -289,6 +314,14 @@ class _Outcome:
     test_seconds: float = 0.0
 
 
+class CallbackError(Exception):
+    """An exception of the caller's `on_epoch`, carried past the run's own failure handling."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _train_epochs(
     run: _Run,
     first: int,
@@ -308,11 +341,16 @@ def _train_epochs(
             if directory is not None:
                 _save(run, directory, epoch, identity)
             if on_epoch is not None:
-                on_epoch(record)
+                try:
+                    on_epoch(record)
+                except Exception as error:
+                    raise CallbackError(error) from error
         train_seconds = time.perf_counter() - train_started
         test_started = time.perf_counter()
         test = run.test_evaluation or evaluate(run, run.data.test_x, run.data.test_y)
         return _Outcome("done", "", None, train_seconds, test, time.perf_counter() - test_started)
+    except CallbackError as failed:  # the caller's own code failed, not the run: theirs to see
+        raise failed.error from None
     except CnnlabError:
         raise
     except Exception as error:  # any failure of the run is recorded, not raised
@@ -583,6 +621,7 @@ def _result(
         parameters=sum(p.numel() for p in run.model.parameters()),
         resumed_from=resumed_from,
         notes=notes,
+        model=run.model.eval(),
     )
 
 
