@@ -53,7 +53,7 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "rho": (0.0, 1.0, True, False),
     "beta_1": (0.0, 1.0, True, False),
     "beta_2": (0.0, 1.0, True, False),
-    "epsilon": (0.0, math.inf, True, False),
+    "epsilon": (0.0, math.inf, False, False),
     "momentum": (0.0, 1.0, True, False),
     "weight_decay": (0.0, math.inf, True, False),
 }

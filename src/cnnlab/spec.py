@@ -577,16 +577,16 @@ def _parse_optimizer(value: Any, at: _At) -> OptimizerSpec:
 
 
 def _optimizer_param(param: str, value: Any, at: _At) -> float | bool:
-    """Keras's own ranges (keras/src/optimizers/*.py argument docs)."""
+    """Keras's own ranges (keras/src/optimizers/*.py argument docs), as training checks them
+    (cnnlab.optim): a rate of 0 or a decay of 1 would never train."""
     if param == "nesterov":
         return _bool(value, at, param)
-    if param in ("rho", "momentum"):
-        return _fraction(value, at, param, one=True)
-    if param in ("beta_1", "beta_2"):
+    if param in ("rho", "momentum", "beta_1", "beta_2"):
         return _fraction(value, at, param)
     number = _number(value, at, param)
-    if number < 0 or (param == "epsilon" and number == 0):
-        raise at.error(f"{param} must be {'> 0' if param == 'epsilon' else '>= 0'}, got {value}")
+    positive = param in ("learning_rate", "epsilon")
+    if number < 0 or (positive and number == 0):
+        raise at.error(f"{param} must be {'> 0' if positive else '>= 0'}, got {value}")
     return number
 
 
