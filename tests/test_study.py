@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,10 +211,24 @@ def test_a_diverging_model_is_recorded_with_its_reason_and_the_study_goes_on(tmp
     assert again.finished == (by_model["exploding"].key,)
 
 
-def train_part_of(task, mnist_dir: Path, epochs: int) -> None:
-    """What an interrupted study leaves: a run directory holding the first epochs."""
-    from cnnlab.data import load_dataset
+class SlowSteps:
+    """A progress display that takes its time inside each step, so epochs take long."""
 
+    def start_epoch(self, epoch, epochs, steps):
+        pass
+
+    def update(self, step, running):
+        time.sleep(0.2)
+
+    def end_epoch(self, record):
+        pass
+
+    def close(self):
+        pass
+
+
+def train_part_of(task, mnist_dir: Path, epochs: int, progress="quiet") -> None:
+    """What an interrupted study leaves: a run directory holding the first epochs."""
     settings = task.training
     train_model(
         task.model,
@@ -224,7 +239,7 @@ def train_part_of(task, mnist_dir: Path, epochs: int) -> None:
         validation=settings.validation,
         train_limit=settings.train_limit,
         run_dir=task.run_dir,
-        progress="quiet",
+        progress=progress,
     )
 
 
@@ -439,3 +454,15 @@ def test_a_loaded_dataset_given_to_a_study_is_told_to_be_a_name(tmp_path, mnist_
     loaded = load_dataset("mnist", data_dir=mnist_dir)
     with pytest.raises(SpecError, match=r"dataset must name a dataset .* got Dataset"):
         study.plan_study(write_study(tmp_path), dataset=loaded, data_dir=mnist_dir)
+
+
+def test_a_resumed_runs_time_counts_the_epochs_of_its_earlier_attempt(tmp_path, mnist_dir):
+    path, directory = write_study(tmp_path), tmp_path / "study"
+    options = {"models": "conv", "seeds": 1, "epochs": 3}
+    (task,) = study.plan_study(
+        path, directory=directory, train_limit=500, data_dir=mnist_dir, **options
+    ).tasks
+    train_part_of(task, mnist_dir, epochs=2, progress=SlowSteps())  # 2 slow epochs, then a stop
+    (record,) = run(path, directory, mnist_dir, **options).runs
+    assert sum(epoch.seconds for epoch in record.epochs[:2]) > 2.5  # 8 steps x 0.2 s each
+    assert record.seconds >= sum(epoch.seconds for epoch in record.epochs)

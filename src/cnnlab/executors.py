@@ -247,12 +247,19 @@ def _report_of(task: RunTask, dataset: Dataset, result: TrainResult) -> RunRepor
         history=tuple(epoch_metrics(record) for record in result.history),
         test=test,
         predictions=predictions,
-        seconds=result.timings.total_seconds,
+        seconds=_run_seconds(result),
         device=result.device,
         versions=versions(),
         checkpoint=_relative(task, result.checkpoint) if result.checkpoint else None,
         notes=result.notes,
     )
+
+
+def _run_seconds(result: TrainResult) -> float:
+    """The run's time over all its attempts: a resumed run's earlier epochs count too (their
+    recorded seconds), not only the last attempt's."""
+    resumed = sum(record.seconds for record in result.history[: result.resumed_from])
+    return resumed + result.timings.total_seconds
 
 
 def _failed_report(task: RunTask, reason: str, seconds: float, device: str | None) -> RunReport:
@@ -710,11 +717,20 @@ def _raise_worker_problems(workers: list, problems: Any) -> None:
         except queue.Empty:
             break
     for worker in workers:
-        if worker.exitcode not in (0, None) and not messages:
+        code = worker.exitcode
+        if code in (0, None) or messages:
+            continue
+        if code < 0:  # killed by a signal: no error of its own to show
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
             messages.append(
-                f"{worker.name} ended with exit code {worker.exitcode} (its error is above; a "
-                "script that runs a study with jobs > 1 needs `if __name__ == '__main__':`, as "
-                "any program using multiprocessing); its run resumes at the next `cnnlab run`"
+                f"{worker.name} was killed ({name}); finished runs are kept, and the next "
+                "`cnnlab run` trains whatever is left"
+            )
+        else:
+            messages.append(
+                f"{worker.name} ended with exit code {code} (its error is above; a script that "
+                "runs a study with jobs > 1 needs `if __name__ == '__main__':`, as any program "
+                "using multiprocessing); the next `cnnlab run` trains whatever is left"
             )
     if messages:
         raise StudyError(messages[0] + (f" (and {len(messages) - 1} more)" if messages[1:] else ""))

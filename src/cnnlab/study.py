@@ -428,6 +428,11 @@ def default_directory(name: str) -> Path:
 @contextmanager
 def open_study_store(directory: Path) -> Iterator[Store]:
     """The study's store, created with the directory; an unwritable place fails here."""
+    if (directory / STORE_FILENAME).is_dir():
+        raise StudyError(
+            f"{directory / STORE_FILENAME} is a directory, where the study's store file belongs; "
+            "move it away or choose another --dir"
+        )
     store = open_store(directory / STORE_FILENAME)
     try:
         runs = directory / RUNS_DIRNAME

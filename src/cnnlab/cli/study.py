@@ -264,11 +264,13 @@ def _interrupt_message(directory: Path | None, study_ref: str) -> Iterator[None]
     try:
         yield
     except KeyboardInterrupt:
-        where = directory or "the study directory"
-        typer.secho(
-            f"interrupted: finished runs are kept in {where}, the current ones resume from their "
-            f"last epoch: run the same command again (cnnlab run {study_ref} ...)",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
+        if directory is not None and not directory.exists():
+            message = "interrupted before anything was trained; nothing to keep"
+        else:
+            where = directory or "the study directory"
+            message = (
+                f"interrupted: finished runs are kept in {where}, the current ones resume from "
+                f"their last epoch: run the same command again (cnnlab run {study_ref} ...)"
+            )
+        typer.secho(message, fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
