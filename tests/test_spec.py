@@ -441,3 +441,9 @@ def test_where_layers_were_written_is_kept_for_errors_but_is_not_part_of_the_mod
     key = {"seed": 0, "dataset": "mnist", "training": {}}
     assert run_key(from_file, **key) == run_key(from_dict, **key)
     assert "layer_places" not in canonical_json(from_file)
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b'\xef\xbb\xbfname = "bom"\nlayers = ["flatten", { dense = "classes" }]\n')
+    assert load_model(path).name == "bom"

@@ -684,7 +684,7 @@ def _toml_error_message(error: tomllib.TOMLDecodeError, text: str, name: str) ->
 
 def _read_file(path: Path) -> tuple[dict, _Source]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) too
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
     except UnicodeDecodeError:
