@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import math
 import numbers
 import re
@@ -1035,6 +1036,7 @@ def describe_model(spec: ModelSpec) -> ModelOverview:
 # --- Lines of keys in TOML text ---------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)  # every layer of a file asks for its line: scan it once
 def toml_positions(text: str) -> dict[tuple[str | int, ...], int]:
     """The line (from 1) of every key and array element of valid TOML text, by key path.
 
