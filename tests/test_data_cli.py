@@ -58,4 +58,4 @@ def test_fetch_with_files_present_verifies_without_downloading(mnist_dir, capsys
 
 def test_fetch_offline_without_files_says_what_to_do(tmp_path, capsys):
     assert main(["data", "fetch", "kmnist", "--data-dir", str(tmp_path), "--offline"]) == 2
-    assert "pass --data-dir DIR with local copies, or drop --offline" in capsys.readouterr().err
+    assert "pass --data-dir DIR with local copies, or allow downloads" in capsys.readouterr().err

@@ -150,7 +150,9 @@ def test_stalled_mirror_is_left_after_the_timeout(server, tmp_path):
 
 def test_offline_mode_from_environment_never_downloads(server, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_OFFLINE", "1")
-    with pytest.raises(DataError, match="pass --data-dir DIR with local copies, or drop --offline"):
+    with pytest.raises(
+        DataError, match="pass --data-dir DIR with local copies, or allow downloads"
+    ):
         fetch(tiny_info(f"{server.base}/good/"), data_dir=tmp_path)
     assert server.requests == []
 
@@ -171,3 +173,15 @@ def test_fetch_refuses_a_corrupt_local_copy_instead_of_hiding_it(server, tmp_pat
     path.write_bytes(path.read_bytes()[:-8])
     with pytest.raises(DataError, match="delete it and run `cnnlab data fetch tiny`"):
         fetch(info, data_dir=tmp_path)
+
+
+def test_a_place_downloads_cannot_go_and_a_bad_timeout_are_one_error(server, tmp_path):
+    info = tiny_info(f"{server.base}/good/")
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    with pytest.raises(DataError, match=r"cannot write downloads into .*pass a writable"):
+        fetch(info, data_dir=not_a_directory)
+    for timeout in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(DataError, match=r"timeout must be a number of seconds > 0"):
+            fetch(info, data_dir=tmp_path, timeout=timeout)
+    assert server.requests == []

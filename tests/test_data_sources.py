@@ -129,7 +129,7 @@ def test_missing_file_offline_says_pass_data_dir_or_drop_offline(mnist_dir, tmp_
     with pytest.raises(
         DataError,
         match=r"mnist: t10k-images-idx3-ubyte\[\.gz\] not found in .* offline mode forbids "
-        r"downloading; pass --data-dir DIR with local copies, or drop --offline",
+        r"downloading; pass --data-dir DIR with local copies, or allow downloads",
     ):
         load_dataset("mnist", data_dir=directory, offline=True)
 

@@ -283,7 +283,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 def is_offline(offline: bool = False) -> bool:
     """True if downloads are forbidden, by the argument or by CNNLAB_OFFLINE=1."""
-    return offline or os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
+    return offline or os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # --- locating and reading files ---------------------------------------------------------------
@@ -503,7 +503,18 @@ def download_file(
     report: Callable[[str], None] | None = None,
 ) -> tuple[Path, str]:
     """Try each mirror in order until one serves the right content; (path, url) of the copy."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise DataError(f"the download timeout must be a number of seconds > 0, got {timeout}")
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        probe, probe_name = tempfile.mkstemp(dir=dest_dir, prefix=".cnnlab-write-test.")
+        os.close(probe)
+        os.unlink(probe_name)
+    except OSError as error:
+        raise DataError(
+            f"cannot write downloads into {dest_dir} ({error.strerror or error}); pass a "
+            "writable --data-dir, or one that already holds the dataset's files"
+        ) from None
     failures = []
     for mirror in info.mirrors:
         url = f"{mirror}{file.name}.gz"
@@ -562,7 +573,7 @@ def _download_missing(
         raise DataError(
             f"{info.name}: {file.name}[.gz] not found in {directory} or "
             f"{directory / info.name}, and offline mode forbids downloading; pass --data-dir "
-            f"DIR with local copies, or drop --offline (and unset {OFFLINE_ENV})"
+            f"DIR with local copies, or allow downloads (no --offline, {OFFLINE_ENV} unset)"
         )
     return download_file(info, file, directory / info.name, timeout=timeout, report=report)
 
