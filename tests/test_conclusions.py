@@ -251,3 +251,16 @@ def test_markdown_lists_findings_caveats_and_notebook_points():
     assert text.startswith("## Conclusions\n")
     assert "### Caveats" in text and "### Against the notebook's conclusions" in text
     assert "6. > And for the final model" in text
+
+
+def test_two_grids_each_get_their_factors_judged():
+    first = [
+        model(f"d{depth}-{i}", [errors, errors + 1], seed=i, factors=(("depth", depth),))
+        for i, (depth, errors) in enumerate([(2, 300), (2, 305), (4, 100), (4, 104)])
+    ]
+    second = [
+        model(f"a-{act}", [errors, errors + 2], seed=10 + i, factors=(("act", act),))
+        for i, (act, errors) in enumerate([("relu", 100), ("sigmoid", 400)])
+    ]
+    factors = texts(concl.write_conclusions(evidence(*first, *second)), "factor")
+    assert [text.split(":")[0] for text in factors] == ["Factor depth", "Factor act"]

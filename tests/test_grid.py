@@ -173,3 +173,16 @@ def test_grid_names_must_not_clash_with_other_models():
     grid = {"name": "m{k}", "axes": {"k": [1, 2]}, "layers": ["flatten"]}
     with pytest.raises(SpecError, match=r"two models are named 'm1'"):
         study_from_dict({"model": [{"name": "m1", "layers": ["flatten"]}], "grid": [grid]})
+
+
+def test_repeat_without_a_block_is_refused_rather_than_ignored(tmp_path):
+    text = """
+[[grid]]
+name = "d{depth}"
+axes = { depth = [1, 2, 3] }
+repeat = "{depth}"
+stem = ["flatten"]
+head = [{ dense = "classes", activation = "softmax" }]
+"""
+    with pytest.raises(SpecError, match=r":5: grid 1: repeat needs a block = \[\.\.\.\] to repeat"):
+        load(tmp_path, text)

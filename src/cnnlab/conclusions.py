@@ -229,13 +229,16 @@ def noise_floor_finding(best: ModelEvidence, n_images: int | None) -> Finding | 
 def factor_findings(measured: Sequence[ModelEvidence]) -> list[Finding]:
     """Each grid factor's marginal means; a clear effect only where 95 % intervals separate."""
     names = list(dict.fromkeys(name for m in measured for name, _ in m.factors))
-    rows = [
-        {"model": m.name, "accuracy": acc, **dict(m.factors)}
-        for m in measured
-        if len(m.factors) == len(names)
-        for acc in m.accuracies
-    ]
-    return [_factor_finding(stats.factor_effects(rows, name)) for name in names if rows]
+    findings = []
+    for name in names:  # each factor over the models that have it (two grids: two sets)
+        rows = [
+            {"model": m.name, "accuracy": acc, **dict(m.factors)}
+            for m in measured
+            if name in dict(m.factors)
+            for acc in m.accuracies
+        ]
+        findings.append(_factor_finding(stats.factor_effects(rows, name)))
+    return findings
 
 
 def _factor_finding(effect: stats.FactorEffect) -> Finding:

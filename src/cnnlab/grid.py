@@ -137,6 +137,11 @@ def _check_grid_keys(table: dict) -> None:
             raise GridProblem(f"unknown grid key {show(key)}{did_you_mean(key, GRID_KEYS)}", (key,))
     if "layers" in table and any(key in table for key in ("stem", "block", "head", "repeat")):
         raise GridProblem("give either layers or stem/block/repeat/head, not both", ("layers",))
+    if "repeat" in table and "block" not in table:
+        raise GridProblem(
+            "repeat needs a block = [...] to repeat (without one it would change nothing)",
+            ("repeat",),
+        )
     if not any(key in table for key in ("layers", "stem", "block", "head")):
         raise GridProblem("a grid needs layers (or stem/block/repeat/head)")
 
