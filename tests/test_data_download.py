@@ -185,3 +185,15 @@ def test_a_place_downloads_cannot_go_and_a_bad_timeout_are_one_error(server, tmp
         with pytest.raises(DataError, match=r"timeout must be a number of seconds > 0"):
             fetch(info, data_dir=tmp_path, timeout=timeout)
     assert server.requests == []
+
+
+def test_a_mirror_serving_a_gzip_bomb_is_left_without_decompressing_it_all(server, tmp_path):
+    root = Path(server.RequestHandlerClass.keywords["directory"]) / "bomb"
+    root.mkdir()
+    for name in IDX_NAMES:
+        (root / f"{name}.gz").write_bytes(gzip.compress(bytes(50_000_000)))  # 50 MB of zeros
+    lines = []
+    info = tiny_info(f"{server.base}/bomb/", f"{server.base}/good/")
+    fetched = fetch(info, data_dir=tmp_path, report=lines.append)
+    assert sum("decompresses to more than the" in line for line in lines) == 4
+    assert all(item.url.startswith(f"{server.base}/good/") for item in fetched)

@@ -17,6 +17,7 @@ import difflib
 import gzip
 import hashlib
 import http.client
+import io
 import math
 import os
 import tempfile
@@ -304,8 +305,14 @@ def locate_file(info: DatasetInfo, file: DataFile, data_dir: Path) -> Path | Non
     return None
 
 
-def _read_content(path: Path, where: str, remedy: str) -> tuple[bytes, bytes | None]:
-    """(decompressed bytes, archive bytes or None); gzip is recognised by its magic, not name."""
+def _read_content(
+    path: Path, where: str, remedy: str, limit: int | None = None
+) -> tuple[bytes, bytes | None]:
+    """(decompressed bytes, archive bytes or None); gzip is recognised by its magic, not name.
+
+    `limit`: the most bytes the content may have (a registry file's known size), so a hostile
+    or broken mirror's gzip bomb is refused after `limit` bytes instead of filling memory.
+    """
     try:
         stored = path.read_bytes()
     except OSError as error:
@@ -313,7 +320,16 @@ def _read_content(path: Path, where: str, remedy: str) -> tuple[bytes, bytes | N
     if not stored.startswith(GZIP_MAGIC):
         return stored, None
     try:
-        return gzip.decompress(stored), stored
+        if limit is None:
+            return gzip.decompress(stored), stored
+        with gzip.GzipFile(fileobj=io.BytesIO(stored)) as archive:
+            content = archive.read(limit + 1)
+        if len(content) > limit:
+            raise DataError(
+                f"{where}: decompresses to more than the {limit:,} bytes this file has; "
+                f"not the expected file; {remedy}"
+            )
+        return content, stored
     except EOFError as error:
         raise DataError(
             f"{where}: truncated gzip stream ({len(stored)} bytes end before the archive does); "
@@ -429,7 +445,7 @@ def _read_checked(
     Returns the array and how its content was checked.
     """
     where, remedy = where or str(path), info.remedy if remedy is None else remedy
-    content, archive = _read_content(path, where, remedy)
+    content, archive = _read_content(path, where, remedy, limit=file.size or None)
     magic = IDX_LABELS_MAGIC if "labels" in file.name else IDX_IMAGES_MAGIC
     array = parse_idx(content, expected_magic=magic, where=where, remedy=remedy)
     return array, _check_content(content, archive, file, info.name, where, remedy)
