@@ -186,3 +186,14 @@ head = [{ dense = "classes", activation = "softmax" }]
 """
     with pytest.raises(SpecError, match=r":5: grid 1: repeat needs a block = \[\.\.\.\] to repeat"):
         load(tmp_path, text)
+
+
+def test_axis_values_that_a_report_would_merge_are_refused(tmp_path):
+    text = """
+[[grid]]
+name = "m{a}"
+axes = { a = [1, 1.0] }
+layers = ["flatten", { dense = "classes" }]
+"""
+    with pytest.raises(SpecError, match=r"axis 'a' lists 1 and 1\.0, which are the same level"):
+        load(tmp_path, text)

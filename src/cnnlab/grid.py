@@ -119,15 +119,22 @@ def _axis_values(name: str, values: Any) -> list[Scalar]:
     where = ("axes", name)
     if not isinstance(values, list) or not values:
         raise GridProblem(f"axis {name!r} must be a non-empty list, got {show(values)}", where)
-    seen = set()
+    seen: list[Scalar] = []
     for value in values:
         if not isinstance(value, (str, int, float, bool)):
             raise GridProblem(f"axis {name!r} values must be scalars, got {show(value)}", where)
         if isinstance(value, float) and not math.isfinite(value):
             raise GridProblem(f"axis {name!r} values must be finite, got {value}", where)
-        if (type(value), value) in seen:
-            raise GridProblem(f"axis {name!r} lists {show(value)} twice", where)
-        seen.add((type(value), value))
+        # 1, 1.0 and true are one level to the report's statistics (equal dictionary keys)
+        same = next((earlier for earlier in seen if earlier == value), None)
+        if same is not None:
+            twice = (
+                f"{show(value)} twice"
+                if type(same) is type(value)
+                else (f"{show(same)} and {show(value)}, which are the same level")
+            )
+            raise GridProblem(f"axis {name!r} lists {twice}", where)
+        seen.append(value)
     return list(values)
 
 
