@@ -264,3 +264,11 @@ def test_two_grids_each_get_their_factors_judged():
     ]
     factors = texts(concl.write_conclusions(evidence(*first, *second)), "factor")
     assert [text.split(":")[0] for text in factors] == ["Factor depth", "Factor act"]
+
+
+def test_a_model_far_below_the_best_is_no_cost_pick_even_when_not_shown_worse():
+    best = model("best", [80, 82], params=1_000_000)
+    erratic = model("erratic", [2000, 6000], seed=1, params=1_000)  # 60 % to 80 %, 2 seeds
+    found = concl.write_conclusions(evidence(best, erratic))
+    assert "erratic" in found.best.not_worse  # Welch over 2 seeds cannot tell
+    assert not any("erratic" in text for text in texts(found, "cost"))

@@ -19,6 +19,9 @@ import numpy as np
 from cnnlab import stats
 
 ALPHA = 0.05
+# The cost pick's practical margin: a model counts as a cheaper equal of the best only within
+# half a point of its accuracy (five binomial SEs at 99 % on 10,000 images).
+COST_MARGIN = 0.005
 UNSTABLE_K = 3.0  # stats.instability's default: 3 binomial SEs of seed-to-seed spread
 
 
@@ -305,9 +308,13 @@ def seed_spread_finding(models: Sequence[ModelEvidence], n_images: int) -> Findi
 
 
 def cost_findings(best: stats.BestSet, by_name: dict[str, ModelEvidence]) -> list[Finding]:
-    """The cheapest model (parameters, then time) among those not worse than the best."""
-    candidates = [by_name[name] for name in best.not_worse]
+    """The cheapest model (parameters, then time) among those not worse than the best and
+    within COST_MARGIN of its accuracy: "not shown worse" alone, with a few seeds, let a
+    model 48 points below the best be called the cheap equal of it."""
     top = by_name[best.best]
+    candidates = [
+        by_name[name] for name in best.not_worse if top.mean - by_name[name].mean <= COST_MARGIN
+    ]
     found = []
     for attribute, unit in (("params", "parameters"), ("seconds_per_epoch", "seconds per epoch")):
         priced = [m for m in candidates if getattr(m, attribute) is not None]
@@ -325,8 +332,9 @@ def _cost_text(cheapest: ModelEvidence, top: ModelEvidence, attribute: str, unit
         return f"By {unit}, the best model {top.name} is also the cheapest of its set ({shown})."
     share = 100 * value / top_value if top_value else math.nan
     return (
-        f"Cheapest by {unit} among the models not worse than the best: {cheapest.name} with "
-        f"{shown} ({share:.0f} % of {top.name}'s), at {pct(cheapest.mean)} accuracy."
+        f"Cheapest by {unit} among the models not worse than the best and within "
+        f"{points(COST_MARGIN).lstrip('+')} of it: {cheapest.name} with {shown} ({share:.0f} % "
+        f"of {top.name}'s), at {pct(cheapest.mean)} accuracy."
     )
 
 

@@ -338,7 +338,14 @@ def plain_text(draw: Callable[P, Figure]) -> Callable[P, Figure]:
 
 
 def _palette(n: int) -> list[Any]:
-    return sns.color_palette("tab10" if n <= 10 else "husl", n)
+    """Distinct colours: tab10; up to 20, tab20's ten dark hues then their light twins (husl,
+    a colour circle, gave the first and the last of 13 models the same pink)."""
+    if n <= 10:
+        return sns.color_palette("tab10", n)
+    if n <= 20:
+        pairs = sns.color_palette("tab20", 20)
+        return (pairs[0::2] + pairs[1::2])[:n]
+    return sns.color_palette("husl", n)
 
 
 def _panel_grid(
