@@ -272,3 +272,11 @@ def test_a_model_far_below_the_best_is_no_cost_pick_even_when_not_shown_worse():
     found = concl.write_conclusions(evidence(best, erratic))
     assert "erratic" in found.best.not_worse  # Welch over 2 seeds cannot tell
     assert not any("erratic" in text for text in texts(found, "cost"))
+
+
+def test_a_small_validation_set_is_named_in_the_caveats():
+    small = {**NOTEBOOK_TRAINING, "validation": 0.1, "train_limit": 500}
+    found = concl.write_conclusions(evidence(model("a", [80]), training=small))
+    caveats = " ".join(found.caveats)
+    assert "validation curves come from 50 held-out images" in caveats
+    assert "steps of 2 points" in caveats

@@ -349,6 +349,13 @@ def caveats_of(evidence: Evidence) -> list[str]:
     if evidence.training.get("train_limit"):
         limit = evidence.training["train_limit"]
         found.append(f"Trained on the first {limit:,} training images only.")
+        held_out = evidence.training.get("validation")
+        if isinstance(held_out, float) and held_out > 0 and round(held_out * limit) < 1000:
+            images = max(round(held_out * limit), 1)
+            found.append(
+                f"The validation curves come from {images:,} held-out images: validation "
+                f"accuracy moves in steps of {100 / images:.2g} points."
+            )
     measured = [m for m in evidence.models if m.runs]
     if measured and max(m.runs for m in measured) == 1:
         found.append(
