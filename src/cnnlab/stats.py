@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,15 +63,7 @@ def mean_ci(values: ArrayLike, confidence: float = 0.95) -> MeanCI:
     Student's t, not the normal quantile, because a study has few seeds (t_{0.975,2} = 4.30,
     not 1.96). One value has no spread, so no interval: the result says so in `note`.
     """
-    _check_confidence(confidence)
-    arr = _as_values(values)
-    mean, n = float(arr.mean()), int(arr.size)
-    if n == 1:
-        note = "one run: no spread and no interval; run more seeds"
-        return MeanCI(mean, None, 1, confidence, None, None, note)
-    std = float(arr.std(ddof=1))
-    half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
-    return MeanCI(mean, std, n, confidence, mean - half, mean + half)
+    return _t_interval(values, confidence, lambda n: math.sqrt(1 / n), "no interval")
 
 
 def prediction_interval(values: ArrayLike, confidence: float = 0.95) -> MeanCI:
@@ -81,14 +73,23 @@ def prediction_interval(values: ArrayLike, confidence: float = 0.95) -> MeanCI:
     interval of the mean (`mean_ci`) shrinks with more seeds and would call a perfectly typical
     run "outside" ever more often. Needs 2+ values; one value gives no interval (see `note`).
     """
+    return _t_interval(
+        values, confidence, lambda n: math.sqrt(1 + 1 / n), "no interval for another run"
+    )
+
+
+def _t_interval(
+    values: ArrayLike, confidence: float, scale: Callable[[int], float], missing: str
+) -> MeanCI:
+    """mean +- t_{(1+c)/2, n-1} * std * scale(n); one value has no spread, so no interval."""
     _check_confidence(confidence)
     arr = _as_values(values)
     mean, n = float(arr.mean()), int(arr.size)
     if n == 1:
-        note = "one run: no spread, so no interval for another run; run more seeds"
+        note = f"one run: no spread and {missing}; run more seeds"
         return MeanCI(mean, None, 1, confidence, None, None, note)
     std = float(arr.std(ddof=1))
-    half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * std * math.sqrt(1 + 1 / n)
+    half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * std * scale(n)
     return MeanCI(mean, std, n, confidence, mean - half, mean + half)
 
 
