@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from cnnlab.devices import keeps_callers_threads
 from cnnlab.errors import CnnlabError, SpecError
 from cnnlab.optim import make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
-from cnnlab.spec import ModelSpec
+from cnnlab.spec import ModelSpec, parse_seeds
 from cnnlab.stacked import CannotStack, StackedSeeds, repeat_images, stack_images
 from cnnlab.train import (
     DIVERGENCE_CHECK_STEPS,
@@ -110,7 +109,7 @@ def train_seeds(
     each seed's share of the group's wall time, so they add up over runs as separate runs' do.
     """
     started = time.perf_counter()
-    seeds = _seed_list(seeds)
+    seeds = parse_seeds(seeds)
     directories = _check_group(seeds, run_dirs)
     resolved = resolve_optimizer(spec.optimizer)
     target = _prepare_device(device, threads)
@@ -144,22 +143,7 @@ def train_seeds(
     ]
 
 
-def _seed_list(seeds: int | Sequence[int]) -> list[int]:
-    """A count N means seeds 0..N-1, as in `run_study`; NumPy integers and arrays are fine."""
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        return list(range(int(seeds)))
-    chosen = list(seeds)
-    for seed in chosen:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise SpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
-    return [int(seed) for seed in chosen]
-
-
 def _check_group(seeds: Sequence[int], run_dirs: Sequence[Path | str] | None) -> list[Path | None]:
-    if not seeds:
-        raise SpecError("seeds must name at least one seed, got none")
-    if len(set(seeds)) != len(seeds):
-        raise SpecError(f"seeds must differ from each other, got {list(seeds)}")
     if run_dirs is None:
         return [None] * len(seeds)
     if len(run_dirs) != len(seeds):

@@ -35,6 +35,7 @@ import math
 import numbers
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -865,6 +866,24 @@ def _parse_seeds(value: Any, at: _At) -> tuple[int, ...]:
     if count > 10_000:
         raise at.error(f"seeds must be at most 10000, got {count}")
     return tuple(range(count))
+
+
+def parse_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
+    """Seeds given in code or on the command line: a count N means seeds 0..N-1 (as a study
+    file's `seeds = N`); a sequence (NumPy arrays too) is taken as is, distinct and >= 0."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise SpecError(f"seeds must be at least 1, got {seeds}")
+        return tuple(range(int(seeds)))
+    chosen = list(seeds)
+    if not chosen:
+        raise SpecError("seeds must name at least one seed, got none")
+    for seed in chosen:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise SpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
+    if len(set(chosen)) != len(chosen):
+        raise SpecError(f"seeds must differ from each other, got {[int(s) for s in chosen]}")
+    return tuple(int(seed) for seed in chosen)
 
 
 def _dataset(value: Any, at: _At) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import numbers
 import re
 import shutil
 import sqlite3
@@ -46,7 +45,14 @@ from cnnlab.executors import (
 from cnnlab.grid import did_you_mean
 from cnnlab.optim import resolve_optimizer
 from cnnlab.shapes import check_classifier_output, infer_shapes
-from cnnlab.spec import PRECISIONS, ModelSpec, OptimizerSpec, StudySpec, load_study
+from cnnlab.spec import (
+    PRECISIONS,
+    ModelSpec,
+    OptimizerSpec,
+    StudySpec,
+    load_study,
+    parse_seeds,
+)
 from cnnlab.store import (
     FINAL_STATUSES,
     STALE_AFTER_SECONDS,
@@ -313,18 +319,6 @@ def apply_overrides(
     if models is not None:
         changes["models"] = select_models(study.models, models)
     return dataclasses.replace(study, **changes)
-
-
-def parse_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
-    """A count N means seeds 0..N-1 (as a study file's `seeds = N`); a sequence is taken as is."""
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise SpecError(f"--seeds must be at least 1, got {seeds}")
-        return tuple(range(int(seeds)))
-    chosen = tuple(int(seed) for seed in seeds)
-    if not chosen or min(chosen) < 0 or len(set(chosen)) != len(chosen):
-        raise SpecError(f"seeds must be distinct integers >= 0, got {list(chosen)}")
-    return chosen
 
 
 def select_models(
