@@ -223,7 +223,7 @@ def test_a_softmax_inside_the_network_trains_seeds_one_after_another(mnist):
         ({"seeds": ()}, "at least one seed"),
         ({"seeds": (1, 1)}, "must differ"),
         ({"seeds": (0, 1), "run_dirs": ["only-one"]}, "one run directory per seed"),
-        ({"seeds": (0, 1), "epochs": 0}, "epochs must be at least 1"),
+        ({"seeds": (0, 1), "epochs": 0}, "epochs must be >= 1"),
     ],
 )
 def test_bad_groups_are_spec_errors(mnist, arguments, message):

@@ -366,7 +366,7 @@ def test_a_study_can_ask_for_the_bf16_fast_mode_and_dumps_it(tmp_path):
         (("seeds = 3", "seeds = [1, 1]"), r"s\.toml:3: seeds must be distinct"),
         (("seeds = 3", "seeds = 0"), r"seeds \(a count or a list of seeds\) must be >= 1, got 0"),
         (("epochs = 2", "epochs = 0"), r"s\.toml:7: epochs must be >= 1, got 0"),
-        (('validation = "test"', "validation = 1.5"), r"validation must be in \[0, 1\)"),
+        (('validation = "test"', "validation = 1.5"), r"validation must be a fraction in \[0, 1\)"),
         (
             ('validation = "test"', 'validation = "train"'),
             r'validation must be a fraction in \[0, 1\) or "test"',

@@ -23,6 +23,7 @@ from cnnlab import study
 from cnnlab.data import load_dataset
 from cnnlab.errors import SpecError
 from cnnlab.executors import StudyError, WorkerSetup, work_through
+from cnnlab.spec import TrainingSpec
 from cnnlab.store import StoreError, Worker, open_store
 from cnnlab.train import train_model
 
@@ -104,6 +105,16 @@ def test_overrides_are_part_of_each_runs_identity(tmp_path, mnist_dir):
     ):
         assert not set(changed) & set(base)
     assert keys(models="dense") == [base[1], base[3]]
+
+
+def test_a_training_spec_replaces_the_studys_training_and_reaches_every_task(tmp_path, mnist_dir):
+    path = write_study(tmp_path)
+    training = TrainingSpec(epochs=3, batch_size=64, validation=0.2)
+    plan = study.plan_study(
+        path, directory=tmp_path, data_dir=mnist_dir, training=training, train_limit=500
+    )
+    assert plan.training == training.replace(train_limit=500)
+    assert all(task.training == plan.training for task in plan.tasks)
 
 
 def test_an_unknown_precision_is_refused_with_the_choices(tmp_path, mnist_dir):

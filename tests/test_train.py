@@ -21,6 +21,7 @@ from cnnlab.spec import (
     MaxPooling2D,
     ModelSpec,
     OptimizerSpec,
+    TrainingSpec,
     load_model,
 )
 from cnnlab.train import prepare_data, seed_streams, train_model
@@ -236,11 +237,11 @@ def test_bad_model_for_the_data_is_a_spec_error_before_training(mnist, change, m
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"epochs": 0}, "epochs must be at least 1, got 0"),
-        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"epochs": 0}, "epochs must be >= 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"validation": 1.0}, r"validation must be a fraction in \[0, 1\)"),
         ({"validation": "val"}, "or \"test\", got 'val'"),
-        ({"precision": "fp16"}, "precision must be fp32 or bf16, got 'fp16'"),
+        ({"precision": "fp16"}, "precision must be one of fp32, bf16, got 'fp16'"),
         ({"train_limit": 1, "validation": 0.5}, "leaves 0 of 1 images for training"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
     ],
@@ -273,8 +274,18 @@ def test_a_notebook_keeps_its_thread_count_and_numpy_seeds_work(mnist):
     assert torch.get_num_threads() == before
 
 
+def test_a_training_spec_and_its_fields_by_name_train_the_same_run(mnist):
+    training = TrainingSpec(epochs=1, batch_size=64, train_limit=300)
+    given = train_model(tiny_model(), mnist, training=training, progress="quiet")
+    by_name = train_model(
+        tiny_model(), mnist, epochs=1, batch_size=64, train_limit=300, progress="quiet"
+    )
+    assert numbers(given) == numbers(by_name)
+    assert given.test_accuracy == by_name.test_accuracy
+
+
 def test_whole_number_options_are_checked_before_anything_trains(mnist):
-    with pytest.raises(SpecError, match=r"epochs must be a whole number, got 1.0"):
+    with pytest.raises(SpecError, match=r"epochs must be an integer, got 1.0"):
         train_model(tiny_model(), mnist, epochs=1.0, train_limit=300, progress="quiet")
     with pytest.raises(SpecError, match=r"unknown progress mode 'off'"):
         train_model(tiny_model(), mnist, epochs=1, train_limit=300, progress="off")

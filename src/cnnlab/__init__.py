@@ -26,6 +26,7 @@ _LAZY = {
     "load_study": "cnnlab.spec",
     "model_from_dict": "cnnlab.spec",
     "model_to_toml": "cnnlab.spec",
+    "TrainingSpec": "cnnlab.spec",
     "list_presets": "cnnlab.presets",
     "load_dataset": "cnnlab.data",
     "build_model": "cnnlab.build",

@@ -36,7 +36,7 @@ from cnnlab.data import Dataset, load_dataset
 from cnnlab.devices import configure_threads, describe_device, resolve_device, usable_cores
 from cnnlab.errors import CnnlabError
 from cnnlab.multiseed import train_seeds
-from cnnlab.spec import ModelSpec
+from cnnlab.spec import ModelSpec, TrainingSpec
 from cnnlab.store import (
     HEARTBEAT_SECONDS,
     STALE_AFTER_SECONDS,
@@ -67,31 +67,13 @@ class StudyError(CnnlabError):
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
-    """Every training setting that changes a run's result: part of the run's identity."""
-
-    epochs: int
-    batch_size: int
-    validation: float | str  # a fraction held out, or "test" (the seed notebook's choice)
-    train_limit: int | None  # the first N training images only (quick looks)
-    precision: str = "fp32"
-
-    def identity(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def keywords(self) -> dict[str, Any]:
-        """As keyword arguments of `train_model` and `train_seeds` (the same names)."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class RunTask:
     """One run to train: a fully resolved model, its seed and settings, where it checkpoints."""
 
     key: str
     model: ModelSpec
     seed: int
-    training: TrainingSettings
+    training: TrainingSpec
     run_dir: Path  # absolute: DIR/runs/<key>
     study_dir: Path  # checkpoint paths are stored relative to it, so a study can be moved
     params: int
@@ -175,13 +157,13 @@ def train_run(
         result = train_model(
             task.model,
             dataset,
+            training=task.training,
             seed=task.seed,
             device=device,
             run_dir=task.run_dir,
             on_epoch=on_epoch,
             progress="quiet",
             threads=threads,
-            **task.training.keywords(),
         )
     except StoreError:
         raise
@@ -207,12 +189,12 @@ def train_group(
             first.model,
             dataset,
             seeds=[task.seed for task in tasks],
+            training=first.training,
             device=device,
             run_dirs=[task.run_dir for task in tasks],
             on_epoch=on_epoch,
             progress="quiet",
             threads=threads,
-            **first.training.keywords(),
         )
     except StoreError:
         raise

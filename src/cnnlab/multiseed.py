@@ -27,7 +27,7 @@ from cnnlab.devices import keeps_callers_threads
 from cnnlab.errors import CnnlabError, SpecError
 from cnnlab.optim import make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
-from cnnlab.spec import ModelSpec, parse_seeds
+from cnnlab.spec import ModelSpec, TrainingSpec, parse_seeds
 from cnnlab.stacked import CannotStack, StackedSeeds, repeat_images, stack_images
 from cnnlab.train import (
     DIVERGENCE_CHECK_STEPS,
@@ -36,11 +36,8 @@ from cnnlab.train import (
     EpochMeter,
     EpochRecord,
     Evaluation,
-    Precision,
     Timings,
-    TrainOptions,
     TrainResult,
-    Validation,
     _autocast,
     _forked_rng,
     _new_run,
@@ -86,16 +83,13 @@ def train_seeds(
     dataset: Dataset,
     *,
     seeds: int | Sequence[int],
-    epochs: int = 12,
-    batch_size: int = 128,
-    validation: Validation = 0.1,
-    train_limit: int | None = None,
+    training: TrainingSpec | None = None,
     device: str | None = None,
     run_dirs: Sequence[Path | str] | None = None,
     on_epoch: SeedEpochCallback | None = None,
     progress: ProgressMode | Progress = "auto",
-    precision: Precision = "fp32",
     threads: int | None = None,
+    **changes: Any,
 ) -> list[TrainResult]:
     """Train `spec` once per seed, all seeds in one computation; one TrainResult per seed.
 
@@ -111,22 +105,22 @@ def train_seeds(
     started = time.perf_counter()
     seeds = parse_seeds(seeds)
     directories = _check_group(seeds, run_dirs)
+    training = (training or TrainingSpec()).replace(**changes)
     resolved = resolve_optimizer(spec.optimizer)
     target = _prepare_device(device, threads)
-    options = [
-        TrainOptions(seed, epochs, batch_size, validation, train_limit, precision) for seed in seeds
-    ]
-    data = prepare_data(dataset, train_limit, validation, target)
+    data = prepare_data(dataset, training.train_limit, training.validation, target)
     members = [
-        _member(spec, resolved, dataset, option, target, data, directory)
-        for option, directory in zip(options, directories, strict=True)
+        _member(spec, resolved, dataset, training, seed, target, data, directory)
+        for seed, directory in zip(seeds, directories, strict=True)
     ]
     try:
         if len({member.resumed_from for member in members}) != 1:
             raise CannotStack("the seeds' run directories hold different numbers of epochs")
         stack = StackedSeeds([m.run.model for m in members], [m.dropout for m in members])
     except CannotStack:
-        return _one_after_another(spec, dataset, options, directories, device, on_epoch, progress)
+        return _one_after_another(
+            spec, dataset, training, seeds, directories, device, on_epoch, progress
+        )
     optimizer = make_optimizer(resolved, stack.stacked_parameters())
     gather_optimizer_state(optimizer, stack, [m.run.optimizer for m in members])
     group = _Group(members, stack, optimizer, make_progress(progress))
@@ -153,11 +147,12 @@ def _check_group(seeds: Sequence[int], run_dirs: Sequence[Path | str] | None) ->
     return [Path(directory) for directory in run_dirs]
 
 
-def _member(spec, resolved, dataset, options, device, data, directory) -> _Member:
+def _member(spec, resolved, dataset, training, seed, device, data, directory) -> _Member:
     """A seed set up exactly as `train_model` sets it up, resumed from its run directory."""
-    identity = run_identity(spec, resolved, dataset, options)
+    identity = run_identity(spec, resolved, dataset, training, seed)
     with _forked_rng(device):
-        run = _new_run(spec, resolved, dataset, options, device, make_progress("quiet"), data)
+        quiet = make_progress("quiet")
+        run = _new_run(spec, resolved, dataset, training, seed, device, quiet, data)
         resumed_from, notes = _resume(run, directory, identity)
         # The global generator now holds this seed's dropout state (seeded or restored).
         dropout = torch.Generator(device=device)
@@ -168,24 +163,20 @@ def _member(spec, resolved, dataset, options, device, data, directory) -> _Membe
     return _Member(run, directory, identity, resumed_from, notes, dropout)
 
 
-def _one_after_another(spec, dataset, options, directories, device, on_epoch, progress):
+def _one_after_another(spec, dataset, training, seeds, directories, device, on_epoch, progress):
     results = []
-    for option, directory in zip(options, directories, strict=True):
-        callback = None if on_epoch is None else _bound(on_epoch, option.seed)
+    for seed, directory in zip(seeds, directories, strict=True):
+        callback = None if on_epoch is None else _bound(on_epoch, seed)
         results.append(
             train_model(
                 spec,
                 dataset,
-                seed=option.seed,
-                epochs=option.epochs,
-                batch_size=option.batch_size,
-                validation=option.validation,
-                train_limit=option.train_limit,
+                training=training,
+                seed=seed,
                 device=device,
                 run_dir=directory,
                 on_epoch=callback,
                 progress=progress,
-                precision=option.precision,
             )
         )
     return results
@@ -212,7 +203,7 @@ class _Group:
     def train(self, on_epoch: SeedEpochCallback | None) -> tuple[float, float]:
         """Every epoch after the resumed ones, then the test set; (train, test) seconds."""
         started = time.perf_counter()
-        epochs, first = self.lead.options.epochs, self.members[0].resumed_from
+        epochs, first = self.lead.training.epochs, self.members[0].resumed_from
         epoch = first
         try:
             for epoch in range(first + 1, epochs + 1):
@@ -239,7 +230,7 @@ class _Group:
 
     def train_epoch(self, epoch: int, epochs: int, on_epoch: SeedEpochCallback | None) -> None:
         started = time.perf_counter()
-        steps = math.ceil(len(self.lead.data.train_y) / self.lead.options.batch_size)
+        steps = math.ceil(len(self.lead.data.train_y) / self.lead.training.batch_size)
         self.progress.start_epoch(epoch, epochs, steps)
         meters, stopped = self.train_one_epoch()
         train_seconds = time.perf_counter() - started
@@ -267,7 +258,7 @@ class _Group:
                 _save(member, epoch)
             if on_epoch is not None:
                 try:
-                    on_epoch(member.run.options.seed, record)
+                    on_epoch(member.run.seed, record)
                 except Exception as error:
                     raise CallbackError(error) from error
         self.progress.end_epoch(_mean_record(records, len(self.members)))
@@ -283,7 +274,7 @@ class _Group:
         orders = torch.stack(
             [torch.randperm(count, generator=m.run.shuffle) for m in self.members]
         ).to(device)  # (S, n): each seed's order, from its own generator as a separate run
-        for batch in orders.split(run.options.batch_size, dim=1):
+        for batch in orders.split(run.training.batch_size, dim=1):
             size = batch.shape[1]
             images = data.train_x.index_select(0, batch.reshape(-1))
             labels = data.train_y.index_select(0, batch.reshape(-1)).view(seeds, size)

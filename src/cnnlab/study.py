@@ -36,7 +36,6 @@ from cnnlab.errors import SpecError
 from cnnlab.executors import (
     RunTask,
     StudyError,
-    TrainingSettings,
     WorkerSetup,
     dataset_identity,
     make_executor,
@@ -50,6 +49,7 @@ from cnnlab.spec import (
     ModelSpec,
     OptimizerSpec,
     StudySpec,
+    TrainingSpec,
     load_study,
     parse_seeds,
 )
@@ -100,7 +100,7 @@ class StudyPlan:
     dataset: Dataset
     dataset_id: str
     data_dir: str | None
-    training: TrainingSettings
+    training: TrainingSpec
     tasks: tuple[RunTask, ...]
     model_subset: bool = False  # --models picked some of the study's models
 
@@ -155,6 +155,7 @@ def run_study(
     models: str | Sequence[str] | None = None,
     train_limit: int | None = None,
     precision: str | None = None,
+    training: TrainingSpec | None = None,
     device: str | None = None,
     jobs: int | None = None,
     threads: int | None = None,
@@ -169,7 +170,9 @@ def run_study(
 
     study: a preset (`seed`), a study file or a StudySpec. seeds: a count N (seeds 0..N-1) or
     the seeds. models: names (or the part after the last "/") to train a subset. directory:
-    default `studies/<study name>`. precision: "bf16" for the fast mode (autocast). jobs: runs
+    default `studies/<study name>`. precision: "bf16" for the fast mode (autocast). training:
+    a TrainingSpec that replaces the study's [training] (epochs, precision and train_limit
+    given here still apply on top). jobs: runs
     at once (local: separate processes; Ray: tasks in flight, default the cluster's CPUs).
     threads: CPU threads per run (default: the cores split between jobs). retry_failed: train
     failed and diverged runs again. stack_seeds: train a model's seeds together as one stacked
@@ -192,6 +195,7 @@ def run_study(
         models=models,
         train_limit=train_limit,
         precision=precision,
+        training=training,
         data_dir=data_dir,
     )
     runner = make_executor(executor, jobs=jobs, address=address)
@@ -250,20 +254,19 @@ def plan_study(
     models: str | Sequence[str] | None = None,
     train_limit: int | None = None,
     precision: str | None = None,
+    training: TrainingSpec | None = None,
     data_dir: str | Path | None = None,
 ) -> StudyPlan:
     """Expand a study into runs (seed-major), checking every spec against the dataset."""
     spec = load_study(study) if isinstance(study, (str, Path)) else study
+    if training is not None:
+        spec = dataclasses.replace(spec, training=training)
     spec = apply_overrides(
         spec, seeds=seeds, epochs=epochs, dataset=dataset, models=models, precision=precision
     )
     data = load_dataset(spec.dataset, data_dir=data_dir)
-    training = TrainingSettings(
-        epochs=spec.training.epochs,
-        batch_size=spec.training.batch_size,
-        validation=spec.training.validation,
-        train_limit=train_limit,
-        precision=spec.training.precision,
+    training = (
+        spec.training if train_limit is None else spec.training.replace(train_limit=train_limit)
     )
     check_training(training, data)
     resolved = [resolve_model(model, data) for model in spec.models]
@@ -347,7 +350,7 @@ def _find_model(models: tuple[ModelSpec, ...], name: str) -> ModelSpec:
     raise SpecError(f"--models: the study has no model {name!r}{hint} (it has {', '.join(names)})")
 
 
-def check_training(training: TrainingSettings, dataset: Dataset) -> None:
+def check_training(training: TrainingSpec, dataset: Dataset) -> None:
     """Settings the dataset cannot satisfy, refused before anything trains."""
     available = len(dataset.train_labels)
     limit = training.train_limit
@@ -394,7 +397,7 @@ def resolve_model(model: ModelSpec, dataset: Dataset) -> tuple[ModelSpec, int, i
 def expand_runs(
     models: list[tuple[ModelSpec, int, int]],
     seeds: tuple[int, ...],
-    training: TrainingSettings,
+    training: TrainingSpec,
     dataset_id: str,
     directory: Path,
 ) -> tuple[RunTask, ...]:

@@ -42,14 +42,13 @@ from cnnlab.devices import (
 from cnnlab.errors import CnnlabError, DataError, SpecError
 from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
-from cnnlab.spec import PRECISIONS, ModelSpec
+from cnnlab.spec import ModelSpec, TrainingSpec
 from cnnlab.summary import summarize
 
 if TYPE_CHECKING:
     from cnnlab.data import Dataset
 
 Validation = float | Literal["test"]
-Precision = Literal["fp32", "bf16"]
 Status = Literal["done", "diverged", "failed"]
 
 EVAL_BATCH = 1024  # evaluation has no backward pass: bigger batches, fewer Python round trips
@@ -146,38 +145,6 @@ def seed_streams(seed: int) -> SeedStreams:
 
 
 @dataclass(frozen=True)
-class TrainOptions:
-    """How a run trains, checked once: a SpecError names the option, the rule and the value."""
-
-    seed: int = 0
-    epochs: int = 12
-    batch_size: int = 128
-    validation: Validation = 0.1
-    train_limit: int | None = None
-    precision: Precision = "fp32"
-
-    def __post_init__(self) -> None:
-        # NumPy integers (a loop over np.arange) are whole numbers too; 1.0 and "1" are not.
-        for name, minimum in (("seed", 0), ("epochs", 1), ("batch_size", 1), ("train_limit", 1)):
-            value = getattr(self, name)
-            if value is None and name == "train_limit":
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise SpecError(f"{name} must be a whole number, got {value!r}")
-            if value < minimum:
-                raise SpecError(f"{name} must be at least {minimum}, got {value}")
-            object.__setattr__(self, name, int(value))
-        if self.validation != "test" and not (
-            isinstance(self.validation, (int, float)) and 0 <= self.validation < 1
-        ):
-            raise SpecError(
-                f'validation must be a fraction in [0, 1) or "test", got {self.validation!r}'
-            )
-        if self.precision not in PRECISIONS:
-            raise SpecError(f"precision must be fp32 or bf16, got {self.precision!r}")
-
-
-@dataclass(frozen=True)
 class TensorData:
     """The run's images (N, H, W, C) as floats in [0, 1] and labels, on the training device."""
 
@@ -205,7 +172,8 @@ class _Run:
     data: TensorData
     shuffle: torch.Generator
     device: torch.device
-    options: TrainOptions
+    training: TrainingSpec
+    seed: int
     progress: Progress
     history: list[EpochRecord] = dataclasses.field(default_factory=list)
     test_evaluation: Evaluation | None = None
@@ -216,24 +184,21 @@ def train_model(
     spec: ModelSpec,
     dataset: Dataset,
     *,
+    training: TrainingSpec | None = None,
     seed: int = 0,
-    epochs: int = 12,
-    batch_size: int = 128,
-    validation: Validation = 0.1,
-    train_limit: int | None = None,
     device: str | None = None,
     run_dir: Path | str | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     progress: ProgressMode | Progress = "auto",
-    precision: Precision = "fp32",
     threads: int | None = None,
+    **changes: Any,
 ) -> TrainResult:
-    """Train `spec` on `dataset` for `epochs` epochs and evaluate it on the test set.
+    """Train `spec` on `dataset` as `training` says, then evaluate it on the test set.
 
-    validation: a fraction of the training set held out (its last part, as Keras's
-    `validation_split`), "test" to validate on the test set (what the seed notebook did), or 0.
-    train_limit: train on the first N training images only. device: "auto", "cpu", "cuda",
-    "cuda:N" or "mps". precision: "fp32", or "bf16" (autocast; the fast mode). threads: torch
+    training: the recipe (epochs, batch size, validation, precision...; `TrainingSpec()` is the
+    notebook's); `changes` replace its fields by name (`epochs=2`), checked as it checks them.
+    seed: fixes initial weights, shuffling and dropout. device: "auto", "cpu", "cuda",
+    "cuda:N" or "mps". threads: torch
     CPU threads for this run (the caller's count comes back afterwards). progress: "auto",
     "bar", "lines", "quiet" or a Progress. run_dir: where checkpoints go; a run directory
     holding an unfinished run of the same settings is resumed from its last good epoch.
@@ -245,16 +210,17 @@ def train_model(
     keep_freed_cpu_memory`: one training step no longer page-faults it in again).
     """
     started = time.perf_counter()
-    options = TrainOptions(seed, epochs, batch_size, validation, train_limit, precision)
+    training = (training or TrainingSpec()).replace(**changes)
+    seed = check_seed(seed)
     resolved = resolve_optimizer(spec.optimizer)
     check_fits_in_memory(
         spec.name, summarize(spec, dataset.image_shape, dataset.classes).total_params
     )
     target = _prepare_device(device, threads)
     directory = Path(run_dir) if run_dir is not None else None
-    identity = run_identity(spec, resolved, dataset, options)
+    identity = run_identity(spec, resolved, dataset, training, seed)
     with _forked_rng(target):
-        run = _new_run(spec, resolved, dataset, options, target, make_progress(progress))
+        run = _new_run(spec, resolved, dataset, training, seed, target, make_progress(progress))
         resumed_from, notes = _resume(run, directory, identity)
         setup_seconds = time.perf_counter() - started
         outcome = _train_epochs(run, resumed_from, directory, identity, on_epoch)
@@ -262,6 +228,15 @@ def train_model(
         setup_seconds, outcome.train_seconds, outcome.test_seconds, time.perf_counter() - started
     )
     return _result(run, outcome, timings, resumed_from, notes, directory)
+
+
+def check_seed(seed: Any) -> int:
+    """A run's seed: a whole number >= 0 (NumPy integers too)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise SpecError(f"seed must be an integer, got {seed!r}")
+    if seed < 0:
+        raise SpecError(f"seed must be >= 0, got {seed}")
+    return int(seed)
 
 
 def _prepare_device(name: str | None, threads: int | None) -> torch.device:
@@ -277,7 +252,8 @@ def _new_run(
     spec: ModelSpec,
     optimizer: ResolvedOptimizer,
     dataset: Dataset,
-    options: TrainOptions,
+    training: TrainingSpec,
+    seed: int,
     device: torch.device,
     progress: Progress,
     data: TensorData | None = None,
@@ -286,11 +262,11 @@ def _new_run(
 
     `data`: the prepared tensors when several runs share them (seeds trained together).
     """
-    streams = seed_streams(options.seed)
+    streams = seed_streams(seed)
     init = torch.Generator().manual_seed(streams.init)
     model = build_model(spec, dataset.image_shape, dataset.classes, generator=init)
     if data is None:
-        data = prepare_data(dataset, options.train_limit, options.validation, device)
+        data = prepare_data(dataset, training.train_limit, training.validation, device)
     model = _to_device(model, device)
     torch.manual_seed(streams.dropout)  # inside _forked_rng: the caller's state comes back
     return _Run(
@@ -299,7 +275,8 @@ def _new_run(
         data=data,
         shuffle=torch.Generator().manual_seed(streams.shuffle),
         device=device,
-        options=options,
+        training=training,
+        seed=seed,
         progress=progress,
     )
 
@@ -331,7 +308,7 @@ def _train_epochs(
 ) -> _Outcome:
     """Epochs after `first`, each saved; then the test set. Failure is data, not an exception."""
     train_started = time.perf_counter()
-    epoch, epochs = first, run.options.epochs
+    epoch, epochs = first, run.training.epochs
     try:
         for epoch in range(first + 1, epochs + 1):
             record, problem = run_epoch(run, epoch, epochs)
@@ -382,7 +359,7 @@ def _save(
 def run_epoch(run: _Run, epoch: int, epochs: int) -> tuple[EpochRecord | None, str]:
     """Train one epoch and validate; (None, why) when the loss stopped being finite."""
     started = time.perf_counter()
-    steps = math.ceil(len(run.data.train_y) / run.options.batch_size)
+    steps = math.ceil(len(run.data.train_y) / run.training.batch_size)
     run.progress.start_epoch(epoch, epochs, steps)
     meter = train_one_epoch(run)
     train_seconds = time.perf_counter() - started
@@ -450,7 +427,7 @@ def train_one_epoch(run: _Run) -> EpochMeter:
     run.model.train()
     data, meter = run.data, EpochMeter(run.device)
     order = torch.randperm(len(data.train_y), generator=run.shuffle).to(run.device)
-    for batch in order.split(run.options.batch_size):
+    for batch in order.split(run.training.batch_size):
         images = data.train_x.index_select(0, batch).permute(0, 3, 1, 2)  # NHWC -> NCHW view
         labels = data.train_y.index_select(0, batch)
         with _autocast(run):
@@ -531,10 +508,14 @@ def prepare_data(
 
 
 def run_identity(
-    spec: ModelSpec, optimizer: ResolvedOptimizer, dataset: Dataset, options: TrainOptions
+    spec: ModelSpec,
+    optimizer: ResolvedOptimizer,
+    dataset: Dataset,
+    training: TrainingSpec,
+    seed: int,
 ) -> dict[str, Any]:
     """What determines a run's numbers (all but the epoch count): a resumed run must match."""
-    settings = dataclasses.asdict(options)
+    settings = {"seed": seed, **training.identity()}
     del settings["epochs"]
     return {
         "layers": [
@@ -567,7 +548,7 @@ def _resume(
             f"run directory {directory} holds a run with other settings (model, seed, data or "
             "training options); use another --run-dir or delete it"
         )
-    held, asked = checkpoint.epoch, run.options.epochs
+    held, asked = checkpoint.epoch, run.training.epochs
     if held > asked:
         raise SpecError(
             f"run directory {directory} already holds {held} epochs, more than the {asked} "
@@ -615,9 +596,9 @@ def _result(
         checkpoint=directory / f"epoch-{last:04d}.safetensors" if directory and last else None,
         reason=outcome.reason,
         epoch=outcome.epoch,
-        seed=run.options.seed,
+        seed=run.seed,
         device=describe_device(run.device),
-        precision=run.options.precision,
+        precision=run.training.precision,
         parameters=sum(p.numel() for p in run.model.parameters()),
         resumed_from=resumed_from,
         notes=notes,
@@ -655,7 +636,7 @@ def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
 
 def _autocast(run: _Run) -> contextlib.AbstractContextManager:
-    if run.options.precision == "bf16":
+    if run.training.precision == "bf16":
         return torch.autocast(run.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from cnnlab import train
 
 
+DEFAULTS = spec.TrainingSpec()  # the one place training defaults live
+
+
 def register(app: typer.Typer) -> None:
     """Add the `train` command to the root app."""
     app.command("train")(train_command)
@@ -27,18 +30,26 @@ def register(app: typer.Typer) -> None:
 
 def train_command(
     model: str = typer.Argument(..., help="A preset name (seed/model-3) or a .toml spec file."),
-    epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs to train (the notebook: 12)."),
+    epochs: int = typer.Option(
+        DEFAULTS.epochs, "--epochs", min=1, help="Epochs to train (the notebook: 12)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Fixes initial weights, shuffling and dropout."),
     dataset: str = typer.Option("mnist", "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
     train_limit: int = typer.Option(
         None, "--train-limit", min=1, help="Train on the first N training images only."
     ),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per step."),
+    batch_size: int = typer.Option(
+        DEFAULTS.batch_size, "--batch-size", min=1, help="Images per step."
+    ),
     validation: str = typer.Option(
-        "0.1", "--validation", help='Fraction of the training set held out, or "test".'
+        str(DEFAULTS.validation),
+        "--validation",
+        help='Fraction of the training set held out, or "test".',
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast)."),
+    precision: str = typer.Option(
+        DEFAULTS.precision, "--precision", help="fp32, or bf16 (autocast)."
+    ),
     run_dir: Path = typer.Option(
         None, "--run-dir", help="Checkpoint every epoch here; resume from it if interrupted."
     ),
@@ -54,21 +65,24 @@ def train_command(
     held_out = parse_validation(validation)
     # The options are checked before the dataset loads, which may mean a download: a typo in
     # --precision should not wait for (or fail on) the network first.
-    train.TrainOptions(seed, epochs, batch_size, held_out, train_limit, precision)
+    training = spec.TrainingSpec(
+        epochs=epochs,
+        batch_size=batch_size,
+        validation=held_out,
+        train_limit=train_limit,
+        precision=precision,
+    )
+    train.check_seed(seed)
     images = data.load_dataset(dataset, data_dir=data_dir)
     with sigterm_as_interrupt(), _interrupt_message(run_dir):
         result = train.train_model(
             model_spec,
             images,
+            training=training,
             seed=seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation=held_out,
-            train_limit=train_limit,
             device=device,
             run_dir=run_dir,
             progress="quiet" if quiet or as_json else "auto",
-            precision=precision,
             threads=threads,
         )
     if as_json:

@@ -13,17 +13,16 @@ from cnnlab.grid import GridProblem, did_you_mean, expand_grid, show
 from cnnlab.spec.files import read_ref
 from cnnlab.spec.model import default_name, load_model, parse_model
 from cnnlab.spec.places import At, Source
+from cnnlab.spec.training import FieldError
 from cnnlab.spec.types import ModelSpec, StudySpec, TrainingSpec
 from cnnlab.spec.values import (
-    as_choice,
-    as_fraction,
     as_int,
     as_name,
     as_table,
     as_text,
     check_keys,
 )
-from cnnlab.spec.vocabulary import PRECISIONS, STUDY_KEYS, TRAINING_KEYS
+from cnnlab.spec.vocabulary import STUDY_KEYS, TRAINING_KEYS
 
 
 def load_study(ref: str | Path) -> StudySpec:
@@ -173,20 +172,10 @@ def _dataset(value: Any, at: At) -> str:
 
 
 def _parse_training(value: Any, at: At) -> TrainingSpec:
+    """[training]: TrainingSpec checks every field; its refusal is placed at the key's line."""
     table = as_table(value, at, "training")
     check_keys(table, TRAINING_KEYS, at, "training")
-    validation = table.get("validation", 0.1)
-    if validation != "test":
-        if isinstance(validation, str):
-            raise at.key("validation").error(
-                f'validation must be a fraction in [0, 1) or "test", got {show(validation)}'
-            )
-        validation = as_fraction(validation, at.key("validation"), "validation")
-    return TrainingSpec(
-        epochs=as_int(table.get("epochs", 12), at.key("epochs"), "epochs"),
-        batch_size=as_int(table.get("batch_size", 128), at.key("batch_size"), "batch_size"),
-        validation=validation,
-        precision=as_choice(
-            table.get("precision", "fp32"), at.key("precision"), "precision", PRECISIONS
-        ),
-    )
+    try:
+        return TrainingSpec(**table)
+    except FieldError as error:
+        raise at.key(*error.path).error(error.rule) from None

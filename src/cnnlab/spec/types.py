@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal, Union
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Union
 
-from cnnlab.grid import Scalar
+from cnnlab.errors import SpecError
+from cnnlab.grid import Scalar, did_you_mean
+from cnnlab.spec.training import checked_fields
 
 Padding = Literal["valid", "same"]
 Pair = tuple[int, int]
@@ -127,13 +130,47 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    epochs: int = 12
-    batch_size: int = 128
+    """How a run trains: the one place training defaults live, checked when made.
+
+    A bad field raises a SpecError naming it, the rule and the value (a study file's parser
+    adds the file and line). `identity()` is what run keys and checkpoints hash.
+    """
+
+    epochs: int = 12  # the seed notebook's
+    batch_size: int = 128  # the seed notebook's
     # A fraction of the training set held out (Keras's validation_split: the last part), or
     # "test" to validate on the test set as the seed notebook did.
     validation: float | Literal["test"] = 0.1
+    train_limit: int | None = None  # train on the first N training images only (quick looks)
     # "bf16": autocast to bfloat16 (the fast mode on CPUs and GPUs that have it); fp32 otherwise.
     precision: Literal["fp32", "bf16"] = "fp32"
+
+    def __post_init__(self) -> None:
+        for name, value in checked_fields(self).items():
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> TrainingSpec:
+        """A copy with `changes` (fields by name), checked as a new spec is."""
+        names = [f.name for f in fields(self)]
+        for name in changes:
+            if name not in names:
+                raise SpecError(
+                    f"TrainingSpec has no field {name!r}{did_you_mean(name, names)} "
+                    f"(fields: {', '.join(names)})"
+                )
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def identity(self) -> dict[str, Any]:
+        """Every field that changes a run's numbers, as run keys hash them.
+
+        Fields added after studies were first stored appear only when set, so the keys of
+        studies that do not use them stay what they were.
+        """
+        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
+
+
+# The training fields that every run key has held since the first stored study.
+IDENTITY_FIELDS = ("epochs", "batch_size", "validation", "train_limit", "precision")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,6 @@ PARAM_ALIASES = {"lr": "learning_rate"}  # Keras 2's spelling
 
 MODEL_KEYS = ("name", "description", "optimizer", "layers", "reported", "factors")
 STUDY_KEYS = ("name", "description", "dataset", "seeds", "models", "training", "model", "grid")
-TRAINING_KEYS = ("epochs", "batch_size", "validation", "precision")
+TRAINING_KEYS = ("epochs", "batch_size", "validation", "train_limit", "precision")
 PRECISIONS = ("fp32", "bf16")
 TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")

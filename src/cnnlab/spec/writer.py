@@ -39,6 +39,8 @@ def study_to_toml(study: StudySpec) -> str:
     lines.append(f"epochs = {study.training.epochs}")
     lines.append(f"batch_size = {study.training.batch_size}")
     lines.append(f"validation = {_scalar(study.training.validation)}")
+    if study.training.train_limit is not None:
+        lines.append(f"train_limit = {study.training.train_limit}")
     if study.training.precision != "fp32":
         lines.append(f"precision = {_scalar(study.training.precision)}")
     for model in study.models:
