@@ -35,7 +35,6 @@ from cnnlab.checkpoint import load_latest
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.devices import configure_threads, describe_device, resolve_device, usable_cores
 from cnnlab.errors import CnnlabError
-from cnnlab.multiseed import train_seeds
 from cnnlab.spec import ModelSpec, TrainingSpec
 from cnnlab.store import (
     HEARTBEAT_SECONDS,
@@ -51,7 +50,7 @@ from cnnlab.store import (
     labels_hash,
     open_store,
 )
-from cnnlab.train import EpochRecord, TrainResult, train_model
+from cnnlab.train import EpochRecord, TrainResult, train_runs
 
 log = logging.getLogger("cnnlab.study")
 
@@ -140,40 +139,7 @@ def versions() -> dict[str, str]:
 # -- training one run ------------------------------------------------------------------------
 
 
-def train_run(
-    task: RunTask,
-    dataset: Dataset,
-    *,
-    device: str | None,
-    threads: int | None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> RunReport:
-    """Train `task` (resuming from its run directory) and report; failures are reports too.
-
-    Store errors (a lost claim, a broken store) and Ctrl-C propagate: the caller decides.
-    """
-    started = time.perf_counter()
-    try:
-        result = train_model(
-            task.model,
-            dataset,
-            training=task.training,
-            seed=task.seed,
-            device=device,
-            run_dir=task.run_dir,
-            on_epoch=on_epoch,
-            progress="quiet",
-            threads=threads,
-        )
-    except StoreError:
-        raise
-    except Exception as error:  # a run that cannot even start is recorded, not raised
-        reason = f"{type(error).__name__}: {error}"
-        return _failed_report(task, reason, time.perf_counter() - started, device)
-    return _pruned_report(task, dataset, result)
-
-
-def train_group(
+def train_tasks(
     tasks: Sequence[RunTask],
     dataset: Dataset,
     *,
@@ -181,11 +147,16 @@ def train_group(
     threads: int | None,
     on_epoch: Callable[[int, EpochRecord], None] | None = None,
 ) -> list[RunReport]:
-    """Train runs that differ only in their seed as one stacked computation; one report each."""
+    """Train runs that differ only in their seed (one run is a group of one); a report each.
+
+    Several seeds train as one stacked computation where the network allows it
+    (`cnnlab.train.train_runs`). Each resumes from its run directory; failures are reports
+    too. Store errors (a lost claim, a broken store) and Ctrl-C propagate: the caller decides.
+    """
     started = time.perf_counter()
     first = tasks[0]
     try:
-        results = train_seeds(
+        results = train_runs(
             first.model,
             dataset,
             seeds=[task.seed for task in tasks],
@@ -195,10 +166,11 @@ def train_group(
             on_epoch=on_epoch,
             progress="quiet",
             threads=threads,
+            stack=len(tasks) > 1,
         )
     except StoreError:
         raise
-    except Exception as error:  # a group that cannot even start is recorded, not raised
+    except Exception as error:  # runs that cannot even start are recorded, not raised
         reason = f"{type(error).__name__}: {error}"
         seconds = (time.perf_counter() - started) / len(tasks)
         return [_failed_report(task, reason, seconds, device) for task in tasks]
@@ -426,10 +398,7 @@ def work_through(
         if run is None:
             return
         group = claim_other_seeds(store, worker, run, tasks, setup) if setup.stack_seeds else []
-        if group:
-            train_claimed_group(store, worker, [run, *group], tasks, dataset, setup, stopping)
-        else:
-            train_claimed(store, worker, run, tasks[run.key], dataset, setup, stopping)
+        train_claimed(store, worker, [run, *group], tasks, dataset, setup, stopping)
 
 
 def claim_other_seeds(
@@ -446,7 +415,7 @@ def claim_other_seeds(
     return claimed
 
 
-def train_claimed_group(
+def train_claimed(
     store: Store,
     worker: Worker,
     runs: list[RunRecord],
@@ -455,7 +424,13 @@ def train_claimed_group(
     setup: WorkerSetup,
     stopping: threading.Event | None = None,
 ) -> None:
-    """`train_claimed` for runs trained together: each run's setup, epochs and outcome stored."""
+    """Train runs `worker` holds (one, or a model's seeds), writing each one's setup, epochs
+    and outcome to the store.
+
+    Ctrl-C (or any error, or `stopping` seen after an epoch of every seed) gives the runs back,
+    to resume from their checkpoints next time; a lost claim (another worker took a run over)
+    ends them without writing anything more.
+    """
     group = [tasks[run.key] for run in runs]
     by_seed = {task.seed: task for task in group}
     last_seed = group[-1].seed
@@ -480,65 +455,21 @@ def train_claimed_group(
                 if seed == last_seed:  # every seed's epoch is saved: a stop loses none
                     stop_if_asked(stopping)
 
-            reports = train_group(
+            reports = train_tasks(
                 group, dataset, device=str(device), threads=setup.threads, on_epoch=record
             )
             for task, report in zip(group, reports, strict=True):
                 finish(store, worker, task, report)
     except ClaimLostError as lost:
-        log.warning("runs of %s stopped: %s", group[0].model.name, lost)
+        first = group[0]
+        log.warning(
+            "run %s (%s, seed %d) stopped: %s", first.key, first.model.name, first.seed, lost
+        )
         for task in group:
             release_quietly(store, task.key, worker)
     except BaseException:
         for task in group:
             release_quietly(store, task.key, worker)
-        raise
-
-
-def train_claimed(
-    store: Store,
-    worker: Worker,
-    run: RunRecord,
-    task: RunTask,
-    dataset: Dataset,
-    setup: WorkerSetup,
-    stopping: threading.Event | None = None,
-) -> RunReport | None:
-    """Train a run `worker` holds, writing its setup, each epoch and its outcome to the store.
-
-    Ctrl-C (or any error, or `stopping` seen after an epoch) gives the run back, to resume
-    from its checkpoint next time; a lost claim (another worker took the run over) ends it
-    without writing anything more.
-    """
-    try:
-        with Heartbeat(store, worker, [task.key]):
-            device = resolve_device(setup.device)
-            store.record_setup(
-                task.key,
-                worker,
-                device=describe_device(device),
-                versions=versions(),
-                params=task.params,
-                flops=task.flops,
-            )
-            catch_up_epochs(store, worker, task, stored=len(run.epochs))
-
-            def record(epoch: EpochRecord) -> None:
-                metrics = epoch_metrics(epoch)
-                path = checkpoint_path(task, epoch.epoch)
-                store.record_epoch(task.key, worker, metrics, checkpoint=path)
-                stop_if_asked(stopping)
-
-            report = train_run(
-                task, dataset, device=str(device), threads=setup.threads, on_epoch=record
-            )
-            finish(store, worker, task, report)
-            return report
-    except ClaimLostError as lost:
-        log.warning("run %s (%s, seed %d) stopped: %s", task.key, task.model.name, task.seed, lost)
-        return None
-    except BaseException:
-        release_quietly(store, task.key, worker)
         raise
 
 
@@ -848,7 +779,8 @@ class RayExecutor:
 def ray_train_task(task: RunTask, dataset: Dataset, device: str | None, threads: int) -> RunReport:
     """What a Ray task runs: train one run and return its report (it never sees the store)."""
     configure_threads(threads)
-    return train_run(task, dataset, device=device, threads=threads)
+    (report,) = train_tasks([task], dataset, device=device, threads=threads)
+    return report
 
 
 def record_report(store: Store, worker: Worker, task: RunTask, report: RunReport) -> None:

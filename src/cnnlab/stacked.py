@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -300,3 +300,59 @@ def stack_images(batches: torch.Tensor) -> torch.Tensor:
 def repeat_images(images: torch.Tensor, seeds: int) -> torch.Tensor:
     """One batch (N, H, W, C) shown to every seed (evaluation): (N, S*C, H, W)."""
     return images.repeat(1, 1, 1, seeds).permute(0, 3, 1, 2)
+
+
+# -- optimiser state between the stack and the seeds' own optimisers ------------------------
+
+
+def share_optimizer_state(
+    stacked: torch.optim.Optimizer, stack: StackedSeeds, own: Sequence[torch.optim.Optimizer]
+) -> None:
+    """Give each seed's optimiser its part of the stacked state (for its checkpoint)."""
+    for binding in stack.bindings:
+        state = stacked.state.get(binding.stacked)
+        if not state:
+            continue
+        for index, optimizer in enumerate(own):
+            optimizer.state[binding.pieces[index]] = {
+                key: _part(binding, value, index) for key, value in state.items()
+            }
+    for optimizer in own:
+        _copy_group_settings(stacked, optimizer)
+
+
+def gather_optimizer_state(
+    stacked: torch.optim.Optimizer, stack: StackedSeeds, own: Sequence[torch.optim.Optimizer]
+) -> None:
+    """Start the stacked optimiser from the seeds' own states (restored from checkpoints)."""
+    for binding in stack.bindings:
+        states = [
+            optimizer.state.get(piece) for optimizer, piece in zip(own, binding.pieces, strict=True)
+        ]
+        if not all(states):
+            continue
+        stacked.state[binding.stacked] = {
+            key: _joined(binding, [state[key] for state in states])  # type: ignore[index]
+            for key in states[0]  # type: ignore[union-attr]
+        }
+    _copy_group_settings(own[0], stacked)
+
+
+def _part(binding, value: Any, index: int) -> Any:
+    if torch.is_tensor(value) and value.shape == binding.stacked.shape:
+        return binding.split(value)[index].clone()
+    return value.clone() if torch.is_tensor(value) else value
+
+
+def _joined(binding, values: list[Any]) -> Any:
+    first = values[0]
+    if torch.is_tensor(first) and first.shape == binding.pieces[0].shape and first.dim() > 0:
+        return binding.join(values)
+    return first.clone() if torch.is_tensor(first) else first
+
+
+def _copy_group_settings(source: torch.optim.Optimizer, target: torch.optim.Optimizer) -> None:
+    """Per-group values an optimiser keeps beside its tensors (Keras Adam's step count)."""
+    for key, value in source.param_groups[0].items():
+        if key != "params":
+            target.param_groups[0][key] = value

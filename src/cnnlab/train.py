@@ -20,10 +20,10 @@ import json
 import math
 import numbers
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -43,6 +43,14 @@ from cnnlab.errors import CnnlabError, DataError, SpecError
 from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
 from cnnlab.spec import ModelSpec, TrainingSpec
+from cnnlab.stacked import (
+    CannotStack,
+    StackedSeeds,
+    gather_optimizer_state,
+    repeat_images,
+    share_optimizer_state,
+    stack_images,
+)
 from cnnlab.summary import summarize
 
 if TYPE_CHECKING:
@@ -163,20 +171,32 @@ class Evaluation:
     predictions: np.ndarray
 
 
-@dataclass
-class _Run:
-    """What one training run holds while it trains (internal)."""
+@dataclass(eq=False)
+class Run:
+    """One seed's run while it trains: its model, optimiser, generators, history and outcome."""
 
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # its own: the stack's state is shared into it to save
     data: TensorData
     shuffle: torch.Generator
+    dropout: torch.Generator  # its dropout masks (the global generator's state for one seed)
     device: torch.device
     training: TrainingSpec
     seed: int
-    progress: Progress
+    directory: Path | None = None
+    identity: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resumed_from: int = 0
+    notes: tuple[str, ...] = ()
     history: list[EpochRecord] = dataclasses.field(default_factory=list)
     test_evaluation: Evaluation | None = None
+    outcome: Outcome | None = None  # set when the run stops (diverged, failed, done)
+
+    @property
+    def training_on(self) -> bool:
+        return self.outcome is None
+
+
+SeedEpochCallback = Callable[[int, EpochRecord], None]  # (seed, the epoch it just saved)
 
 
 @keeps_callers_threads
@@ -198,45 +218,416 @@ def train_model(
     training: the recipe (epochs, batch size, validation, precision...; `TrainingSpec()` is the
     notebook's); `changes` replace its fields by name (`epochs=2`), checked as it checks them.
     seed: fixes initial weights, shuffling and dropout. device: "auto", "cpu", "cuda",
-    "cuda:N" or "mps". threads: torch
-    CPU threads for this run (the caller's count comes back afterwards). progress: "auto",
-    "bar", "lines", "quiet" or a Progress. run_dir: where checkpoints go; a run directory
-    holding an unfinished run of the same settings is resumed from its last good epoch.
-    `on_epoch` is called after each epoch is saved; an exception it raises propagates.
-    Bad input raises SpecError before anything trains; a run that diverges or fails is
-    returned with that status. Ctrl-C (KeyboardInterrupt) propagates; the last finished epoch
-    is already on disk. The result holds the trained `model` and `keras_history`. On a CPU the
-    process keeps freed activation memory for reuse from the first run on (`devices.
-    keep_freed_cpu_memory`: one training step no longer page-faults it in again).
+    "cuda:N" or "mps". threads: torch CPU threads for this run (the caller's count comes back
+    afterwards). progress: "auto", "bar", "lines", "quiet" or a Progress. run_dir: where
+    checkpoints go; a run directory holding an unfinished run of the same settings is resumed
+    from its last good epoch. `on_epoch` is called after each epoch is saved; an exception it
+    raises propagates. Bad input raises SpecError before anything trains; a run that diverges
+    or fails is returned with that status. Ctrl-C (KeyboardInterrupt) propagates; the last
+    finished epoch is already on disk. The result holds the trained `model` and
+    `keras_history`. A run is a group of one seed: `train_runs` trains it.
+    """
+    callback = None if on_epoch is None else (lambda _seed, record: on_epoch(record))
+    (result,) = train_runs(
+        spec,
+        dataset,
+        seeds=(check_seed(seed),),
+        training=(training or TrainingSpec()).replace(**changes),
+        device=device,
+        run_dirs=None if run_dir is None else [run_dir],
+        on_epoch=callback,
+        progress=progress,
+        threads=threads,
+        stack=False,
+    )
+    return result
+
+
+@keeps_callers_threads
+def train_runs(
+    spec: ModelSpec,
+    dataset: Dataset,
+    *,
+    seeds: Sequence[int],
+    training: TrainingSpec,
+    device: str | None,
+    run_dirs: Sequence[Path | str | None] | None,
+    on_epoch: SeedEpochCallback | None,
+    progress: ProgressMode | Progress,
+    threads: int | None,
+    stack: bool,
+) -> list[TrainResult]:
+    """The one training engine: runs of `spec` differing only in seed, one result per seed.
+
+    stack: train the seeds as one stacked computation (`cnnlab.stacked`) when the network and
+    the run directories allow it; otherwise (and always for one seed) each seed is a group of
+    one, trained after the one before. Times are each seed's share of its group's wall time.
+    On a CPU the process keeps freed activation memory for reuse from the first run on
+    (`devices.keep_freed_cpu_memory`: one training step no longer page-faults it in again).
     """
     started = time.perf_counter()
-    training = (training or TrainingSpec()).replace(**changes)
-    seed = check_seed(seed)
     resolved = resolve_optimizer(spec.optimizer)
     check_fits_in_memory(
         spec.name, summarize(spec, dataset.image_shape, dataset.classes).total_params
     )
+    directories = [None if d is None else Path(d) for d in (run_dirs or [None] * len(seeds))]
     target = _prepare_device(device, threads)
-    directory = Path(run_dir) if run_dir is not None else None
-    identity = run_identity(spec, resolved, dataset, training, seed)
+    data = prepare_data(dataset, training.train_limit, training.validation, target)
+    setup = RunSetup(spec, resolved, dataset, training, target, data)
     with _forked_rng(target):
-        run = _new_run(spec, resolved, dataset, training, seed, target, make_progress(progress))
-        resumed_from, notes = _resume(run, directory, identity)
+        if stack and len(seeds) > 1:
+            pairs = zip(seeds, directories, strict=True)
+            runs = [setup.run(seed, directory) for seed, directory in pairs]
+            try:
+                if len({run.resumed_from for run in runs}) != 1:
+                    raise CannotStack("the seeds' run directories hold different numbers of epochs")
+                network: Network = StackedNetwork(runs, resolved)
+            except CannotStack:
+                pass
+            else:
+                group = Group(runs, network, make_progress(progress))
+                return group.train(on_epoch, started)
+        results = []
+        for seed, directory in zip(seeds, directories, strict=True):
+            run = setup.run(seed, directory)
+            group = Group([run], SingleNetwork(run), make_progress(progress))
+            results += group.train(on_epoch, started)
+            started = time.perf_counter()
+        return results
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What every seed's run of a group is made from: the same model, recipe, device, data."""
+
+    spec: ModelSpec
+    optimizer: ResolvedOptimizer
+    dataset: Dataset
+    training: TrainingSpec
+    device: torch.device
+    data: TensorData
+
+    def run(self, seed: int, directory: Path | None) -> Run:
+        """Model (from the seed's init stream), optimiser and generators, resumed when saved."""
+        streams = seed_streams(seed)
+        init = torch.Generator().manual_seed(streams.init)
+        model = build_model(
+            self.spec, self.dataset.image_shape, self.dataset.classes, generator=init
+        )
+        model = _to_device(model, self.device)
+        torch.manual_seed(streams.dropout)  # inside _forked_rng: the caller's state comes back
+        run = Run(
+            model=model,
+            optimizer=make_optimizer(self.optimizer, model.parameters()),
+            data=self.data,
+            shuffle=torch.Generator().manual_seed(streams.shuffle),
+            dropout=torch.Generator(device=self.device),
+            device=self.device,
+            training=self.training,
+            seed=seed,
+            directory=directory,
+            identity=run_identity(self.spec, self.optimizer, self.dataset, self.training, seed),
+        )
+        run.resumed_from, run.notes = _resume(run)
+        # The global generator now holds this seed's dropout state (seeded or restored).
+        run.dropout.set_state(_global_dropout_state(self.device))
+        return run
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    reason: str = ""
+    epoch: int | None = None
+    train_seconds: float = 0.0
+    test: Evaluation | None = None
+
+
+class CallbackError(Exception):
+    """An exception of the caller's `on_epoch`, carried past the run's own failure handling."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Network(Protocol):
+    """How a group's seeds compute: logits (S, N, classes) for the seeds' images."""
+
+    optimizer: torch.optim.Optimizer
+
+    def train_mode(self) -> None: ...
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Training: each seed its own images, (S, N, H, W, C) -> (S, N, classes)."""
+        ...
+
+    def evaluate(self, images: torch.Tensor) -> torch.Tensor:
+        """Inference: the same images for every seed, (N, H, W, C) -> (S, N, classes)."""
+        ...
+
+    def begin_epoch(self) -> None: ...
+
+    def end_epoch(self) -> None:
+        """Bring each seed's own model, optimiser and dropout state up to date (to save)."""
+        ...
+
+
+class SingleNetwork:
+    """One seed's own model and optimiser; its dropout draws on the global generator."""
+
+    def __init__(self, run: Run) -> None:
+        self.run, self.model, self.optimizer = run, run.model, run.optimizer
+
+    def train_mode(self) -> None:
+        self.model.train()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images[0].permute(0, 3, 1, 2)).unsqueeze(0)  # NHWC -> NCHW view
+
+    def evaluate(self, images: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        return self.model(images.permute(0, 3, 1, 2)).unsqueeze(0)
+
+    def begin_epoch(self) -> None:
+        _set_global_dropout_state(self.run.device, self.run.dropout.get_state())
+
+    def end_epoch(self) -> None:
+        self.run.dropout.set_state(_global_dropout_state(self.run.device))
+
+
+class StackedNetwork:
+    """The seeds side by side as one computation, with one optimiser over the stack."""
+
+    def __init__(self, runs: list[Run], optimizer: ResolvedOptimizer) -> None:
+        self.runs = runs
+        self.stack = StackedSeeds([r.model for r in runs], [r.dropout for r in runs])
+        self.optimizer = make_optimizer(optimizer, self.stack.stacked_parameters())
+        gather_optimizer_state(self.optimizer, self.stack, [r.optimizer for r in runs])
+
+    def train_mode(self) -> None:
+        self.stack.train()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.stack(stack_images(images))
+
+    def evaluate(self, images: torch.Tensor) -> torch.Tensor:
+        self.stack.eval()
+        return self.stack(repeat_images(images, len(self.runs)))
+
+    def begin_epoch(self) -> None:
+        pass
+
+    def end_epoch(self) -> None:
+        self.stack.write_back()
+        share_optimizer_state(self.optimizer, self.stack, [r.optimizer for r in self.runs])
+
+
+class Group:
+    """Runs of one model that differ in seed, trained step by step through one network."""
+
+    def __init__(self, runs: list[Run], network: Network, progress: Progress) -> None:
+        self.runs, self.network, self.progress = runs, network, progress
+        self.lead = runs[0]  # data, device and recipe are the same for every seed
+
+    def train(self, on_epoch: SeedEpochCallback | None, started: float) -> list[TrainResult]:
+        """Every epoch after the resumed ones, then the test set; a result per seed."""
         setup_seconds = time.perf_counter() - started
-        outcome = _train_epochs(run, resumed_from, directory, identity, on_epoch)
-    timings = Timings(
-        setup_seconds, outcome.train_seconds, outcome.test_seconds, time.perf_counter() - started
+        train_seconds, test_seconds = self._epochs(on_epoch)
+        share = len(self.runs)  # each seed's share of the time the group took
+        total = time.perf_counter() - started
+        timings = Timings(
+            setup_seconds / share, train_seconds / share, test_seconds / share, total / share
+        )
+        return [_result(run, timings) for run in self.runs]
+
+    def _epochs(self, on_epoch: SeedEpochCallback | None) -> tuple[float, float]:
+        started = time.perf_counter()
+        epochs, first = self.lead.training.epochs, self.lead.resumed_from
+        epoch = first
+        try:
+            for epoch in range(first + 1, epochs + 1):
+                self.train_epoch(epoch, epochs, on_epoch)
+                if not any(run.training_on for run in self.runs):
+                    break
+            train_seconds = time.perf_counter() - started
+            test_started = time.perf_counter()
+            self.test(train_seconds)
+            return train_seconds, time.perf_counter() - test_started
+        except CallbackError as failed:  # the caller's own code failed, not the runs
+            raise failed.error from None
+        except CnnlabError:
+            raise
+        except Exception as error:  # recorded for the seeds still training, not raised
+            reason = f"{type(error).__name__}: {error}"
+            seconds = time.perf_counter() - started
+            for run in self.runs:
+                if run.training_on:
+                    run.outcome = Outcome("failed", reason, epoch, seconds)
+            return seconds, 0.0
+        finally:
+            self.progress.close()
+
+    def train_epoch(self, epoch: int, epochs: int, on_epoch: SeedEpochCallback | None) -> None:
+        """One epoch for every seed still training: train, validate, record, save."""
+        started = time.perf_counter()
+        steps = math.ceil(len(self.lead.data.train_y) / self.lead.training.batch_size)
+        self.progress.start_epoch(epoch, epochs, steps)
+        self.network.begin_epoch()
+        meters, stopped = self.train_one_epoch()
+        train_seconds = time.perf_counter() - started
+        for index, (run, meter) in enumerate(zip(self.runs, meters, strict=True)):
+            if run.training_on and (index in stopped or meter.diverged()):
+                run.outcome = Outcome("diverged", diverged_reason(meter, epoch), epoch)
+        if not any(run.training_on for run in self.runs):
+            return
+        validations = self.validate(epoch == epochs)
+        self.network.end_epoch()
+        share = len(self.runs)  # a seed's share of the epoch's wall time
+        records = []
+        for run, meter, val in zip(self.runs, meters, validations, strict=True):
+            if not run.training_on:
+                continue
+            seconds = (time.perf_counter() - started) / share
+            record = epoch_record(epoch, meter, val, seconds, train_seconds / share)
+            run.history.append(record)
+            records.append(record)
+            if run.directory is not None:
+                _save(run, epoch)
+            if on_epoch is not None:
+                try:
+                    on_epoch(run.seed, record)
+                except Exception as error:
+                    raise CallbackError(error) from error
+        self.progress.end_epoch(_mean_record(records, share))
+
+    def train_one_epoch(self) -> tuple[list[EpochMeter], set[int]]:
+        """One pass over each seed's own shuffle of the training set, all seeds per step.
+
+        Returns each seed's meter and the positions of seeds whose loss blew up on the way.
+        """
+        lead, network = self.lead, self.network
+        network.train_mode()
+        data, device, seeds = lead.data, lead.device, len(self.runs)
+        meters = [EpochMeter(device) for _ in self.runs]
+        stopped: set[int] = set()
+        count = len(data.train_y)
+        orders = torch.stack([torch.randperm(count, generator=r.shuffle) for r in self.runs]).to(
+            device
+        )  # (S, n): each seed's order, from its own generator as a separate run
+        for batch in orders.split(lead.training.batch_size, dim=1):
+            size = batch.shape[1]
+            images = data.train_x.index_select(0, batch.reshape(-1))
+            labels = data.train_y.index_select(0, batch.reshape(-1)).view(seeds, size)
+            with _autocast(lead):
+                logits = network.forward(images.view(seeds, size, *images.shape[1:]))
+            losses = seed_losses(logits, labels)
+            network.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # seeds share no weights: each gets its own loss's gradient
+            network.optimizer.step()
+            live = self._live(stopped)
+            for index, (meter, loss) in enumerate(zip(meters, losses.detach(), strict=True)):
+                if live[index]:
+                    meter.add(loss, logits[index].detach(), labels[index])
+            self.progress.update(meters[0].steps, _MeanOfSeeds(meters, live))
+            if meters[0].steps % DIVERGENCE_CHECK_STEPS == 0:
+                stopped |= {i for i, meter in enumerate(meters) if meter.diverged()}
+                if not any(self._live(stopped)):
+                    break
+        return meters, stopped
+
+    def _live(self, stopped: set[int]) -> list[bool]:
+        return [run.training_on and i not in stopped for i, run in enumerate(self.runs)]
+
+    def validate(self, last_epoch: bool) -> list[Evaluation | None]:
+        """The epoch's validation pass; on the test set at the last epoch it is also the test."""
+        data = self.lead.data
+        if data.val_x is None:
+            return [None] * len(self.runs)
+        results = self.evaluate(data.val_x, data.val_y)
+        if last_epoch and data.val_x is data.test_x:
+            for run, result in zip(self.runs, results, strict=True):
+                run.test_evaluation = result
+        return list(results)
+
+    def test(self, train_seconds: float) -> None:
+        training = [run for run in self.runs if run.training_on]
+        if not training:
+            return
+        if any(run.test_evaluation is None for run in training):
+            data = self.lead.data
+            results = self.evaluate(data.test_x, data.test_y)
+            for run, result in zip(self.runs, results, strict=True):
+                run.test_evaluation = result
+        for run in training:
+            run.outcome = Outcome("done", "", None, train_seconds, run.test_evaluation)
+
+    @torch.inference_mode()
+    def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> list[Evaluation]:
+        """Every seed on the same images, in inference mode (dropout off, BN frozen)."""
+        seeds = len(self.runs)
+        loss_sums = torch.zeros(seeds, device=self.lead.device)
+        predictions = []
+        for start in range(0, len(labels), EVAL_BATCH):
+            with _autocast(self.lead):
+                logits = self.network.evaluate(images[start : start + EVAL_BATCH]).float()
+            target = labels[start : start + EVAL_BATCH]
+            loss_sums += seed_losses(logits, target.expand(seeds, -1), reduction="sum")
+            predictions.append(logits.argmax(dim=2))
+        predicted = torch.cat(predictions, dim=1)  # (S, n)
+        correct = (predicted == labels).sum(dim=1)
+        return [
+            Evaluation(
+                loss=loss_sums[s].item() / len(labels),
+                accuracy=correct[s].item() / len(labels),
+                predictions=predicted[s].cpu().numpy().astype(np.int64),
+            )
+            for s in range(seeds)
+        ]
+
+
+def seed_losses(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy per seed: logits (S, N, classes), labels (S, N) -> (S,)."""
+    seeds, batch, classes = logits.shape
+    if seeds == 1:  # torch's fused reduction: a lone seed's numbers stay a separate run's
+        return F.cross_entropy(logits[0].float(), labels[0], reduction=reduction).unsqueeze(0)
+    each = F.cross_entropy(
+        logits.float().reshape(seeds * batch, classes), labels.reshape(-1), reduction="none"
+    ).view(seeds, batch)
+    return each.mean(dim=1) if reduction == "mean" else each.sum(dim=1)
+
+
+class _MeanOfSeeds:
+    """The running loss and accuracy the progress bar shows: the mean over live seeds."""
+
+    def __init__(self, meters: list[EpochMeter], live: list[bool]) -> None:
+        self.meters = [meter for meter, alive in zip(meters, live, strict=True) if alive] or meters
+
+    def loss(self) -> float:
+        return sum(m.loss() for m in self.meters) / len(self.meters)
+
+    def accuracy(self) -> float:
+        return sum(m.accuracy() for m in self.meters) / len(self.meters)
+
+
+def _mean_record(records: list[EpochRecord], share: int) -> EpochRecord:
+    """What the progress line shows for the group: mean figures, the group's wall time."""
+
+    def mean(name: str) -> float | None:
+        values = [getattr(r, name) for r in records]
+        return None if values[0] is None else sum(values) / len(values)
+
+    first = records[0]
+    return dataclasses.replace(
+        first,
+        loss=mean("loss"),
+        accuracy=mean("accuracy"),
+        val_loss=mean("val_loss"),
+        val_accuracy=mean("val_accuracy"),
+        seconds=first.seconds * share,
     )
-    return _result(run, outcome, timings, resumed_from, notes, directory)
-
-
-def check_seed(seed: Any) -> int:
-    """A run's seed: a whole number >= 0 (NumPy integers too)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise SpecError(f"seed must be an integer, got {seed!r}")
-    if seed < 0:
-        raise SpecError(f"seed must be >= 0, got {seed}")
-    return int(seed)
 
 
 def _prepare_device(name: str | None, threads: int | None) -> torch.device:
@@ -248,127 +639,13 @@ def _prepare_device(name: str | None, threads: int | None) -> torch.device:
     return device
 
 
-def _new_run(
-    spec: ModelSpec,
-    optimizer: ResolvedOptimizer,
-    dataset: Dataset,
-    training: TrainingSpec,
-    seed: int,
-    device: torch.device,
-    progress: Progress,
-    data: TensorData | None = None,
-) -> _Run:
-    """Model (initialised from the seed's init stream), optimiser and data on the device.
-
-    `data`: the prepared tensors when several runs share them (seeds trained together).
-    """
-    streams = seed_streams(seed)
-    init = torch.Generator().manual_seed(streams.init)
-    model = build_model(spec, dataset.image_shape, dataset.classes, generator=init)
-    if data is None:
-        data = prepare_data(dataset, training.train_limit, training.validation, device)
-    model = _to_device(model, device)
-    torch.manual_seed(streams.dropout)  # inside _forked_rng: the caller's state comes back
-    return _Run(
-        model=model,
-        optimizer=make_optimizer(optimizer, model.parameters()),
-        data=data,
-        shuffle=torch.Generator().manual_seed(streams.shuffle),
-        device=device,
-        training=training,
-        seed=seed,
-        progress=progress,
-    )
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    status: Status
-    reason: str = ""
-    epoch: int | None = None
-    train_seconds: float = 0.0
-    test: Evaluation | None = None
-    test_seconds: float = 0.0
-
-
-class CallbackError(Exception):
-    """An exception of the caller's `on_epoch`, carried past the run's own failure handling."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _train_epochs(
-    run: _Run,
-    first: int,
-    directory: Path | None,
-    identity: dict[str, Any],
-    on_epoch: Callable[[EpochRecord], None] | None,
-) -> _Outcome:
-    """Epochs after `first`, each saved; then the test set. Failure is data, not an exception."""
-    train_started = time.perf_counter()
-    epoch, epochs = first, run.training.epochs
-    try:
-        for epoch in range(first + 1, epochs + 1):
-            record, problem = run_epoch(run, epoch, epochs)
-            if record is None:
-                return _Outcome("diverged", problem, epoch, time.perf_counter() - train_started)
-            run.history.append(record)
-            if directory is not None:
-                _save(run, directory, epoch, identity)
-            if on_epoch is not None:
-                try:
-                    on_epoch(record)
-                except Exception as error:
-                    raise CallbackError(error) from error
-        train_seconds = time.perf_counter() - train_started
-        test_started = time.perf_counter()
-        test = run.test_evaluation or evaluate(run, run.data.test_x, run.data.test_y)
-        return _Outcome("done", "", None, train_seconds, test, time.perf_counter() - test_started)
-    except CallbackError as failed:  # the caller's own code failed, not the run: theirs to see
-        raise failed.error from None
-    except CnnlabError:
-        raise
-    except Exception as error:  # any failure of the run is recorded, not raised
-        reason = f"{type(error).__name__}: {error}"
-        return _Outcome("failed", reason, epoch, time.perf_counter() - train_started)
-    finally:
-        run.progress.close()
-
-
-def _save(
-    run: _Run,
-    directory: Path,
-    epoch: int,
-    identity: dict[str, Any],
-    rng_states: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """The run's checkpoint; `rng_states` when its dropout draws from its own generator."""
-    save_checkpoint(
-        directory,
-        epoch=epoch,
-        model=run.model,
-        optimizer=run.optimizer,
-        rng_states=rng_states if rng_states is not None else _rng_states(run),
-        history=[dataclasses.asdict(record) for record in run.history],
-        identity=identity,
-    )
-
-
-def run_epoch(run: _Run, epoch: int, epochs: int) -> tuple[EpochRecord | None, str]:
-    """Train one epoch and validate; (None, why) when the loss stopped being finite."""
-    started = time.perf_counter()
-    steps = math.ceil(len(run.data.train_y) / run.training.batch_size)
-    run.progress.start_epoch(epoch, epochs, steps)
-    meter = train_one_epoch(run)
-    train_seconds = time.perf_counter() - started
-    if meter.diverged():
-        return None, diverged_reason(meter, epoch)
-    val = validate(run, epoch == epochs)
-    record = epoch_record(epoch, meter, val, time.perf_counter() - started, train_seconds)
-    run.progress.end_epoch(record)
-    return record, ""
+def check_seed(seed: Any) -> int:
+    """A run's seed: a whole number >= 0 (NumPy integers too)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise SpecError(f"seed must be an integer, got {seed!r}")
+    if seed < 0:
+        raise SpecError(f"seed must be >= 0, got {seed}")
+    return int(seed)
 
 
 def diverged_reason(meter: EpochMeter, epoch: int) -> str:
@@ -420,59 +697,6 @@ class EpochMeter:
         """NaN/inf, or above anything Keras's clipped cross-entropy can report."""
         loss = self.loss()
         return not math.isfinite(loss) or loss > DIVERGED_LOSS
-
-
-def train_one_epoch(run: _Run) -> EpochMeter:
-    """One pass over the shuffled training set in batches, the last one partial."""
-    run.model.train()
-    data, meter = run.data, EpochMeter(run.device)
-    order = torch.randperm(len(data.train_y), generator=run.shuffle).to(run.device)
-    for batch in order.split(run.training.batch_size):
-        images = data.train_x.index_select(0, batch).permute(0, 3, 1, 2)  # NHWC -> NCHW view
-        labels = data.train_y.index_select(0, batch)
-        with _autocast(run):
-            logits = run.model(images)
-        loss = F.cross_entropy(logits.float(), labels)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        meter.add(loss.detach(), logits.detach(), labels)
-        run.progress.update(meter.steps, meter)
-        if meter.steps % DIVERGENCE_CHECK_STEPS == 0 and meter.diverged():
-            break
-    return meter
-
-
-def validate(run: _Run, last_epoch: bool) -> Evaluation | None:
-    """The epoch's validation pass; on the test set at the last epoch it is also the test."""
-    data = run.data
-    if data.val_x is None:
-        return None
-    result = evaluate(run, data.val_x, data.val_y)
-    if last_epoch and data.val_x is data.test_x:
-        run.test_evaluation = result
-    return result
-
-
-@torch.inference_mode()
-def evaluate(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> Evaluation:
-    """Mean loss, accuracy and predicted classes, in inference mode (dropout off, BN frozen)."""
-    run.model.eval()
-    loss_sum = torch.zeros((), device=run.device)
-    predictions = []
-    for start in range(0, len(labels), EVAL_BATCH):
-        batch = images[start : start + EVAL_BATCH].permute(0, 3, 1, 2)
-        with _autocast(run):
-            logits = run.model(batch).float()
-        target = labels[start : start + EVAL_BATCH]
-        loss_sum += F.cross_entropy(logits, target, reduction="sum")
-        predictions.append(logits.argmax(dim=1))
-    predicted = torch.cat(predictions)
-    return Evaluation(
-        loss=loss_sum.item() / len(labels),
-        accuracy=(predicted == labels).sum().item() / len(labels),
-        predictions=predicted.cpu().numpy().astype(np.int64),
-    )
 
 
 def prepare_data(
@@ -533,17 +757,16 @@ def run_identity(
     }
 
 
-def _resume(
-    run: _Run, directory: Path | None, identity: dict[str, Any]
-) -> tuple[int, tuple[str, ...]]:
+def _resume(run: Run) -> tuple[int, tuple[str, ...]]:
     """Restore the newest good checkpoint; returns the epochs it holds and notes on damage."""
+    directory = run.directory
     if directory is None:
         return 0, ()
     checkpoint, damaged = load_latest(directory)
     notes = tuple(f"damaged checkpoint passed over: {d}" for d in damaged)
     if checkpoint is None:
         return 0, notes
-    if checkpoint.identity != json.loads(json.dumps(identity)):
+    if checkpoint.identity != json.loads(json.dumps(run.identity)):
         raise SpecError(
             f"run directory {directory} holds a run with other settings (model, seed, data or "
             "training options); use another --run-dir or delete it"
@@ -561,31 +784,54 @@ def _resume(
     return checkpoint.epoch, notes
 
 
-def _rng_states(run: _Run) -> dict[str, torch.Tensor]:
+def _save(run: Run, epoch: int) -> None:
+    """The run's checkpoint: weights, optimiser, generators and history after `epoch`."""
+    save_checkpoint(
+        run.directory,  # type: ignore[arg-type]
+        epoch=epoch,
+        model=run.model,
+        optimizer=run.optimizer,
+        rng_states=_rng_states(run),
+        history=[dataclasses.asdict(record) for record in run.history],
+        identity=run.identity,
+    )
+
+
+def _rng_states(run: Run) -> dict[str, torch.Tensor]:
     """The generators whose state decides the next epoch: shuffling and dropout."""
-    states = {"shuffle": run.shuffle.get_state(), "torch_cpu": torch.get_rng_state()}
     if run.device.type == "cuda":
-        states["torch_cuda"] = torch.cuda.get_rng_state(run.device)
-    return states
+        states = {"torch_cpu": torch.get_rng_state(), "torch_cuda": run.dropout.get_state()}
+    else:
+        states = {"torch_cpu": run.dropout.get_state()}
+    return {"shuffle": run.shuffle.get_state(), **states}
 
 
-def _restore_rng_states(run: _Run, states: dict[str, torch.Tensor]) -> None:
+def _restore_rng_states(run: Run, states: dict[str, torch.Tensor]) -> None:
+    """Into the global generators, from which `RunSetup.run` gives the run its dropout state."""
     run.shuffle.set_state(states["shuffle"])
     torch.set_rng_state(states["torch_cpu"])
     if run.device.type == "cuda" and "torch_cuda" in states:
         torch.cuda.set_rng_state(states["torch_cuda"], run.device)
 
 
-def _result(
-    run: _Run,
-    outcome: _Outcome,
-    timings: Timings,
-    resumed_from: int,
-    notes: tuple[str, ...],
-    directory: Path | None,
-) -> TrainResult:
+def _global_dropout_state(device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    return torch.get_rng_state()
+
+
+def _set_global_dropout_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
+
+
+def _result(run: Run, timings: Timings) -> TrainResult:
+    outcome = run.outcome or Outcome("failed", "the run ended without an outcome")
     last = len(run.history)
     test = outcome.test
+    directory = run.directory
     return TrainResult(
         status=outcome.status,
         history=tuple(run.history),
@@ -600,8 +846,8 @@ def _result(
         device=describe_device(run.device),
         precision=run.training.precision,
         parameters=sum(p.numel() for p in run.model.parameters()),
-        resumed_from=resumed_from,
-        notes=notes,
+        resumed_from=run.resumed_from,
+        notes=run.notes,
         model=run.model.eval(),
     )
 
@@ -635,7 +881,7 @@ def _to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device)
 
 
-def _autocast(run: _Run) -> contextlib.AbstractContextManager:
+def _autocast(run: Run) -> contextlib.AbstractContextManager:
     if run.training.precision == "bf16":
         return torch.autocast(run.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
