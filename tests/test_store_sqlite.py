@@ -236,3 +236,37 @@ def test_d2_a_lock_held_too_long_is_a_store_error_saying_so(tmp_path):
         blocker.close()
     assert store.add_runs([NewRun("m", 0, "mnist", {"name": "m"}, {})])[0].status == "pending"
     store.close()
+
+
+def test_a_version_1_store_gains_the_learning_rate_and_best_epoch_columns(tmp_path):
+    """Stores written before schema 2 open, migrate, and keep their runs."""
+    path = tmp_path / STORE_FILENAME
+    with open_store(path) as store:
+        store.add_runs([new_run(seed=0)])
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE epochs DROP COLUMN learning_rate")
+    db.execute("ALTER TABLE runs DROP COLUMN best_epoch")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with open_store(path) as store:
+        (run,) = store.list_runs()
+        assert run.best_epoch is None
+    db = sqlite3.connect(path)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(epochs)")}
+    assert "learning_rate" in columns
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+
+
+def test_an_epochs_learning_rate_and_a_runs_best_epoch_are_stored(tmp_path):
+    with open_store(tmp_path / STORE_FILENAME) as store:
+        (run,) = store.add_runs([new_run(seed=0)])
+        store.claim_next(ME)
+        store.record_epoch(run.key, ME, epoch(1, learning_rate=0.05))
+        store.finish_run(
+            run.key, ME, status="done", test=TestMetrics(0.3, 0.9), stopped_epoch=1, best_epoch=1
+        )
+        (stored,) = store.list_runs()
+    assert stored.epochs[0].learning_rate == 0.05
+    assert (stored.stopped_epoch, stored.best_epoch) == (1, 1)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,10 @@ class Checkpoint:
     rng_states: dict[str, torch.Tensor]
     history: list[dict[str, Any]]
     identity: dict[str, Any]
+    # The training recipe's state between epochs (callbacks, learning rate) and the weights
+    # it keeps (EarlyStopping's best, under "kept/"): empty for runs without a recipe.
+    recipe_state: dict[str, Any] = field(default_factory=dict)
+    kept_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def save_checkpoint(
@@ -56,6 +60,8 @@ def save_checkpoint(
     rng_states: dict[str, torch.Tensor],
     history: list[dict[str, Any]],
     identity: dict[str, Any],
+    recipe_state: dict[str, Any] | None = None,
+    kept_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write epoch `epoch`'s checkpoint atomically, drop old ones; returns the tensors' path."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +70,7 @@ def save_checkpoint(
         **{f"model/{k}": v for k, v in model.state_dict().items()},
         **optimizer_tensors,
         **{f"rng/{k}": v for k, v in rng_states.items()},
+        **{f"kept/{k}": v for k, v in (kept_state or {}).items()},
     }
     blob = save_tensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     stem = f"epoch-{epoch:04d}"
@@ -77,6 +84,8 @@ def save_checkpoint(
         "identity": identity,
         "optimizer": optimizer_rest,
     }
+    if recipe_state:
+        body["recipe"] = recipe_state
     _write_atomic(run_dir / f"{stem}.json", _sealed_json(body))
     _remove_others(run_dir, keep=range(epoch - KEEP + 1, epoch + 1))
     return run_dir / f"{stem}.safetensors"
@@ -131,6 +140,8 @@ def _load(run_dir: Path, epoch: int, manifest: Path) -> Checkpoint:
         rng_states=_prefixed(tensors, "rng/"),
         history=body["history"],
         identity=body["identity"],
+        recipe_state=body.get("recipe", {}),
+        kept_state=_prefixed(tensors, "kept/"),
     )
 
 

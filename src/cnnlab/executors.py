@@ -109,6 +109,7 @@ class RunReport:
     versions: dict[str, str]
     checkpoint: str | None  # relative to the study directory
     notes: tuple[str, ...] = ()
+    best_epoch: int | None = None  # EarlyStopping's best epoch
 
 
 def dataset_identity(dataset: Dataset, source: str) -> str:
@@ -197,7 +198,7 @@ def _report_of(task: RunTask, dataset: Dataset, result: TrainResult) -> RunRepor
         key=task.key,
         status=result.status,
         reason=result.reason,
-        stopped_epoch=result.epoch,
+        stopped_epoch=result.epoch if result.epoch is not None else result.stopped_epoch,
         history=tuple(epoch_metrics(record) for record in result.history),
         test=test,
         predictions=predictions,
@@ -206,6 +207,7 @@ def _report_of(task: RunTask, dataset: Dataset, result: TrainResult) -> RunRepor
         versions=versions(),
         checkpoint=_relative(task, result.checkpoint) if result.checkpoint else None,
         notes=result.notes,
+        best_epoch=result.best_epoch,
     )
 
 
@@ -243,6 +245,7 @@ def epoch_metrics(record: EpochRecord | Mapping[str, Any]) -> EpochMetrics:
         val_accuracy=values["val_accuracy"],
         seconds=values["seconds"],
         images_per_second=values["images_per_second"],
+        learning_rate=values.get("learning_rate"),
     )
 
 
@@ -508,6 +511,7 @@ def finish(store: Store, worker: Worker, task: RunTask, report: RunReport) -> No
         test=report.test,
         predictions=report.predictions,
         seconds=report.seconds,
+        best_epoch=report.best_epoch,
     )
 
 

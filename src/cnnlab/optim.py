@@ -44,6 +44,11 @@ KERAS_DEFAULTS: dict[str, Params] = {
     "rmsprop": {"learning_rate": 1e-3, "rho": 0.9, "epsilon": 1e-7},
 }
 
+# Keras 3's arguments of every optimiser (keras/src/optimizers/base_optimizer.py), beyond each
+# one's own: decoupled weight decay and gradient clipping. Spelled out only when given, so the
+# run keys of studies that do not use them stay what they were.
+EXTRAS: Params = {"weight_decay": 0.0, "clipnorm": 0.0, "clipvalue": 0.0, "global_clipnorm": 0.0}
+
 # Keras 2's own spelling of the learning rate (`Adadelta(lr=1.0)` in code of the notebook's era).
 ALIASES = {"lr": "learning_rate"}
 
@@ -56,6 +61,9 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "epsilon": (0.0, math.inf, False, False),
     "momentum": (0.0, 1.0, True, False),
     "weight_decay": (0.0, math.inf, True, False),
+    "clipnorm": (0.0, math.inf, False, False),
+    "clipvalue": (0.0, math.inf, False, False),
+    "global_clipnorm": (0.0, math.inf, False, False),
 }
 
 
@@ -81,12 +89,19 @@ def resolve_optimizer(spec: OptimizerSpec) -> ResolvedOptimizer:
     params = dict(KERAS_DEFAULTS[name])
     for key, value in spec.params:
         key = ALIASES.get(key, key)
-        if key not in params:
+        known = {**EXTRAS, **params}
+        if key not in known:
             raise SpecError(
-                f"optimizer {name!r} has no parameter {key!r}{_close_match(key, params)}; "
-                f"valid: {', '.join(params)}"
+                f"optimizer {name!r} has no parameter {key!r}{_close_match(key, known)}; "
+                f"valid: {', '.join(known)}"
             )
-        params[key] = _checked_value(name, key, value, params[key])
+        params[key] = _checked_value(name, key, value, known[key])
+    clipping = [key for key in ("clipnorm", "clipvalue", "global_clipnorm") if key in params]
+    if len(clipping) > 1:
+        raise SpecError(
+            f"optimizer {name!r}: set one of clipnorm, clipvalue and global_clipnorm (Keras "
+            f"allows one), got {', '.join(clipping)}"
+        )
     if params.get("nesterov") and params["momentum"] == 0:
         raise SpecError(f"optimizer {name!r}: nesterov=true needs momentum > 0, got momentum=0")
     return ResolvedOptimizer(name=name, params=tuple(params.items()))
@@ -97,7 +112,72 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """Build the torch optimiser whose updates equal Keras's for this spec."""
     resolved = spec if isinstance(spec, ResolvedOptimizer) else resolve_optimizer(spec)
-    return _FACTORIES[resolved.name](list(params), resolved.kwargs())
+    kwargs = resolved.kwargs()
+    optimizer = _FACTORIES[resolved.name](list(params), kwargs)
+    # AdamW decays in torch's own step; the others as Keras 3 does, before the update.
+    extras = {**EXTRAS, **{k: v for k, v in kwargs.items() if k in EXTRAS}}
+    if resolved.name == "adamw":
+        extras["weight_decay"] = 0.0
+    for group in optimizer.param_groups:
+        group.update({f"keras_{key}": value for key, value in extras.items()})
+    return optimizer
+
+
+@torch.no_grad()
+def before_step(optimizer: torch.optim.Optimizer) -> None:
+    """What Keras's `apply` does before an update (base_optimizer.py): clip the gradients, then
+    decay the weights, `w -= w * weight_decay * lr` (AdamW's own decay runs in torch's step)."""
+    for group in optimizer.param_groups:
+        grads = [p.grad for p in group["params"] if p.grad is not None]
+        if group.get("keras_clipnorm"):
+            for grad in grads:  # each variable on its own (Keras's clip_by_norm)
+                norm = torch.linalg.vector_norm(grad)
+                grad.mul_(group["keras_clipnorm"] / torch.clamp(norm, min=group["keras_clipnorm"]))
+        elif group.get("keras_global_clipnorm"):
+            torch.nn.utils.clip_grad_norm_(grads, group["keras_global_clipnorm"], foreach=True)
+        elif group.get("keras_clipvalue"):
+            limit = group["keras_clipvalue"]
+            torch._foreach_clamp_min_(grads, -limit)
+            torch._foreach_clamp_max_(grads, limit)
+        if group.get("keras_weight_decay"):
+            params = [p for p in group["params"] if p.grad is not None]
+            torch._foreach_mul_(params, 1.0 - group["keras_weight_decay"] * group["lr"])
+
+
+def needs_before_step(optimizer: torch.optim.Optimizer) -> bool:
+    return any(group.get(f"keras_{key}") for group in optimizer.param_groups for key in EXTRAS)
+
+
+def clips_per_variable(optimizer: torch.optim.Optimizer) -> bool:
+    """Norm clipping needs each seed's own variables: a stacked tensor would mix seeds."""
+    return any(
+        group.get("keras_clipnorm") or group.get("keras_global_clipnorm")
+        for group in optimizer.param_groups
+    )
+
+
+@torch.no_grad()
+def set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    """Set the rate of the next update, keeping momentum optimisers on Keras's path.
+
+    Keras keeps a velocity v = momentum * v - lr * g; torch keeps b = momentum * b + g and steps
+    by -lr * b, so v == -lr * b only while lr stays put. When it changes, b is rescaled by
+    old / new, which keeps v (exact except across a rate of exactly 0, which torch cannot carry).
+    """
+    for group in optimizer.param_groups:
+        old = group["lr"]
+        if old == rate:
+            continue
+        group["lr"] = rate
+        if rate == 0:
+            continue
+        buffers = [
+            optimizer.state[p]["momentum_buffer"]
+            for p in group["params"]
+            if optimizer.state.get(p, {}).get("momentum_buffer") is not None
+        ]
+        if buffers:
+            torch._foreach_mul_(buffers, old / rate)
 
 
 def _checked_value(name: str, key: str, value: object, default: float | bool) -> float | bool:

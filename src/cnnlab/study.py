@@ -703,6 +703,11 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "device": run.device,
         "attempts": run.attempts,
         "reason": run.reason,
+        # EarlyStopping: the epoch it stopped after and its best one (None without it); for a
+        # failed or diverged run, stopped_epoch is the epoch it ended in.
+        "stopped_epoch": run.stopped_epoch,
+        "best_epoch": run.best_epoch,
+        "learning_rate": [epoch.learning_rate for epoch in run.epochs],
     }
 
 

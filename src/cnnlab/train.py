@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.augment import augment, check_augmentation
 from cnnlab.build import build_model
 from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
 from cnnlab.devices import (
@@ -40,8 +41,17 @@ from cnnlab.devices import (
     resolve_device,
 )
 from cnnlab.errors import CnnlabError, DataError, SpecError
-from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
+from cnnlab.optim import (
+    ResolvedOptimizer,
+    before_step,
+    clips_per_variable,
+    make_optimizer,
+    needs_before_step,
+    resolve_optimizer,
+    set_learning_rate,
+)
 from cnnlab.progress import Progress, ProgressMode, make_progress
+from cnnlab.recipe import Recipe
 from cnnlab.spec import ModelSpec, TrainingSpec
 from cnnlab.stacked import (
     CannotStack,
@@ -78,6 +88,9 @@ class EpochRecord:
     val_accuracy: float | None
     seconds: float  # wall time of the epoch: training and validation
     images_per_second: float  # training images / training time
+    # The optimiser's learning rate as the epoch ended (Keras's `optimizer.learning_rate`, which
+    # ReduceLROnPlateau logs): a schedule's value at the step count reached.
+    learning_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,14 +121,18 @@ class TrainResult:
     parameters: int = 0
     resumed_from: int = 0  # epochs restored from the run directory's checkpoint
     notes: tuple[str, ...] = ()  # e.g. damaged checkpoints that were passed over
+    # EarlyStopping: the epoch it stopped training at (None: it ran every epoch), and the
+    # monitor's best epoch, whose weights the test saw when restore_best_weights is on.
+    stopped_epoch: int | None = None
+    best_epoch: int | None = None
     # The trained network (build_model's: NCHW floats in [0, 1] in, logits out), in eval mode,
-    # with its last epoch's weights: for a notebook's own plots and predictions.
+    # with the weights the test saw: for a notebook's own plots and predictions.
     model: torch.nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def keras_history(self) -> dict[str, list[float]]:
         """The history as Keras's `History.history`: {"loss": [...], "val_loss": [...], ...}."""
-        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
         return {
             key: [getattr(record, key) for record in self.history]
             for key in keys
@@ -139,17 +156,18 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class SeedStreams:
-    """Independent seeds for a run's three random streams, all derived from its one seed."""
+    """Independent seeds for a run's random streams, all derived from its one seed."""
 
     init: int
     shuffle: int
     dropout: int
+    augment: int  # added later: the first three words of the state are what they were
 
 
 def seed_streams(seed: int) -> SeedStreams:
     """NumPy's SeedSequence spreads the seed, so seeds 0, 1, 2 give unrelated streams."""
-    init, shuffle, dropout = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
-    return SeedStreams(int(init), int(shuffle), int(dropout))
+    words = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint64)
+    return SeedStreams(*(int(word) for word in words))
 
 
 @dataclass(frozen=True)
@@ -190,10 +208,18 @@ class Run:
     history: list[EpochRecord] = dataclasses.field(default_factory=list)
     test_evaluation: Evaluation | None = None
     outcome: Outcome | None = None  # set when the run stops (diverged, failed, done)
+    recipe: Recipe = None  # type: ignore[assignment]  # set by RunSetup.run
+    final_state: dict[str, torch.Tensor] | None = None  # the weights EarlyStopping stopped with
 
     @property
     def training_on(self) -> bool:
+        """Still to be tested: not diverged or failed (it may have stopped early)."""
         return self.outcome is None
+
+    @property
+    def active(self) -> bool:
+        """Still taking steps: neither ended nor stopped by EarlyStopping."""
+        return self.outcome is None and not self.recipe.stopped
 
 
 SeedEpochCallback = Callable[[int, EpochRecord], None]  # (seed, the epoch it just saved)
@@ -270,6 +296,7 @@ def train_runs(
     check_fits_in_memory(
         spec.name, summarize(spec, dataset.image_shape, dataset.classes).total_params
     )
+    check_augmentation(training.augment, dataset.image_shape)
     directories = [None if d is None else Path(d) for d in (run_dirs or [None] * len(seeds))]
     target = _prepare_device(device, threads)
     data = prepare_data(dataset, training.train_limit, training.validation, target)
@@ -327,6 +354,9 @@ class RunSetup:
             seed=seed,
             directory=directory,
             identity=run_identity(self.spec, self.optimizer, self.dataset, self.training, seed),
+            recipe=Recipe(
+                self.training, float(self.optimizer.kwargs()["learning_rate"]), streams.augment
+            ),
         )
         run.resumed_from, run.notes = _resume(run)
         # The global generator now holds this seed's dropout state (seeded or restored).
@@ -372,6 +402,10 @@ class Network(Protocol):
         """Bring each seed's own model, optimiser and dropout state up to date (to save)."""
         ...
 
+    def read_models(self) -> None:
+        """Take up the seeds' own models' weights again (EarlyStopping restored some)."""
+        ...
+
 
 class SingleNetwork:
     """One seed's own model and optimiser; its dropout draws on the global generator."""
@@ -395,12 +429,20 @@ class SingleNetwork:
     def end_epoch(self) -> None:
         self.run.dropout.set_state(_global_dropout_state(self.run.device))
 
+    def read_models(self) -> None:
+        pass  # the run's own model is the network
+
 
 class StackedNetwork:
     """The seeds side by side as one computation, with one optimiser over the stack."""
 
     def __init__(self, runs: list[Run], optimizer: ResolvedOptimizer) -> None:
         self.runs = runs
+        training = runs[0].training
+        if training.reduce_lr_on_plateau is not None:
+            raise CannotStack("ReduceLROnPlateau gives each seed its own learning rate")
+        if clips_per_variable(runs[0].optimizer):
+            raise CannotStack("clipnorm and global_clipnorm take each seed's own gradient norm")
         self.stack = StackedSeeds([r.model for r in runs], [r.dropout for r in runs])
         self.optimizer = make_optimizer(optimizer, self.stack.stacked_parameters())
         gather_optimizer_state(self.optimizer, self.stack, [r.optimizer for r in runs])
@@ -421,6 +463,12 @@ class StackedNetwork:
     def end_epoch(self) -> None:
         self.stack.write_back()
         share_optimizer_state(self.optimizer, self.stack, [r.optimizer for r in self.runs])
+
+    @torch.no_grad()
+    def read_models(self) -> None:
+        """The seeds' own models' weights into the stack (after restoring best weights)."""
+        for binding in (*self.stack.bindings, *self.stack.buffer_bindings):
+            binding.stacked.copy_(binding.join([piece.detach() for piece in binding.pieces]))
 
 
 class Group:
@@ -447,9 +495,9 @@ class Group:
         epoch = first
         try:
             for epoch in range(first + 1, epochs + 1):
-                self.train_epoch(epoch, epochs, on_epoch)
-                if not any(run.training_on for run in self.runs):
+                if not any(run.active for run in self.runs):
                     break
+                self.train_epoch(epoch, epochs, on_epoch)
             train_seconds = time.perf_counter() - started
             test_started = time.perf_counter()
             self.test(train_seconds)
@@ -474,24 +522,28 @@ class Group:
         steps = math.ceil(len(self.lead.data.train_y) / self.lead.training.batch_size)
         self.progress.start_epoch(epoch, epochs, steps)
         self.network.begin_epoch()
-        meters, stopped = self.train_one_epoch()
+        meters, stopped = self.train_one_epoch((epoch - 1) * steps)
         train_seconds = time.perf_counter() - started
         for index, (run, meter) in enumerate(zip(self.runs, meters, strict=True)):
-            if run.training_on and (index in stopped or meter.diverged()):
+            if run.active and (index in stopped or meter.diverged()):
                 run.outcome = Outcome("diverged", diverged_reason(meter, epoch), epoch)
-        if not any(run.training_on for run in self.runs):
+        if not any(run.active for run in self.runs):
             return
         validations = self.validate(epoch == epochs)
         self.network.end_epoch()
         share = len(self.runs)  # a seed's share of the epoch's wall time
         records = []
         for run, meter, val in zip(self.runs, meters, validations, strict=True):
-            if not run.training_on:
+            if not run.active:
                 continue
             seconds = (time.perf_counter() - started) / share
             record = epoch_record(epoch, meter, val, seconds, train_seconds / share)
+            record = dataclasses.replace(record, learning_rate=run.recipe.rate_at(epoch * steps))
             run.history.append(record)
             records.append(record)
+            run.recipe.end_epoch(epoch, _logs(record), run.model)
+            if run.recipe.stopped:  # the weights it stopped with, before the stack moves on
+                run.final_state = _copy_state(run.model)
             if run.directory is not None:
                 _save(run, epoch)
             if on_epoch is not None:
@@ -501,12 +553,16 @@ class Group:
                     raise CallbackError(error) from error
         self.progress.end_epoch(_mean_record(records, share))
 
-    def train_one_epoch(self) -> tuple[list[EpochMeter], set[int]]:
+    def train_one_epoch(self, first_step: int) -> tuple[list[EpochMeter], set[int]]:
         """One pass over each seed's own shuffle of the training set, all seeds per step.
 
         Returns each seed's meter and the positions of seeds whose loss blew up on the way.
+        `first_step`: the optimiser steps taken before this epoch (for a schedule).
         """
         lead, network = self.lead, self.network
+        recipe, layers = lead.recipe, lead.training.augment
+        smoothing = lead.training.label_smoothing
+        extras = needs_before_step(network.optimizer)
         network.train_mode()
         data, device, seeds = lead.data, lead.device, len(self.runs)
         meters = [EpochMeter(device) for _ in self.runs]
@@ -515,15 +571,22 @@ class Group:
         orders = torch.stack([torch.randperm(count, generator=r.shuffle) for r in self.runs]).to(
             device
         )  # (S, n): each seed's order, from its own generator as a separate run
-        for batch in orders.split(lead.training.batch_size, dim=1):
+        for index, batch in enumerate(orders.split(lead.training.batch_size, dim=1)):
+            if recipe.sets_rates:
+                set_learning_rate(network.optimizer, recipe.rate_at(first_step + index))
             size = batch.shape[1]
             images = data.train_x.index_select(0, batch.reshape(-1))
+            images = images.view(seeds, size, *images.shape[1:])
             labels = data.train_y.index_select(0, batch.reshape(-1)).view(seeds, size)
+            if layers:
+                images = augment(images, layers, [run.recipe.augment for run in self.runs])
             with _autocast(lead):
-                logits = network.forward(images.view(seeds, size, *images.shape[1:]))
-            losses = seed_losses(logits, labels)
+                logits = network.forward(images)
+            losses = seed_losses(logits, labels, smoothing=smoothing)
             network.optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # seeds share no weights: each gets its own loss's gradient
+            if extras:
+                before_step(network.optimizer)
             network.optimizer.step()
             live = self._live(stopped)
             for index, (meter, loss) in enumerate(zip(meters, losses.detach(), strict=True)):
@@ -537,7 +600,7 @@ class Group:
         return meters, stopped
 
     def _live(self, stopped: set[int]) -> list[bool]:
-        return [run.training_on and i not in stopped for i, run in enumerate(self.runs)]
+        return [run.active and i not in stopped for i, run in enumerate(self.runs)]
 
     def validate(self, last_epoch: bool) -> list[Evaluation | None]:
         """The epoch's validation pass; on the test set at the last epoch it is also the test."""
@@ -547,18 +610,29 @@ class Group:
         results = self.evaluate(data.val_x, data.val_y)
         if last_epoch and data.val_x is data.test_x:
             for run, result in zip(self.runs, results, strict=True):
-                run.test_evaluation = result
+                if run.active:
+                    run.test_evaluation = result
         return list(results)
 
     def test(self, train_seconds: float) -> None:
+        """The test set, with the weights each run keeps: EarlyStopping's best when it restores
+        them (Keras's on_train_end), else the ones it stopped or ended with."""
         training = [run for run in self.runs if run.training_on]
         if not training:
             return
+        for run in training:
+            if run.recipe.restore_best(run.model):
+                run.test_evaluation = None
+            elif run.final_state is not None:
+                run.model.load_state_dict(run.final_state)
+                run.test_evaluation = None
+        self.network.read_models()
         if any(run.test_evaluation is None for run in training):
             data = self.lead.data
             results = self.evaluate(data.test_x, data.test_y)
             for run, result in zip(self.runs, results, strict=True):
-                run.test_evaluation = result
+                if run.test_evaluation is None:
+                    run.test_evaluation = result
         for run in training:
             run.outcome = Outcome("done", "", None, train_seconds, run.test_evaluation)
 
@@ -572,7 +646,10 @@ class Group:
             with _autocast(self.lead):
                 logits = self.network.evaluate(images[start : start + EVAL_BATCH]).float()
             target = labels[start : start + EVAL_BATCH]
-            loss_sums += seed_losses(logits, target.expand(seeds, -1), reduction="sum")
+            smoothing = self.lead.training.label_smoothing  # Keras's evaluate uses the loss too
+            loss_sums += seed_losses(
+                logits, target.expand(seeds, -1), reduction="sum", smoothing=smoothing
+            )
             predictions.append(logits.argmax(dim=2))
         predicted = torch.cat(predictions, dim=1)  # (S, n)
         correct = (predicted == labels).sum(dim=1)
@@ -587,14 +664,22 @@ class Group:
 
 
 def seed_losses(
-    logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+    logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean", smoothing: float = 0.0
 ) -> torch.Tensor:
-    """Cross-entropy per seed: logits (S, N, classes), labels (S, N) -> (S,)."""
+    """Cross-entropy per seed: logits (S, N, classes), labels (S, N) -> (S,).
+
+    smoothing: Keras's label_smoothing, y * (1 - s) + s / classes, as torch's.
+    """
     seeds, batch, classes = logits.shape
     if seeds == 1:  # torch's fused reduction: a lone seed's numbers stay a separate run's
-        return F.cross_entropy(logits[0].float(), labels[0], reduction=reduction).unsqueeze(0)
+        return F.cross_entropy(
+            logits[0].float(), labels[0], reduction=reduction, label_smoothing=smoothing
+        ).unsqueeze(0)
     each = F.cross_entropy(
-        logits.float().reshape(seeds * batch, classes), labels.reshape(-1), reduction="none"
+        logits.float().reshape(seeds * batch, classes),
+        labels.reshape(-1),
+        reduction="none",
+        label_smoothing=smoothing,
     ).view(seeds, batch)
     return each.mean(dim=1) if reduction == "mean" else each.sum(dim=1)
 
@@ -781,6 +866,9 @@ def _resume(run: Run) -> tuple[int, tuple[str, ...]]:
     restore_optimizer_state(run.optimizer, checkpoint.optimizer_state)
     _restore_rng_states(run, checkpoint.rng_states)
     run.history.extend(EpochRecord(**record) for record in checkpoint.history)
+    run.recipe.restore(checkpoint.recipe_state, checkpoint.kept_state)
+    if run.recipe.stopped:
+        run.final_state = _copy_state(run.model)
     return checkpoint.epoch, notes
 
 
@@ -794,6 +882,8 @@ def _save(run: Run, epoch: int) -> None:
         rng_states=_rng_states(run),
         history=[dataclasses.asdict(record) for record in run.history],
         identity=run.identity,
+        recipe_state=run.recipe.state(),
+        kept_state=run.recipe.kept,
     )
 
 
@@ -812,6 +902,20 @@ def _restore_rng_states(run: Run, states: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(states["torch_cpu"])
     if run.device.type == "cuda" and "torch_cuda" in states:
         torch.cuda.set_rng_state(states["torch_cuda"], run.device)
+
+
+def _logs(record: EpochRecord) -> dict[str, float | None]:
+    """An epoch's figures as Keras's callbacks see them."""
+    return {
+        "loss": record.loss,
+        "accuracy": record.accuracy,
+        "val_loss": record.val_loss,
+        "val_accuracy": record.val_accuracy,
+    }
+
+
+def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
 def _global_dropout_state(device: torch.device) -> torch.Tensor:
@@ -848,6 +952,8 @@ def _result(run: Run, timings: Timings) -> TrainResult:
         parameters=sum(p.numel() for p in run.model.parameters()),
         resumed_from=run.resumed_from,
         notes=run.notes,
+        stopped_epoch=run.recipe.stopped_epoch,
+        best_epoch=run.recipe.best_epoch,
         model=run.model.eval(),
     )
 

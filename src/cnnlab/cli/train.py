@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import tomllib
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -54,6 +55,28 @@ def train_command(
         None, "--run-dir", help="Checkpoint every epoch here; resume from it if interrupted."
     ),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
+    augment: list[str] = typer.Option(
+        None,
+        "--augment",
+        help="A Keras random layer for training batches, repeatable: "
+        '"random_crop=28,pad=4", "random_flip=horizontal", "random_rotation=0.05".',
+    ),
+    schedule: str = typer.Option(
+        None,
+        "--learning-rate-schedule",
+        help='A Keras schedule: "CosineDecay,initial_learning_rate=0.1,decay_steps=5000".',
+    ),
+    early_stopping: str = typer.Option(
+        None,
+        "--early-stopping",
+        help='Keras\'s EarlyStopping: "patience=3,restore_best_weights=true" ("on": defaults).',
+    ),
+    plateau: str = typer.Option(
+        None, "--reduce-lr-on-plateau", help='Keras\'s ReduceLROnPlateau: "factor=0.5,patience=2".'
+    ),
+    label_smoothing: float = typer.Option(
+        DEFAULTS.label_smoothing, "--label-smoothing", help="The loss's label_smoothing."
+    ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
@@ -71,6 +94,17 @@ def train_command(
         validation=held_out,
         train_limit=train_limit,
         precision=precision,
+        augment=[keras_arguments(text, "--augment") for text in augment or ()],
+        learning_rate_schedule=None
+        if schedule is None
+        else keras_arguments(schedule, "--learning-rate-schedule", named=True),
+        early_stopping=None
+        if early_stopping is None
+        else keras_arguments(early_stopping, "--early-stopping"),
+        reduce_lr_on_plateau=None
+        if plateau is None
+        else keras_arguments(plateau, "--reduce-lr-on-plateau"),
+        label_smoothing=label_smoothing,
     )
     train.check_seed(seed)
     images = data.load_dataset(dataset, data_dir=data_dir)
@@ -105,12 +139,51 @@ def parse_validation(text: str) -> float | str:
         ) from None
 
 
+def keras_arguments(text: str, option: str, *, named: bool = False) -> dict[str, object]:
+    """ "key=value,key=value" as a table (values read as TOML: 0.1, true, [1, 2], words as
+    text); `named`: the first item is a bare name ("CosineDecay,decay_steps=10"). "on": {}."""
+    items = _split_top_level(text)
+    table: dict[str, object] = {}
+    if named and items and "=" not in items[0]:
+        table["name"] = items.pop(0).strip()
+    if items == ["on"]:
+        return table
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise SpecError(f"{option} takes key=value pairs separated by commas, got {item!r}")
+        table[key.strip()] = _toml_value(value.strip())
+    return table
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas outside brackets: "boundaries=[1,2],values=[3,2,1]" is two items."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [item for item in [*items, current] if item.strip()]
+
+
+def _toml_value(text: str) -> object:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: horizontal, val_loss
+
+
 def print_result(name: str, result: train.TrainResult) -> None:
     """The history as a table, then Keras's "Test loss:" / "Test accuracy:" lines."""
     console = Console()
     console.print(history_table(name, result))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if result.stopped_epoch is not None:
+        typer.echo(f"Early stopping: stopped after epoch {result.stopped_epoch}")
     if result.status == "done":
         typer.echo(f"Test loss: {result.test_loss:.4f}")
         typer.echo(f"Test accuracy: {result.test_accuracy:.4f}")
@@ -123,7 +196,8 @@ def print_result(name: str, result: train.TrainResult) -> None:
 def history_table(name: str, result: train.TrainResult) -> Table:
     """One row per epoch: what Keras's History holds, plus time and throughput."""
     table = Table(title=f"{name}  (seed {result.seed}, {result.device}, {result.precision})")
-    for column in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "img/s"):
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "img/s", "lr"]
+    for column in columns:
         table.add_column(column, justify="right")
     for r in result.history:
         table.add_row(
@@ -134,6 +208,7 @@ def history_table(name: str, result: train.TrainResult) -> Table:
             "-" if r.val_accuracy is None else f"{r.val_accuracy:.4f}",
             f"{r.seconds:.1f}",
             f"{r.images_per_second:,.0f}",
+            "-" if r.learning_rate is None else f"{r.learning_rate:.4g}",
         )
     return table
 

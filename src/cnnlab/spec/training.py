@@ -1,6 +1,6 @@
 """The training recipe's checks: every field of a TrainingSpec, its rule and the value refused.
 
-`TrainingSpec` (spec/types.py) calls `check_training` when it is made, so a spec in code and one
+`TrainingSpec` (spec/types.py) calls `checked_fields` when it is made, so a spec in code and one
 read from a file are checked by the same lines. A refusal is a `FieldError` naming the field's
 path; the study-file parser turns that path into the file and line it was written on.
 """
@@ -10,22 +10,25 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from cnnlab.errors import SpecError
 from cnnlab.grid import show
+from cnnlab.spec.recipes import (
+    FieldError,
+    dotted,
+    number,
+    resolve_augmentation,
+    resolve_callback,
+    resolve_schedule,
+    whole,
+)
 from cnnlab.spec.vocabulary import PRECISIONS
 
-
-class FieldError(SpecError):
-    """A training field breaks a rule; `path` names it (("early_stopping", "patience"))."""
-
-    def __init__(self, path: tuple[str | int, ...], rule: str) -> None:
-        super().__init__(rule)
-        self.path, self.rule = path, rule
+__all__ = ["FieldError", "checked_fields"]
 
 
 def checked_fields(training: Any) -> dict[str, Any]:
-    """The fields of `training` in their canonical form (NumPy ints as ints); FieldError if bad."""
-    return {
+    """The fields of `training` in their canonical form (NumPy ints as ints, recipe tables as
+    KerasObjects with Keras's defaults spelled out); FieldError if one is bad."""
+    fields = {
         "epochs": whole(training.epochs, ("epochs",), minimum=1),
         "batch_size": whole(training.batch_size, ("batch_size",), minimum=1),
         "validation": _validation(training.validation),
@@ -33,26 +36,18 @@ def checked_fields(training: Any) -> dict[str, Any]:
         if training.train_limit is None
         else whole(training.train_limit, ("train_limit",), minimum=1),
         "precision": _precision(training.precision),
+        "augment": _augment(training.augment),
+        "learning_rate_schedule": None
+        if training.learning_rate_schedule is None
+        else resolve_schedule(training.learning_rate_schedule, ("learning_rate_schedule",)),
+        "early_stopping": _callback(training.early_stopping, "EarlyStopping", "early_stopping"),
+        "reduce_lr_on_plateau": _callback(
+            training.reduce_lr_on_plateau, "ReduceLROnPlateau", "reduce_lr_on_plateau"
+        ),
+        "label_smoothing": _label_smoothing(training.label_smoothing),
     }
-
-
-def whole(value: Any, path: tuple[str | int, ...], *, minimum: int) -> int:
-    """A whole number >= minimum; NumPy integers count (a loop over np.arange), 1.0 does not."""
-    name = _dotted(path)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise FieldError(path, f"{name} must be an integer, got {show(value)}")
-    if value < minimum:
-        raise FieldError(path, f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def number(value: Any, path: tuple[str | int, ...]) -> float:
-    name = _dotted(path)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise FieldError(path, f"{name} must be a number, got {show(value)}")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise FieldError(path, f"{name} must be finite, got {value}")
-    return float(value)
+    _check_together(fields)
+    return fields
 
 
 def _validation(value: Any) -> float | str:
@@ -73,5 +68,46 @@ def _precision(value: Any) -> str:
     return value
 
 
-def _dotted(path: tuple[str | int, ...]) -> str:
-    return ".".join(str(part) for part in path if not isinstance(part, int))
+def _augment(value: Any) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise FieldError(("augment",), f"augment must be a list of layers, got {show(value)}")
+    return tuple(resolve_augmentation(item, ("augment", i)) for i, item in enumerate(value))
+
+
+def _callback(value: Any, name: str, field: str) -> Any:
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    return resolve_callback(value, name, (field,))
+
+
+def _label_smoothing(value: Any) -> float:
+    smoothing = number(value, ("label_smoothing",))
+    if not 0 <= smoothing <= 1:
+        raise FieldError(
+            ("label_smoothing",), f"label_smoothing must be in [0, 1], got {show(value)}"
+        )
+    return smoothing
+
+
+def _check_together(fields: dict[str, Any]) -> None:
+    """Rules between fields: monitors that are computed, one owner of the learning rate."""
+    held_out = fields["validation"] == "test" or fields["validation"] > 0
+    for field in ("early_stopping", "reduce_lr_on_plateau"):
+        callback = fields[field]
+        if callback is None:
+            continue
+        monitor = callback.kwargs()["monitor"]
+        if monitor.startswith("val_") and not held_out:
+            raise FieldError(
+                (field, "monitor"),
+                f"{dotted((field, 'monitor'))} = {monitor!r} is never computed: validation = 0 "
+                "holds nothing out; set validation (e.g. 0.1) or monitor 'loss'",
+            )
+    if fields["reduce_lr_on_plateau"] is not None and fields["learning_rate_schedule"]:
+        raise FieldError(
+            ("reduce_lr_on_plateau",),
+            "reduce_lr_on_plateau cannot change a learning rate that learning_rate_schedule "
+            "sets at every step (Keras refuses it too); use one of them",
+        )

@@ -8,6 +8,7 @@ from typing import Any, Literal, Union
 
 from cnnlab.errors import SpecError
 from cnnlab.grid import Scalar, did_you_mean
+from cnnlab.spec.recipes import KerasObject
 from cnnlab.spec.training import checked_fields
 
 Padding = Literal["valid", "same"]
@@ -144,6 +145,13 @@ class TrainingSpec:
     train_limit: int | None = None  # train on the first N training images only (quick looks)
     # "bf16": autocast to bfloat16 (the fast mode on CPUs and GPUs that have it); fp32 otherwise.
     precision: Literal["fp32", "bf16"] = "fp32"
+    # Keras preprocessing layers applied to training batches only ({ random_crop = 32, pad = 4 }).
+    augment: tuple[KerasObject, ...] = ()
+    # A Keras learning-rate schedule, evaluated at every step (as Keras's optimizer does).
+    learning_rate_schedule: KerasObject | None = None
+    early_stopping: KerasObject | None = None  # Keras's EarlyStopping callback
+    reduce_lr_on_plateau: KerasObject | None = None  # Keras's ReduceLROnPlateau callback
+    label_smoothing: float = 0.0  # CategoricalCrossentropy(label_smoothing=...)
 
     def __post_init__(self) -> None:
         for name, value in checked_fields(self).items():
@@ -166,11 +174,32 @@ class TrainingSpec:
         Fields added after studies were first stored appear only when set, so the keys of
         studies that do not use them stay what they were.
         """
-        return {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        identity = {name: getattr(self, name) for name in IDENTITY_FIELDS}
+        for name, default in RECIPE_DEFAULTS.items():
+            if getattr(self, name) != default:
+                identity[name] = _plain(getattr(self, name))
+        return identity
+
+
+def _plain(value: Any) -> Any:
+    """JSON's types for a recipe field: a KerasObject as {"name": ..., its arguments}."""
+    if isinstance(value, KerasObject):
+        return {"name": value.name, **{key: _plain(v) for key, v in value.args}}
+    if isinstance(value, (tuple, list)):
+        return [_plain(item) for item in value]
+    return value
 
 
 # The training fields that every run key has held since the first stored study.
 IDENTITY_FIELDS = ("epochs", "batch_size", "validation", "train_limit", "precision")
+# Fields added later: in a run's identity only when set.
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "augment": (),
+    "learning_rate_schedule": None,
+    "early_stopping": None,
+    "reduce_lr_on_plateau": None,
+    "label_smoothing": 0.0,
+}
 
 
 @dataclass(frozen=True)

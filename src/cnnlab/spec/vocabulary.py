@@ -60,11 +60,27 @@ OPTIMIZERS = {
     "sgd": ("learning_rate", "momentum", "nesterov", "weight_decay"),
     "rmsprop": ("learning_rate", "rho", "momentum", "epsilon", "weight_decay"),
 }
+# Keras 3's arguments of every optimiser (cnnlab.optim.EXTRAS): gradient clipping.
+OPTIMIZERS = {
+    name: (*params, "clipnorm", "clipvalue", "global_clipnorm")
+    for name, params in OPTIMIZERS.items()
+}
 PARAM_ORDER = tuple(dict.fromkeys(param for params in OPTIMIZERS.values() for param in params))
 PARAM_ALIASES = {"lr": "learning_rate"}  # Keras 2's spelling
 
 MODEL_KEYS = ("name", "description", "optimizer", "layers", "reported", "factors")
 STUDY_KEYS = ("name", "description", "dataset", "seeds", "models", "training", "model", "grid")
-TRAINING_KEYS = ("epochs", "batch_size", "validation", "train_limit", "precision")
+TRAINING_KEYS = (
+    "epochs",
+    "batch_size",
+    "validation",
+    "train_limit",
+    "precision",
+    "augment",
+    "learning_rate_schedule",
+    "early_stopping",
+    "reduce_lr_on_plateau",
+    "label_smoothing",
+)
 PRECISIONS = ("fp32", "bf16")
 TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")

@@ -6,6 +6,7 @@ from typing import Any
 
 import tomli_w
 
+from cnnlab.spec.recipes import KerasObject
 from cnnlab.spec.types import (
     AveragePooling2D,
     BatchNormalization,
@@ -20,6 +21,7 @@ from cnnlab.spec.types import (
     OptimizerSpec,
     Pair,
     StudySpec,
+    TrainingSpec,
 )
 
 
@@ -41,11 +43,35 @@ def study_to_toml(study: StudySpec) -> str:
     lines.append(f"validation = {_scalar(study.training.validation)}")
     if study.training.train_limit is not None:
         lines.append(f"train_limit = {study.training.train_limit}")
+    lines += _recipe_lines(study.training)
     if study.training.precision != "fp32":
         lines.append(f"precision = {_scalar(study.training.precision)}")
     for model in study.models:
         lines += ["", "[[model]]", *_model_lines(model, "model.")]
     return "\n".join(lines) + "\n"
+
+
+def _recipe_lines(training: TrainingSpec) -> list[str]:
+    """The recipe fields that are set; Keras's None defaults left out (TOML has no null)."""
+    lines = []
+    if training.augment:
+        items = ", ".join(_keras_object(item, named=True) for item in training.augment)
+        lines.append(f"augment = [{items}]")
+    if training.learning_rate_schedule is not None:
+        schedule = _keras_object(training.learning_rate_schedule, named=True)
+        lines.append(f"learning_rate_schedule = {schedule}")
+    for field in ("early_stopping", "reduce_lr_on_plateau"):
+        callback = getattr(training, field)
+        if callback is not None:
+            lines.append(f"{field} = {_keras_object(callback, named=False)}")
+    if training.label_smoothing:
+        lines.append(f"label_smoothing = {_scalar(training.label_smoothing)}")
+    return lines
+
+
+def _keras_object(value: KerasObject, *, named: bool) -> str:
+    args = [(k, list(v) if isinstance(v, tuple) else v) for k, v in value.args if v is not None]
+    return _inline([("name", value.name), *args] if named else args)
 
 
 def _model_lines(spec: ModelSpec, table_prefix: str) -> list[str]:

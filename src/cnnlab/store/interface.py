@@ -102,6 +102,7 @@ class EpochMetrics:
     val_accuracy: float | None
     seconds: float
     images_per_second: float
+    learning_rate: float | None = None  # the optimiser's rate as the epoch ended
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ class RunRecord:
     attempts: int  # how many times it was claimed
     created_at: float
     reason: str | None = None  # why it failed or diverged
-    stopped_epoch: int | None = None  # the epoch it failed or diverged in
+    # The epoch it failed or diverged in, or the one EarlyStopping stopped after (done runs).
+    stopped_epoch: int | None = None
+    best_epoch: int | None = None  # EarlyStopping's best epoch (its weights tested if restored)
     worker: Worker | None = None  # the claim holder while running
     heartbeat_at: float | None = None
     device: str | None = None
@@ -296,6 +299,7 @@ class Store(Protocol):
         test: TestMetrics | None = None,
         predictions: Predictions | None = None,
         seconds: float | None = None,
+        best_epoch: int | None = None,
     ) -> RunRecord:
         """End the claim with done (needs `test`) or failed/diverged (needs `reason`)."""
         ...

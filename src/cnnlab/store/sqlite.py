@@ -39,7 +39,7 @@ from cnnlab.store.interface import (
     claim_is_stale,
 )
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the tables change
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when the tables change
 
 SCHEMA = (
     """CREATE TABLE study (
@@ -76,7 +76,8 @@ SCHEMA = (
         seconds REAL,
         test_loss REAL,
         test_accuracy REAL,
-        test_labels_hash TEXT)""",
+        test_labels_hash TEXT,
+        best_epoch INTEGER)""",
     "CREATE INDEX runs_by_status ON runs (status, seq)",
     """CREATE TABLE epochs (
         run_key TEXT NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
@@ -88,12 +89,21 @@ SCHEMA = (
         seconds REAL,
         images_per_second REAL,
         recorded_at REAL NOT NULL,
+        learning_rate REAL,
         PRIMARY KEY (run_key, epoch)) WITHOUT ROWID""",
     """CREATE TABLE predictions (
         run_key TEXT PRIMARY KEY REFERENCES runs (key) ON DELETE CASCADE,
         dtype TEXT NOT NULL CHECK (dtype IN ('int8', 'int16')),
         data BLOB NOT NULL)""",
 )
+
+# Version 1 -> 2: the learning rate of each epoch and EarlyStopping's best epoch (cnnlab.train).
+MIGRATIONS = {
+    1: (
+        "ALTER TABLE epochs ADD COLUMN learning_rate REAL",
+        "ALTER TABLE runs ADD COLUMN best_epoch INTEGER",
+    ),
+}
 
 # SQLite turns a bound NaN into NULL; a diverged run's NaN loss is a result worth keeping, so
 # NaN travels as this text (REAL affinity leaves non-numeric text as it is).
@@ -307,8 +317,10 @@ class SqliteStore:
                 )
             db.execute("DELETE FROM epochs WHERE run_key = ? AND epoch >= ?", (key, epoch))
             db.execute(
-                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, epoch, *_epoch_values(metrics), self._clock()),
+                "INSERT INTO epochs (run_key, epoch, loss, accuracy, val_loss, val_accuracy,"
+                " seconds, images_per_second, recorded_at, learning_rate)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, epoch, *_epoch_values(metrics), self._clock(), _real(metrics.learning_rate)),
             )
             if checkpoint is not None:
                 db.execute("UPDATE runs SET checkpoint = ? WHERE key = ?", (checkpoint, key))
@@ -324,6 +336,7 @@ class SqliteStore:
         test: TestMetrics | None = None,
         predictions: Predictions | None = None,
         seconds: float | None = None,
+        best_epoch: int | None = None,
     ) -> RunRecord:
         _check_outcome(key, status, reason, test)
         with self._write() as db:
@@ -333,6 +346,7 @@ class SqliteStore:
             db.execute(
                 "UPDATE runs SET status = ?, reason = ?, stopped_epoch = ?, test_loss = ?,"
                 " test_accuracy = ?, test_labels_hash = ?, seconds = ?, finished_at = ?,"
+                " best_epoch = ?,"
                 " worker_id = NULL, worker_host = NULL, worker_pid = NULL, heartbeat_at = NULL"
                 " WHERE key = ?",
                 (
@@ -344,6 +358,7 @@ class SqliteStore:
                     predictions.test_labels_hash if predictions else None,
                     _real(seconds),
                     self._clock(),
+                    best_epoch,
                     key,
                 ),
             )
@@ -360,6 +375,7 @@ class SqliteStore:
             db.execute("DELETE FROM predictions WHERE run_key = ?", (key,))
             db.execute(
                 "UPDATE runs SET status = 'pending', reason = NULL, stopped_epoch = NULL,"
+                " best_epoch = NULL,"
                 " checkpoint = NULL, started_at = NULL, finished_at = NULL, seconds = NULL,"
                 " test_loss = NULL, test_accuracy = NULL, test_labels_hash = NULL WHERE key = ?",
                 (key,),
@@ -398,10 +414,15 @@ class SqliteStore:
 
     def _create_schema(self) -> None:
         with self._write() as db:
-            if _schema_version(db, self.path) == 0:
+            version = _schema_version(db, self.path)
+            if version == 0:
                 for statement in SCHEMA:
                     db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            while 0 < version < SCHEMA_VERSION:  # an older store gains the new columns
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+                version += 1
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -615,6 +636,9 @@ def _epoch_from_row(row: sqlite3.Row) -> EpochMetrics:
         val_accuracy=_float(row["val_accuracy"]),
         seconds=_float(row["seconds"]),
         images_per_second=_float(row["images_per_second"]),
+        # A store opened read-only before its migration has no such column (Row's `in` looks
+        # at values, hence keys()).
+        learning_rate=_float(row["learning_rate"]) if "learning_rate" in row.keys() else None,  # noqa: SIM118
     )
 
 
@@ -637,6 +661,7 @@ def _run_from_row(row: sqlite3.Row, epochs: tuple[EpochMetrics, ...]) -> RunReco
         created_at=row["created_at"],
         reason=row["reason"],
         stopped_epoch=row["stopped_epoch"],
+        best_epoch=row["best_epoch"] if "best_epoch" in row.keys() else None,  # noqa: SIM118
         worker=worker,
         heartbeat_at=row["heartbeat_at"],
         device=row["device"],
