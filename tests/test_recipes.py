@@ -312,3 +312,12 @@ def test_stacked_seeds_train_the_same_recipe_as_separate_runs(mnist):
         assert [r.loss for r in result.history] == pytest.approx(
             [r.loss for r in alone.history], rel=1e-3
         )
+
+
+def test_keras_allows_one_kind_of_gradient_clipping():
+    from cnnlab.optim import resolve_optimizer
+
+    spec = OptimizerSpec("adam", (("clipnorm", 1.0), ("clipvalue", 0.5)))
+    with pytest.raises(SpecError, match="set one of clipnorm, clipvalue and global_clipnorm"):
+        resolve_optimizer(spec)
+    assert "clipnorm" not in dict(resolve_optimizer(OptimizerSpec("adam")).params)

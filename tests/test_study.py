@@ -107,6 +107,14 @@ def test_overrides_are_part_of_each_runs_identity(tmp_path, mnist_dir):
     assert keys(models="dense") == [base[1], base[3]]
 
 
+def test_a_crop_larger_than_the_datasets_images_is_refused_before_anything_trains(
+    tmp_path, mnist_dir
+):
+    training = TrainingSpec(augment=[{"random_crop": 40}])
+    with pytest.raises(SpecError, match=r"augment\[0\] \(random_crop\): a 40x40 crop is larger"):
+        study.plan_study(write_study(tmp_path), data_dir=mnist_dir, training=training)
+
+
 def test_a_training_spec_replaces_the_studys_training_and_reaches_every_task(tmp_path, mnist_dir):
     path = write_study(tmp_path)
     training = TrainingSpec(epochs=3, batch_size=64, validation=0.2)

@@ -89,7 +89,7 @@ def resolve_optimizer(spec: OptimizerSpec) -> ResolvedOptimizer:
     params = dict(KERAS_DEFAULTS[name])
     for key, value in spec.params:
         key = ALIASES.get(key, key)
-        known = {**EXTRAS, **params}
+        known = {**params, **{k: v for k, v in EXTRAS.items() if k not in params}}
         if key not in known:
             raise SpecError(
                 f"optimizer {name!r} has no parameter {key!r}{_close_match(key, known)}; "

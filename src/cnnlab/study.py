@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
+from cnnlab.augment import check_augmentation
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.devices import check_fits_in_memory
 from cnnlab.errors import SpecError
@@ -352,6 +353,7 @@ def _find_model(models: tuple[ModelSpec, ...], name: str) -> ModelSpec:
 
 def check_training(training: TrainingSpec, dataset: Dataset) -> None:
     """Settings the dataset cannot satisfy, refused before anything trains."""
+    check_augmentation(training.augment, dataset.image_shape)
     available = len(dataset.train_labels)
     limit = training.train_limit
     if limit is not None and not 1 <= limit <= available:
