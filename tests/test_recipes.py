@@ -321,3 +321,15 @@ def test_keras_allows_one_kind_of_gradient_clipping():
     with pytest.raises(SpecError, match="set one of clipnorm, clipvalue and global_clipnorm"):
         resolve_optimizer(spec)
     assert "clipnorm" not in dict(resolve_optimizer(OptimizerSpec("adam")).params)
+
+
+def test_rotation_turns_counter_clockwise_and_translation_moves_down_as_keras_says():
+    nearest = {"interpolation": "nearest", "fill_mode": "constant"}
+    image = torch.zeros(1, 1, 5, 5, 1)
+    image[0, 0, 2, 4, 0] = 1.0  # middle of the right edge
+    quarter = layers({"random_rotation": [0.25, 0.25], **nearest})
+    assert augment(image, quarter, generators(0))[0, 0, 0, 2, 0] == 1.0  # now top middle
+    image = torch.zeros(1, 1, 5, 5, 1)
+    image[0, 0, 2, 2, 0] = 1.0
+    down = layers({"random_translation": [0.2, 0.2], "width_factor": [0.0, 0.0], **nearest})
+    assert augment(image, down, generators(0))[0, 0, 3, 2, 0] == 1.0  # one pixel (0.2 x 5) down
