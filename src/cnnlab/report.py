@@ -302,13 +302,14 @@ def cost_section(results_table: table.ResultsTable) -> PlannedSection:
 
 def weight_section(results: StudyResults, models: list[str]) -> PlannedSection:
     jobs, unread = [], []
+    stems = plots.unique_slugs(models)
     for model in models:
         violins = model_violins(results, model)
         if violins is None or not violins.layers:
             unread.append(model)
             continue
         title = f"{model}: trained weights of every weighted layer (seed {violins.seed})"
-        stem = f"weights-{plots.slug(model)}"
+        stem = f"weights-{stems[model]}"
         jobs.append(plots.FigureJob(stem, title, plots.draw_weight_violins, (violins,)))
     intro = (
         "Each weighted layer under its name in the checkpoint (conv2d, conv2d_1, ..., dense_1; "
