@@ -137,12 +137,20 @@ class SqliteStore:
     """The `Store` contract on a SQLite file (see `cnnlab.store.interface.Store`)."""
 
     def __init__(
-        self, path: str | Path, *, clock: Callable[[], float] = time.time, timeout: float = 30.0
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path).expanduser().absolute()
         self._clock = clock
         self._timeout = timeout  # seconds a write waits for another process's transaction
         self._lock = threading.RLock()
+        if read_only:  # an archived study: nothing is created, configured or written
+            self._conn = self._connect_read_only()
+            return
         ensure_writable(self.path)
         self._conn = self._connect()
         try:
@@ -395,6 +403,35 @@ class SqliteStore:
                 conn.close()
                 raise
             return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes, for a study on a read-only disk or directory.
+
+        WAL readers need the -shm file; where it is gone and cannot be made (the last writer
+        closed cleanly, the directory is read-only) nobody can be writing, so the file is
+        opened as immutable (https://www.sqlite.org/uri.html#uriimmutable)."""
+        if not self.path.is_file():
+            raise StoreError(f"no results store at {self.path}")
+        uri = self.path.as_uri()
+        with self._errors():
+            for query in ("?mode=ro", "?mode=ro&immutable=1"):
+                conn = sqlite3.connect(
+                    uri + query, uri=True, timeout=self._timeout, isolation_level=None,
+                    check_same_thread=False,
+                )  # fmt: skip
+                conn.row_factory = sqlite3.Row
+                try:
+                    if _schema_version(conn, self.path) == 0:
+                        raise StoreError(f"{self.path} is an empty file, not a cnnlab store")
+                    return conn
+                except sqlite3.OperationalError:
+                    conn.close()
+                    if query.endswith("immutable=1"):
+                        raise
+                except BaseException:
+                    conn.close()
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _create_schema(self) -> None:
         with self._write() as db:
