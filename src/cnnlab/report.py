@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import html
 import json
+import os
 import platform
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -371,20 +372,27 @@ def errors_section(results: StudyResults, best: str | None) -> PlannedSection:
 
 
 def build_report(
-    directory: str | Path, *, data_dir: str | Path | None = None, processes: int = 1
+    directory: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    processes: int = 1,
+    out: str | Path | None = None,
 ) -> Path:
     """Build the study's report from its store (never training); returns the HTML file's path.
 
     Works for an unfinished study too: it reports what has finished and lists what is
     missing. `data_dir` is where the dataset's files are (for the test images and labels).
     processes > 1 draws the plots in that many spawned worker processes (a script that asks
-    for it needs `if __name__ == "__main__":`, as for any spawned process).
+    for it needs `if __name__ == "__main__":`, as for any spawned process). `out`: the report's
+    directory, instead of DIR/report (for a study on a read-only disk).
     """
     results = read_study(directory, data_dir=data_dir)
+    target = Path(out) if out is not None else results.directory / REPORT_DIRNAME
+    refuse_links(target, target / PLOTS_DIRNAME)
     try:
-        return _write_report(results, processes)
+        return _write_report(results, processes, target)
     except OSError as error:  # the study's results are untouched: only the report is missing
-        where = error.filename or results.directory / REPORT_DIRNAME
+        where = error.filename or target
         raise CnnlabError(
             f"cannot write the report at {where}: {error.strerror or error}; the study's "
             "results are kept: fix that (free space, permissions), then `cnnlab report "
@@ -392,15 +400,25 @@ def build_report(
         ) from error
 
 
-def _write_report(results: StudyResults, processes: int) -> Path:
-    out = results.directory / REPORT_DIRNAME
+def refuse_links(*directories: Path) -> None:
+    """A report directory that is a symbolic link would have the report written wherever it
+    points (another study's report, a system directory): refused, naming the link."""
+    for directory in directories:
+        if directory.is_symlink():
+            raise CnnlabError(
+                f"{directory} is a symbolic link (to {os.readlink(directory)}); cnnlab does not "
+                "write a report through it: remove the link, or choose a directory with --out"
+            )
+
+
+def _write_report(results: StudyResults, processes: int, out: Path) -> Path:
     results_table = table.build_results_table(results.runs, order=results.order)
     found = concl.write_conclusions(gather_evidence(results, results_table))
     best = found.best.best if found.best else None
     sections = draw_plots(results, results_table, best, out / PLOTS_DIRNAME, processes=processes)
     exports = write_exports(results_table, found, out)
     page = render_html(results, results_table, found, sections, exports)
-    written = plots.write_atomic(report_path(results.directory), page.encode())
+    written = plots.write_atomic(out / REPORT_FILENAME, page.encode())
     plots.write_atomic(out / SOURCE_FILENAME, runs_fingerprint(results.runs).encode())
     return written
 
