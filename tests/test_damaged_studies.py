@@ -25,7 +25,7 @@ name = "a/b"
 layers = ["flatten", { dense = "classes", activation = "softmax" }]
 [[model]]
 name = "a-b"
-layers = ["flatten", { dense = 4, activation = "relu" }, { dense = "classes", activation = "softmax" }]
+layers = ["flatten", { dense = 4 }, { dense = "classes", activation = "softmax" }]
 [[model]]
 name = "a?b"
 layers = ["flatten", "batchnorm", { dense = "classes", activation = "softmax" }]
