@@ -59,10 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("aborted", err=True)
         return 130
     except Exception as click_error:  # click's usage errors carry their own exit code
-        show = getattr(click_error, "show", None)
-        if show is None:
+        format_message = getattr(click_error, "format_message", None)
+        if format_message is None:
             raise
-        show()
+        if not format_message().strip():  # `cnnlab` alone: the help is the answer
+            click_error.show()  # type: ignore[attr-defined]
+            return getattr(click_error, "exit_code", 2)
+        # One line, as for a CnnlabError, instead of click's usage block (typer vendors click,
+        # so its error classes are matched by what they have, not by their module).
+        context = getattr(click_error, "ctx", None)
+        command = context.command_path if context else "cnnlab"
+        message = " ".join(format_message().split())
+        typer.secho(f"error: {message} (`{command} --help`)", fg=typer.colors.RED, err=True)
         return getattr(click_error, "exit_code", 2)
     # With standalone_mode=False click returns typer.Exit's code, or the command's return value.
     return result if isinstance(result, int) else 0

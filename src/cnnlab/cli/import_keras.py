@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cnnlab import limits
 from cnnlab.errors import CnnlabError
 from cnnlab.keras_import import import_keras_file
 
@@ -17,7 +18,10 @@ def import_keras(
     ),
     name: str | None = typer.Option(None, "--name", help="The model's name in the spec."),
     index: int | None = typer.Option(
-        None, "--index", help="Which Sequential model of the file, from 1 (default: the last)."
+        None,
+        "--index",
+        **limits.flag("index"),
+        help="Which Sequential model of the file, from 1 (default: the last).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
 ) -> None:
