@@ -3,14 +3,19 @@ never written through a link."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from cnnlab import report, study
 from cnnlab.cli import main
@@ -122,3 +127,77 @@ def test_report_refuses_to_write_through_a_symlinked_report_directory(shared_cop
     with pytest.raises(CnnlabError, match=r"report is a symbolic link \(to .*victim\)"):
         report.build_report(shared_copy)
     assert list(victim.iterdir()) == []
+
+
+def checkpoint_of(directory: Path, model: str) -> Path:
+    (run,) = [run for run in study.study_runs(directory) if run.model == model]
+    return directory / run.checkpoint
+
+
+def test_a_checkpoint_with_the_right_names_and_wrong_shapes_is_not_drawn(shared_copy):
+    path = checkpoint_of(shared_copy, "a/b")
+    tensors = load_file(str(path))
+    tensors["model/dense.weight"] = np.zeros((16, 10), dtype=np.float32)  # was (10, 784)
+    save_file(tensors, str(path))
+    shutil.rmtree(shared_copy / "report", ignore_errors=True)
+    page = report.build_report(shared_copy)
+    assert "No finished run with a readable checkpoint: a/b." in page.read_text()
+    assert len(list((shared_copy / "report" / "plots").glob("weights-*.png"))) == 2
+
+
+def test_a_missing_runs_directory_is_said_in_the_report(shared_copy):
+    shutil.rmtree(shared_copy / "runs")
+    text = report.build_report(shared_copy).read_text()
+    assert "No finished run with a readable checkpoint: a/b, a-b, a?b." in text, re.findall(
+        r"No finished run[^<]*", text
+    )
+    assert "runs/ directory is missing" in text
+
+
+def overwrite_predictions(directory: Path, model: str, byte: bytes) -> None:
+    """Garbage in the page that holds a run's predictions, written into the file itself."""
+    store = directory / "store.sqlite"
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (blob,) = db.execute(
+            "SELECT data FROM predictions JOIN runs ON key = run_key WHERE model = ?", (model,)
+        ).fetchone()
+    content = bytearray(store.read_bytes())
+    at = content.find(blob[:200])
+    assert at > 0
+    content[at + 50 : at + 150] = byte * 100
+    store.write_bytes(bytes(content))
+
+
+def test_garbage_in_a_predictions_page_is_said_to_be_damage_with_how_to_check(shared_copy, capsys):
+    overwrite_predictions(shared_copy, "a-b", b"\xff")  # -1 as int8: no class
+    assert main(["report", str(shared_copy), "--table", "none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "store.sqlite is damaged (the predictions of run" in err
+    assert f"`cnnlab status {shared_copy} --check`" in err
+
+
+def test_predictions_that_disagree_with_the_stored_accuracy_are_left_out_and_said(
+    shared_copy, mnist_dir
+):
+    overwrite_predictions(shared_copy, "a-b", b"\x07")  # valid classes, not the run's answers
+    text = report.build_report(shared_copy, data_dir=mnist_dir).read_text()
+    assert "disagree with their stored test accuracy: the store is damaged" in text
+
+
+def test_status_check_runs_sqlites_integrity_check(shared_copy, capsys):
+    assert main(["status", str(shared_copy), "--check"]) == 0
+    assert "store ok" in capsys.readouterr().out
+    store = shared_copy / "store.sqlite"
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        index_page = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'runs_by_status'"
+        ).fetchone()[0]
+    content = bytearray(store.read_bytes())
+    start = (index_page - 1) * page_size
+    content[start + 8 : start + page_size] = bytes(page_size - 8)  # the index's cells, zeroed
+    store.write_bytes(bytes(content))
+    assert main(["status", str(shared_copy), "--check"]) == 1
+    assert "store damaged:" in capsys.readouterr().err

@@ -101,6 +101,8 @@ def read_study(directory: str | Path, *, data_dir: str | Path | None = None) -> 
     settings = dict(info.settings) if info else {}
     labels, images, notes = load_test_set(dataset_source(settings, runs), data_dir)
     pairable, dropped = pairable_predictions(predicted, labels)
+    pairable, damaged = consistent_predictions(pairable, labels, runs, where)
+    dropped += damaged
     return StudyResults(
         name=info.name if info else where.name,
         directory=where,
@@ -167,6 +169,34 @@ def pairable_predictions(
     other = sum(1 for p in predicted.values() if p and p.test_labels_hash != expected)
     note = f"{other} runs' predictions answer another test set than the one loaded; left out"
     return kept, ((note,) if other else ())
+
+
+def consistent_predictions(
+    pairable: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    runs: Sequence[RunRecord],
+    directory: Path,
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """Leave out predictions that cannot be the run's own: another length than the test set,
+    or an accuracy other than the one stored with the run (a damaged page of the store)."""
+    accuracy = {run.key: run.test.accuracy for run in runs if run.test is not None}
+    kept, bad = {}, []
+    for key, predicted in pairable.items():
+        fits = labels is not None and len(predicted) == len(labels)
+        if fits and key in accuracy and np.isfinite(accuracy[key]):
+            fits = abs(float(np.mean(predicted == labels)) - accuracy[key]) <= 0.5 / len(labels)
+        if fits:
+            kept[key] = predicted
+        else:
+            bad.append(key)
+    if not bad:
+        return kept, ()
+    note = (
+        f"the stored predictions of {len(bad)} run(s) ({', '.join(bad[:3])}) disagree with their "
+        f"stored test accuracy: the store is damaged; left out. `cnnlab status {directory} "
+        "--check` checks it"
+    )
+    return kept, (note,)
 
 
 # -- the statistics' input ----------------------------------------------------------------------
@@ -237,6 +267,7 @@ class PlannedSection:
     title: str
     intro: str
     jobs: tuple[plots.FigureJob, ...]
+    missing: bool = False  # it says what could not be drawn: shown even without figures
 
 
 def draw_plots(
@@ -259,7 +290,7 @@ def draw_plots(
     jobs = [job for section in planned for job in section.jobs]
     files = iter(plots.save_figures(jobs, directory, processes=processes))
     sections = [PlotSection(s.title, s.intro, tuple(next(files) for _ in s.jobs)) for s in planned]
-    return tuple(section for section in sections if section.files)
+    return tuple(s for s, plan in zip(sections, planned, strict=True) if s.files or plan.missing)
 
 
 def curve_section(runs: Sequence[RunRecord], models: list[str]) -> PlannedSection:
@@ -318,7 +349,14 @@ def weight_section(results: StudyResults, models: list[str]) -> PlannedSection:
     )
     if unread:
         intro += f" No finished run with a readable checkpoint: {', '.join(unread)}."
-    return PlannedSection("Trained weights", intro, tuple(jobs))
+        if not (results.directory / "runs").is_dir():
+            intro += f" The study's runs/ directory is missing from {results.directory}."
+        else:
+            intro += (
+                " (A checkpoint whose tensors do not add up to the model's parameter count is"
+                " damaged and not drawn.)"
+            )
+    return PlannedSection("Trained weights", intro, tuple(jobs), missing=bool(unread))
 
 
 def model_violins(results: StudyResults, model: str) -> plots.WeightViolins | None:
@@ -326,21 +364,25 @@ def model_violins(results: StudyResults, model: str) -> plots.WeightViolins | No
     for run in sorted(results.runs, key=lambda r: r.seed):
         if run.model != model or run.status != "done" or not run.checkpoint:
             continue
-        state = read_weights(results.directory / run.checkpoint)
+        state = read_weights(results.directory / run.checkpoint, params=run.params)
         if state is not None:
             layers = table.stored_spec(run.spec).layers
             return plots.weight_violins(model, run.seed, layers, state)
     return None
 
 
-def read_weights(path: Path) -> dict[str, np.ndarray] | None:
-    """A checkpoint's model tensors by layer parameter name; None if it cannot be read."""
+def read_weights(path: Path, *, params: int | None = None) -> dict[str, np.ndarray] | None:
+    """A checkpoint's model tensors by layer parameter name; None if it cannot be read, or
+    when `params` (the run's stored count, Keras's total) disagrees with its tensors' sizes:
+    tensors with the right names and the wrong shapes are damage, not trained weights."""
     try:
         tensors = load_file(str(path))
     except (OSError, SafetensorError):  # removed, truncated or not safetensors
         return None
     size = len(CHECKPOINT_MODEL_PREFIX)
-    return {k[size:]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
+    state = {k[size:]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
+    counted = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    return None if params is not None and counted != params else state
 
 
 def errors_section(results: StudyResults, best: str | None) -> PlannedSection:

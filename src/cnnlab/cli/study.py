@@ -152,10 +152,15 @@ def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
 def status_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    check: bool = typer.Option(
+        False, "--check", help="Check every page of the store (PRAGMA integrity_check)."
+    ),
 ) -> None:
     """Runs by state, epochs done of all, and the time left (from measured epochs)."""
     from cnnlab import study
 
+    if check:
+        print_check(directory, study.check_store(directory))
     status = study.study_status(directory)
     if as_json:
         typer.echo(json.dumps(status.to_dict(), indent=2))
@@ -186,6 +191,16 @@ def status_command(
             f"{status.other_runs} older runs (other specs or settings): "
             f"`cnnlab runs {status.directory} --all`"
         )
+
+
+def print_check(directory: Path, problems: list[str]) -> None:
+    """'store ok', or each problem SQLite found and exit code 1."""
+    if not problems:
+        typer.echo(f"store ok: {directory} passed SQLite's integrity check")
+        return
+    for problem in problems:
+        typer.echo(f"store damaged: {problem}", err=True)
+    raise typer.Exit(1)
 
 
 def runs_command(

@@ -230,8 +230,11 @@ class SqliteStore:
             row = db.execute("SELECT * FROM predictions WHERE run_key = ?", (key,)).fetchone()
         if row is None:
             return None
-        values = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"]).newbyteorder("<"))
-        return Predictions(values.copy(), test_labels_hash=run.test_labels_hash or "")
+        try:
+            values = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"]).newbyteorder("<"))
+            return Predictions(values.copy(), test_labels_hash=run.test_labels_hash or "")
+        except (ValueError, TypeError, StoreError) as error:  # bytes no run could have written
+            raise StoreError(damaged(self.path, f"the predictions of run {key}: {error}")) from None
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -559,11 +562,21 @@ def _explain(path: Path, error: sqlite3.Error, timeout: float) -> str:
         hint = "make the store and its directory writable"
     elif "locked" in text or "busy" in text:
         hint = f"another process held it for over {timeout:.0f} s; run again"
-    elif "not a database" in text or "malformed" in text:
+    elif "malformed" in text or "corrupt" in text:
+        return damaged(path, text)
+    elif "not a database" in text:
         hint = "it is not a cnnlab results store or it is damaged; move it away"
     else:
         hint = "check the file and its directory"
     return f"results store {path}: {text}; {hint}"
+
+
+def damaged(path: Path, what: str) -> str:
+    """The line that says a store is damaged and how to check the whole file."""
+    return (
+        f"the results store {path} is damaged ({what}); `cnnlab status {path.parent} --check` "
+        "checks every page (SQLite's PRAGMA integrity_check); keep a copy before repairing it"
+    )
 
 
 def _unknown_run(key: str, path: Path) -> str:
