@@ -93,7 +93,7 @@ def test_bad_validation_is_one_error_line(capsys, tiny_toml, mnist_dir):
     code, _, err = train(capsys, tiny_toml, "--validation", "most", "--data-dir", mnist_dir)
     assert code == 2
     assert (
-        err.strip() == "error: --validation must be a fraction such as 0.1, or \"test\"; got 'most'"
+        err.strip() == "error: --validation must be a fraction in [0, 1), or \"test\"; got 'most'"
     )
 
 
