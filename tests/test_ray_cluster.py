@@ -151,6 +151,7 @@ def cluster(tmp_path_factory):
         initialize_head=True,
         head_node_args={"num_cpus": 0, **node_options(roots["head"])},
     )
+    forget_address(cluster.address)
     workers = {
         cluster.add_node(num_cpus=1, **node_options(roots[name])): roots[name]
         for name in ("node1", "node2")
@@ -161,6 +162,17 @@ def cluster(tmp_path_factory):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def forget_address(address: str) -> None:
+    """Cluster writes its address where a plain `ray.init()` on this machine looks for a
+    cluster to join (/tmp/ray/ray_current_cluster); take it back, so that others using Ray
+    here meanwhile start their own instance instead of joining this one."""
+    from ray._common.utils import reset_ray_address
+    from ray._private.utils import read_ray_address
+
+    if read_ray_address() == address:
+        reset_ray_address()
 
 
 def node_options(root: Path) -> dict:
