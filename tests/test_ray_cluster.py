@@ -108,15 +108,25 @@ def test_cnnlab_run_on_a_cluster_started_with_ray_start(study_file, tmp_path, mn
     head += ["--temp-dir", temp, "--disable-usage-stats"]
     node = [str(ray_bin), "start", "--block", "--address", address, "--num-cpus", "1"]
     node += ["--node-ip-address", "127.0.0.1"]
-    nodes = [subprocess.Popen(head, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)]
+    # Without a token of its own: `ray start` turns token authentication on when the user has
+    # one (~/.ray/auth_token), and then every client needs RAY_AUTH_MODE=token too.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    nodes = [subprocess.Popen(head, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)]
     try:
-        wait_for(lambda: ray_status_ok(ray_bin, address), "the head node")
-        nodes.append(subprocess.Popen(node, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        wait_for(lambda: ray_status_ok(ray_bin, address, nodes=2), "the second node", every=1)
+        wait_for(lambda: ray_status_ok(ray_bin, address, env), "the head node", every=1)
+        nodes.append(
+            subprocess.Popen(node, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        )
+        wait_for(lambda: ray_status_ok(ray_bin, address, env, nodes=2), "the 2nd node", every=1)
         command = [sys.executable, "-m", "cnnlab", "run", str(study_file), "--executor", "ray"]
         command += ["--address", address, "--epochs", "1", "--json"]
         command += cli_options(tmp_path, mnist_dir)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE)
+        too_big = subprocess.run(
+            [*command, "--threads", "4"], capture_output=True, text=True, timeout=DEADLINE, env=env
+        )  # a run no node can take would wait forever: refused
+        assert too_big.returncode == 2, too_big.stderr
+        assert "the largest node of the cluster has 1; pass --threads 1" in too_big.stderr
+        done = subprocess.run(command, capture_output=True, text=True, timeout=DEADLINE, env=env)
         assert done.returncode == 0, done.stderr
         rows = json.loads(done.stdout)
         assert [(row["status"], row["epochs"]) for row in rows] == [("done", 1)]
@@ -130,9 +140,9 @@ def test_cnnlab_run_on_a_cluster_started_with_ray_start(study_file, tmp_path, mn
                 process.kill()
 
 
-def ray_status_ok(ray_bin: Path, address: str, nodes: int = 1) -> bool:
+def ray_status_ok(ray_bin: Path, address: str, env: dict, nodes: int = 1) -> bool:
     status = subprocess.run(
-        [str(ray_bin), "status", "--address", address], capture_output=True, text=True
+        [str(ray_bin), "status", "--address", address], capture_output=True, text=True, env=env
     )
     return status.returncode == 0 and status.stdout.count("node_") >= nodes
 

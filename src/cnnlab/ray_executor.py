@@ -21,6 +21,7 @@ as pending, not failed: the next `cnnlab run` resumes it without `--retry-failed
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -285,6 +286,7 @@ class RayExecutor:
         self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
     ) -> None:
         ray, worker = self.ray, Worker.current("ray")
+        self.check_fits_a_node(setup)
         place = TaskPlace(self.shared_dir, mark_study_dir(next(iter(tasks.values())).study_dir))
         depot = start_depot(ray)
         remote = ray.remote(ray_train_task).options(
@@ -314,6 +316,19 @@ class RayExecutor:
             except BaseException:
                 driver.abandon()
                 raise
+
+    def check_fits_a_node(self, setup: WorkerSetup) -> None:
+        """Refuse runs that no node has the CPUs for: Ray would wait for such a node forever."""
+        largest = max(
+            (node["Resources"].get("CPU", 0) for node in self.ray.nodes() if node["Alive"]),
+            default=0,
+        )
+        if setup.threads > largest:
+            raise StudyError(
+                f"each run asks Ray for {setup.threads} CPUs (--threads, by default this "
+                f"machine's cores), but the largest node of the cluster has {largest:g}; pass "
+                f"--threads {max(1, int(largest))} or add larger nodes"
+            )
 
     def capacity(self, setup: WorkerSetup) -> int:
         """Runs in flight: `jobs`, else what the cluster's CPUs (and GPUs) hold at once."""
@@ -532,5 +547,13 @@ def connect_ray(ray: Any, address: str | None) -> bool:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"at {address}" if address else "locally"
-        raise StudyError(f"cannot start or reach a Ray cluster {where}: {error}") from error
+        hint = ""
+        if address and not os.environ.get("RAY_AUTH_MODE"):
+            hint = (
+                " (when `ray start` said token authentication is enabled, run cnnlab with "
+                "RAY_AUTH_MODE=token and the cluster's token, as Ray's docs on token "
+                "authentication say)"
+            )
+        message = first_line(error)
+        raise StudyError(f"cannot start or reach a Ray cluster {where}: {message}{hint}") from error
     return True
