@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab import limits
 from cnnlab.augment import augment, check_augmentation
 from cnnlab.build import build_model
 from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
@@ -41,6 +42,7 @@ from cnnlab.devices import (
     resolve_device,
 )
 from cnnlab.errors import CnnlabError, DataError, SpecError
+from cnnlab.memory import check_step_fits
 from cnnlab.optim import (
     ResolvedOptimizer,
     before_step,
@@ -293,12 +295,14 @@ def train_runs(
     """
     started = time.perf_counter()
     resolved = resolve_optimizer(spec.optimizer)
-    check_fits_in_memory(
-        spec.name, summarize(spec, dataset.image_shape, dataset.classes).total_params
-    )
+    model_summary = summarize(spec, dataset.image_shape, dataset.classes)
+    check_fits_in_memory(spec.name, model_summary.total_params)
     check_augmentation(training.augment, dataset.image_shape)
     directories = [None if d is None else Path(d) for d in (run_dirs or [None] * len(seeds))]
     target = _prepare_device(device, threads)
+    check_step_fits(
+        spec.name, model_summary, training.batch_size, training.precision, target.type, target.index
+    )
     data = prepare_data(dataset, training.train_limit, training.validation, target)
     setup = RunSetup(spec, resolved, dataset, training, target, data)
     with _forked_rng(target):
@@ -730,6 +734,7 @@ def check_seed(seed: Any) -> int:
         raise SpecError(f"seed must be an integer, got {seed!r}")
     if seed < 0:
         raise SpecError(f"seed must be >= 0, got {seed}")
+    limits.check("seed", seed)  # and at most its documented bound
     return int(seed)
 
 

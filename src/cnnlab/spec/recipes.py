@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cnnlab import limits
 from cnnlab.errors import SpecError
 from cnnlab.grid import did_you_mean, show
 
@@ -30,13 +31,18 @@ class FieldError(SpecError):
         self.path, self.rule = path, rule
 
 
-def whole(value: Any, path: tuple[str | int, ...], *, minimum: int) -> int:
-    """A whole number >= minimum; NumPy integers count (a loop over np.arange), 1.0 does not."""
+def whole(
+    value: Any, path: tuple[str | int, ...], *, minimum: int, maximum: int = limits.SIZE_MAX
+) -> int:
+    """A whole number in [minimum, maximum]; NumPy integers count (a loop over np.arange),
+    1.0 does not. Every integer a user gives has a bound (cnnlab.limits)."""
     name = dotted(path)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise FieldError(path, f"{name} must be an integer, got {show(value)}")
     if value < minimum:
         raise FieldError(path, f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise FieldError(path, f"{name} must be <= {maximum:,}, got {value:,}")
     return int(value)
 
 

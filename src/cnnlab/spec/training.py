@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from cnnlab import limits
 from cnnlab.grid import show
 from cnnlab.spec.recipes import (
     FieldError,
@@ -29,12 +30,12 @@ def checked_fields(training: Any) -> dict[str, Any]:
     """The fields of `training` in their canonical form (NumPy ints as ints, recipe tables as
     KerasObjects with Keras's defaults spelled out); FieldError if one is bad."""
     fields = {
-        "epochs": whole(training.epochs, ("epochs",), minimum=1),
-        "batch_size": whole(training.batch_size, ("batch_size",), minimum=1),
+        "epochs": _limited(training.epochs, "epochs"),
+        "batch_size": _limited(training.batch_size, "batch_size"),
         "validation": _validation(training.validation),
         "train_limit": None
         if training.train_limit is None
-        else whole(training.train_limit, ("train_limit",), minimum=1),
+        else _limited(training.train_limit, "train_limit"),
         "precision": _precision(training.precision),
         "augment": _augment(training.augment),
         "learning_rate_schedule": None
@@ -48,6 +49,12 @@ def checked_fields(training: Any) -> dict[str, Any]:
     }
     _check_together(fields)
     return fields
+
+
+def _limited(value: Any, name: str) -> int:
+    """An integer within its row of cnnlab.limits.LIMITS."""
+    limit = limits.LIMITS[name]
+    return whole(value, (name,), minimum=int(limit.low), maximum=int(limit.high))
 
 
 def _validation(value: Any) -> float | str:
