@@ -205,8 +205,10 @@ def print_result(name: str, result: train.TrainResult) -> None:
 def history_table(name: str, result: train.TrainResult) -> Table:
     """One row per epoch: what Keras's History holds, plus time and throughput."""
     table = Table(title=f"{name}  (seed {result.seed}, {result.device}, {result.precision})")
-    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "img/s", "lr"]
-    for column in columns:
+    # The learning rate only when it moved (a schedule, a plateau): the table stays 80 wide.
+    rates = {r.learning_rate for r in result.history}
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "img/s"]
+    for column in columns + (["lr"] if len(rates) > 1 else []):
         table.add_column(column, justify="right")
     for r in result.history:
         table.add_row(
@@ -217,7 +219,11 @@ def history_table(name: str, result: train.TrainResult) -> Table:
             "-" if r.val_accuracy is None else f"{r.val_accuracy:.4f}",
             f"{r.seconds:.1f}",
             f"{r.images_per_second:,.0f}",
-            "-" if r.learning_rate is None else f"{r.learning_rate:.4g}",
+            *(
+                []
+                if len(rates) < 2
+                else ["-" if r.learning_rate is None else f"{r.learning_rate:.4g}"]
+            ),
         )
     return table
 
