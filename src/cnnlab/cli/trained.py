@@ -1,0 +1,53 @@
+"""`cnnlab predict`, `cnnlab export`, `cnnlab export-logs`: a study's trained networks, used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+EPOCH_HELP = 'Which weights: "best" (highest validation accuracy), "last" or an epoch number.'
+
+
+def register(app: typer.Typer) -> None:
+    """Add `predict`, `export` and `export-logs` to the root app."""
+    app.command("predict")(predict_command)
+
+
+def predict_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
+    images: list[Path] = typer.Argument(..., metavar="IMAGE...", help="Image files."),
+    model: str = typer.Option(..., "--model", help="The model's name in the study."),
+    seed: int = typer.Option(None, "--seed", help="The run's seed (when the model has several)."),
+    epoch: str = typer.Option("best", "--epoch", help=EPOCH_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """The class (with its name where known) and probability of each image, by a trained run.
+
+    Images must have the size and colour mode the network was trained on (never resized).
+    """
+    from cnnlab import trained
+
+    loaded = trained.load_run(directory, model=model, seed=seed, epoch=epoch)
+    classes, probabilities = loaded.predict(trained.read_images(images, loaded.image_shape))
+    rows = [
+        {
+            "image": str(path),
+            "class": int(cls),
+            "name": loaded.class_name(int(cls)),
+            "probability": float(row[cls]),
+        }
+        for path, cls, row in zip(images, classes, probabilities, strict=True)
+    ]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"model": model, "seed": loaded.seed, "epoch": loaded.epoch, "predictions": rows},
+                indent=2,
+            )
+        )
+        return
+    for row in rows:
+        name = f" ({row['name']})" if row["name"] != str(row["class"]) else ""
+        typer.echo(f"{row['image']}: {row['class']}{name} {row['probability']:.4f}")
