@@ -13,6 +13,7 @@ EPOCH_HELP = 'Which weights: "best" (highest validation accuracy), "last" or an 
 def register(app: typer.Typer) -> None:
     """Add `predict`, `export` and `export-logs` to the root app."""
     app.command("predict")(predict_command)
+    app.command("export")(export_command)
 
 
 def predict_command(
@@ -51,3 +52,24 @@ def predict_command(
     for row in rows:
         name = f" ({row['name']})" if row["name"] != str(row["class"]) else ""
         typer.echo(f"{row['image']}: {row['class']}{name} {row['probability']:.4f}")
+
+
+def export_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
+    model: str = typer.Option(..., "--model", help="The model's name in the study."),
+    output: Path = typer.Option(..., "-o", "--output", help="The file to write."),
+    export_format: str = typer.Option(
+        ..., "--format", help="onnx, torchscript or safetensors (+ the spec TOML beside it)."
+    ),
+    seed: int = typer.Option(None, "--seed", help="The run's seed (when the model has several)."),
+    epoch: str = typer.Option("best", "--epoch", help=EPOCH_HELP),
+) -> None:
+    """Write a trained run as ONNX, TorchScript or safetensors, its metadata inside."""
+    from cnnlab import export
+
+    export.check_format(export_format)  # before loading: a missing package says so at once
+    paths = export.export_run(
+        directory, model=model, seed=seed, epoch=epoch, format=export_format, output=output
+    )
+    for path in paths:
+        typer.echo(f"wrote {path}")
