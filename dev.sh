@@ -10,8 +10,9 @@ VENV=.venv
 # torch first and pinned: that CPU build lies on disk here, while an unpinned torch pulls
 # gigabytes of CUDA packages. The package itself only asks for torch>=2.4.
 TORCH_PIN=${CNNLAB_TORCH_PIN:-torch==2.13.0}
-# dev: pytest, hypothesis, ruff; ray: the distributed executor, tested on a local Ray instance.
-EXTRAS=dev,ray
+# dev: pytest, hypothesis, ruff; ray: the distributed executor, tested on a local Ray instance;
+# onnx: the ONNX export, checked with onnxruntime.
+EXTRAS=dev,ray,onnx
 
 setup() {
     local stamp="$VENV/.cnnlab-installed"
