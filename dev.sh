@@ -11,8 +11,9 @@ VENV=.venv
 # gigabytes of CUDA packages. The package itself only asks for torch>=2.4.
 TORCH_PIN=${CNNLAB_TORCH_PIN:-torch==2.13.0}
 # dev: pytest, hypothesis, ruff; ray: the distributed executor, tested on a local Ray instance;
-# onnx: the ONNX export, checked with onnxruntime.
-EXTRAS=dev,ray,onnx
+# onnx, pandas, tensorboard, mlflow: the exports of trained runs, results and logs (optional for
+# users, tested here).
+EXTRAS=dev,ray,onnx,pandas,tensorboard,mlflow
 
 setup() {
     local stamp="$VENV/.cnnlab-installed"

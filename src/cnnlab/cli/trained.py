@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     """Add `predict`, `export` and `export-logs` to the root app."""
     app.command("predict")(predict_command)
     app.command("export")(export_command)
+    app.command("export-logs")(export_logs_command)
 
 
 def predict_command(
@@ -73,3 +74,28 @@ def export_command(
     )
     for path in paths:
         typer.echo(f"wrote {path}")
+
+
+def export_logs_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
+    tensorboard: Path = typer.Option(
+        None, "--tensorboard", metavar="OUT", help="Write TensorBoard event files under OUT."
+    ),
+    mlflow: str = typer.Option(
+        None, "--mlflow", metavar="URI", help="Log to this MLflow tracking URI (file:./mlruns)."
+    ),
+) -> None:
+    """Export a finished or running study to TensorBoard and/or MLflow (their own writers)."""
+    from cnnlab import trackers
+    from cnnlab.errors import SpecError
+
+    if tensorboard is None and mlflow is None:
+        raise SpecError("say where to: --tensorboard OUT and/or --mlflow URI")
+    if tensorboard is not None:
+        written = trackers.export_tensorboard(directory, tensorboard)
+        typer.echo(
+            f"tensorboard: {len(written)} runs in {tensorboard} (see: tensorboard --logdir DIR)"
+        )
+    if mlflow is not None:
+        ids = trackers.export_mlflow(directory, mlflow)
+        typer.echo(f"mlflow: {len(ids)} runs at {mlflow}")
