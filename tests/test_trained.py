@@ -208,3 +208,16 @@ def test_a_file_that_is_no_image_is_one_line(trained_study, tmp_path):
         read_images([text], (28, 28, 1))
     with pytest.raises(RunError, match=r"missing\.png: no such file"):
         read_images([tmp_path / "missing.png"], (28, 28, 1))
+
+
+def test_a_damaged_best_checkpoint_is_one_line_and_last_still_loads(trained_study, tmp_path):
+    import shutil
+
+    copy = tmp_path / "study"
+    shutil.copytree(trained_study, copy)
+    run = stored_runs(copy)[0]
+    blob = copy / "runs" / run.key / "best.safetensors"
+    blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(RunError, match=r"is damaged \(best\.safetensors does not match its sha256"):
+        load_run(copy, model=run.model, seed=run.seed)
+    assert load_run(copy, model=run.model, seed=run.seed, epoch="last").epoch == 4
