@@ -84,7 +84,9 @@ def test_load_run_by_epoch_number_of_the_last_or_the_best_epoch(trained_study):
     assert load_run(trained_study, model="conv", seed=1, epoch=4).epoch == 4
     assert load_run(trained_study, model="conv", seed=1, epoch=best).epoch == best
     gone = min({1, 2, 3} - {best})
-    with pytest.raises(RunError, match=rf"no checkpoint of epoch {gone} .*epochs kept: 4; "):
+    with pytest.raises(
+        RunError, match=rf"no checkpoint of epoch {gone} .*\(kept: .*epoch {best} \(best\)"
+    ):
         load_run(trained_study, model="conv", seed=1, epoch=gone)
     with pytest.raises(RunError, match=r"has epochs 1\.\.4, not 9"):
         load_run(trained_study, model="conv", seed=1, epoch=9)

@@ -192,12 +192,22 @@ def _checkpoint(run: RunRecord, run_dir: Path, epoch: EpochChoice) -> Checkpoint
     except CheckpointDamaged as damage:
         raise RunError(f"{where}: the checkpoint in {run_dir} is damaged ({damage})") from None
     if checkpoint is None:
-        kept = ", ".join(str(e) for e in kept_epochs(run_dir)) or "none"
         raise RunError(
-            f"{where}: no checkpoint of epoch {number} in {run_dir} (epochs kept: {kept}; "
-            'and "best")'
+            f"{where}: no checkpoint of epoch {number} in {run_dir} (kept: {_kept(run_dir)})"
         )
     return checkpoint
+
+
+def _kept(run_dir: Path) -> str:
+    """'epoch 7 (best), epoch 12': the epochs whose weights a run directory holds."""
+    kept = {epoch: "" for epoch in kept_epochs(run_dir)}
+    try:
+        best = load_best(run_dir)
+    except CheckpointDamaged:
+        best = None
+    if best is not None:
+        kept[best.epoch] = " (best)"
+    return ", ".join(f"epoch {e}{label}" for e, label in sorted(kept.items())) or "none"
 
 
 def _best(run: RunRecord, run_dir: Path, where: str) -> Checkpoint:
