@@ -128,6 +128,12 @@ def load_run(
     """
     root = study_directory(directory)
     run = find_run(study_runs(root), model=model, seed=seed)
+    normalize = run.training.get("normalize", "scale")
+    if normalize != "scale":  # predictions on x / 255 alone would be silently wrong
+        raise RunError(
+            f"{run.model} seed {run.seed} was trained with normalize = {normalize!r}; "
+            "load_run feeds x / 255 only and cannot load it yet"
+        )
     run_dir = root / RUNS_DIRNAME / run.key
     checkpoint = _checkpoint(run, run_dir, epoch)
     identity = checkpoint.identity
