@@ -308,3 +308,8 @@ def load_epoch(run_dir: Path, epoch: int) -> Checkpoint | None:
 def kept_epochs(run_dir: Path) -> list[int]:
     """The epochs whose checkpoints are on disk (whole or not), oldest first."""
     return sorted(epoch for epoch, _ in _manifests(run_dir))
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` as checkpoints are written: temp file, fsync, atomic rename."""
+    _write_atomic(path, data)
