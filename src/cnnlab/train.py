@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from cnnlab import limits
 from cnnlab.augment import augment, check_augmentation
 from cnnlab.build import build_model
-from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
+from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_best, save_checkpoint
 from cnnlab.devices import (
     check_fits_in_memory,
     configure_threads,
@@ -878,17 +878,26 @@ def _resume(run: Run) -> tuple[int, tuple[str, ...]]:
 
 
 def _save(run: Run, epoch: int) -> None:
-    """The run's checkpoint: weights, optimiser, generators and history after `epoch`."""
+    """The run's checkpoint (weights, optimiser, generators, history and recipe state after
+    `epoch`), and its best epoch's weights when this epoch is the best so far."""
+    history = [dataclasses.asdict(record) for record in run.history]
     save_checkpoint(
         run.directory,  # type: ignore[arg-type]
         epoch=epoch,
         model=run.model,
         optimizer=run.optimizer,
         rng_states=_rng_states(run),
-        history=[dataclasses.asdict(record) for record in run.history],
+        history=history,
         identity=run.identity,
         recipe_state=run.recipe.state(),
         kept_state=run.recipe.kept,
+    )
+    save_best(
+        run.directory,  # type: ignore[arg-type]
+        epoch=epoch,
+        model=run.model,
+        history=history,
+        identity=run.identity,
     )
 
 
