@@ -1,4 +1,4 @@
-"""The sequential-seeds procedure: its error rates by simulation, its stopping reasons, its inputs."""
+"""The sequential-seeds procedure: error rates by simulation, stopping reasons, inputs."""
 
 from __future__ import annotations
 

@@ -31,12 +31,13 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import special
 
 from cnnlab.errors import SpecError
+from cnnlab.store.interface import FINAL_STATUSES, RunRecord
 
 DEFAULT_MIN_SEEDS = 2  # the fewest that give a spread, so a t-test
 DEFAULT_MAX_SEEDS = 10
@@ -428,3 +429,34 @@ def _assemble(
         best = max(means, key=means.__getitem__)
     runs = sum(m.seeds for m in models)
     return Decisions(models, dict(needed), settings, runs, best)
+
+
+# -- from a study's stored runs -------------------------------------------------------------------
+
+SETTINGS_KEY = "until_decided"  # where the study's stored settings keep the procedure's
+
+
+def accuracies_by_seed(runs: Sequence[RunRecord], model: str) -> list[float | None]:
+    """A model's test accuracies for seeds 0, 1, 2, ... up to the first seed not yet ended;
+    None for a failed or diverged run (or one without a finite accuracy)."""
+    ended = {run.seed: run for run in runs if run.model == model and run.status in FINAL_STATUSES}
+    values: list[float | None] = []
+    while len(values) in ended:
+        run = ended[len(values)]
+        ok = run.status == "done" and run.test is not None and math.isfinite(run.test.accuracy)
+        values.append(run.test.accuracy if ok else None)  # type: ignore[union-attr]
+    return values
+
+
+def decisions_of(settings: Mapping[str, Any], runs: Sequence[RunRecord]) -> Decisions | None:
+    """The decisions of a study run with `--until-decided`, from its stored settings and runs;
+    None for a study with a fixed number of seeds."""
+    stored = settings.get(SETTINGS_KEY)
+    if not stored:
+        return None
+    models = list(stored.get("models") or dict.fromkeys(run.model for run in runs))
+    latest = set(settings.get("keys") or (run.key for run in runs))  # the latest expansion's
+    chosen = [run for run in runs if run.model in models and run.key in latest]
+    seconds = sum(run.seconds or 0.0 for run in chosen if run.status in FINAL_STATUSES)
+    results = {m: accuracies_by_seed(chosen, m) for m in models}
+    return decide(results, SequentialSettings.from_dict(stored), seconds_spent=seconds)
