@@ -118,3 +118,17 @@ def test_bad_until_decided_options_are_one_line_before_anything_trains(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not directory.exists()
+
+
+@pytest.mark.slow
+def test_the_reports_conclusions_show_the_decisions_and_runs_spent(decided, mnist_dir):
+    from cnnlab import conclusions, report
+
+    results = report.read_study(decided.study.directory, data_dir=mnist_dir)
+    table = report.table.build_results_table(results.runs, order=results.order)
+    text = conclusions.to_markdown(
+        conclusions.write_conclusions(report.gather_evidence(results, table))
+    )
+    assert "Seeds were added only while a model's place was open" in text
+    assert f"{decided.decisions.runs_spent} runs in all" in text
+    assert "stuck: worse than dense by" in text

@@ -18,7 +18,7 @@ from typing import Any
 from cnnlab import sequential
 from cnnlab.errors import SpecError
 from cnnlab.sequential import Decisions, SequentialSettings
-from cnnlab.spec import StudySpec, load_study
+from cnnlab.spec import SeedRange, StudySpec, load_study
 from cnnlab.store import FINAL_STATUSES, STORE_FILENAME
 from cnnlab.study import (
     StudyOutcome,
@@ -28,6 +28,26 @@ from cnnlab.study import (
     select_models,
     study_runs,
 )
+
+
+def resolve_settings(
+    seed_range: SeedRange | None = None,
+    *,
+    min_seeds: int | None = None,
+    max_seeds: int | None = None,
+    margin_points: float | None = None,
+    budget: str | None = None,
+) -> SequentialSettings:
+    """The procedure's settings: the options given, else the study file's
+    `seeds = { min, max, margin, budget }`, else the defaults (2, 10, 0.1 points, none)."""
+    found = seed_range or SeedRange(sequential.DEFAULT_MIN_SEEDS, sequential.DEFAULT_MAX_SEEDS)
+    margin = margin_points if margin_points is not None else found.margin
+    return SequentialSettings(
+        min_seeds=found.min if min_seeds is None else min_seeds,
+        max_seeds=found.max if max_seeds is None else max_seeds,
+        margin=sequential.DEFAULT_MARGIN if margin is None else margin / 100,
+        budget=sequential.parse_budget(budget if budget is not None else found.budget),
+    )
 
 
 @dataclass(frozen=True)
@@ -42,7 +62,7 @@ class UntilDecidedOutcome:
 def run_until_decided(
     study: StudySpec | str | Path,
     *,
-    settings: SequentialSettings,
+    settings: SequentialSettings | None = None,
     directory: str | Path | None = None,
     models: str | Sequence[str] | None = None,
     **run_options: Any,
@@ -50,14 +70,17 @@ def run_until_decided(
     """Train each model's seeds 0..min-1, then one more seed at a time to the models whose
     place is open, until every model is decided, max seeds is reached or the budget spent.
 
-    run_options go to `cnnlab.run_study` (epochs, dataset, train_limit, precision, jobs, ...);
-    seeds are the procedure's to choose, so `seeds` is refused.
+    settings: default `resolve_settings(study.seed_range)`, the study file's `seeds = { min,
+    max }` or the defaults. run_options go to `cnnlab.run_study` (epochs, dataset,
+    train_limit, precision, jobs, ...); seeds are the procedure's to choose, so `seeds` is
+    refused. (`cnnlab.run_study` on a study with `seeds = { min, max }` trains the minimum.)
     """
     if run_options.get("seeds") is not None:
         raise SpecError(
             "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
         )
     spec = load_study(study) if isinstance(study, (str, Path)) else study
+    settings = settings or resolve_settings(spec.seed_range)
     names = [m.name for m in (select_models(spec.models, models) if models else spec.models)]
     settings.check_budget(len(names))
     root = (Path(directory) if directory else default_directory(spec.name)).expanduser().absolute()

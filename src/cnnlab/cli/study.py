@@ -20,7 +20,7 @@ from cnnlab.store import RunRecord
 
 if TYPE_CHECKING:
     from cnnlab import study
-    from cnnlab.sequential import Decisions, SequentialSettings
+    from cnnlab.sequential import Decisions
 
 
 def register(app: typer.Typer) -> None:
@@ -82,9 +82,8 @@ def run_command(
     from cnnlab import report, study  # here, not at the top: `cnnlab --help` loads no torch
     from cnnlab.devices import usable_cores
 
-    sequential = _sequential_settings(
-        until_decided, seeds, min_seeds=min_seeds, max_seeds=max_seeds, margin=margin, budget=budget
-    )
+    sequential = {"until_decided": until_decided, "min_seeds": min_seeds, "max_seeds": max_seeds}
+    sequential |= {"margin_points": margin, "budget": budget}
     with _notes_on_stderr(), sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
         outcome, decisions = _train(
             study_ref,
@@ -140,47 +139,29 @@ def print_outcome(outcome: study.StudyOutcome) -> None:
 
 
 def _train(
-    study_ref: str, sequential: SequentialSettings | None, **options: Any
+    study_ref: str, sequential: dict[str, Any], **options: Any
 ) -> tuple[study.StudyOutcome, Decisions | None]:
-    """`run_study`, or with --until-decided the sequential driver (which picks the seeds)."""
+    """`run_study`, or the sequential driver with --until-decided or a study file's
+    `seeds = { min, max }` (every setting checked before anything trains)."""
     from cnnlab import study, until_decided
+    from cnnlab.spec import load_study
 
-    if sequential is None:
-        return study.run_study(study_ref, **options), None
-    options.pop("seeds")  # None: _sequential_settings refused --seeds with --until-decided
-    result = until_decided.run_until_decided(study_ref, settings=sequential, **options)
-    return result.study, result.decisions
-
-
-def _sequential_settings(
-    until_decided: bool,
-    seeds: int | None,
-    *,
-    min_seeds: int | None,
-    max_seeds: int | None,
-    margin: float | None,
-    budget: str | None,
-) -> SequentialSettings | None:
-    """The `--until-decided` settings from the options, refused before anything trains."""
-    from cnnlab import sequential
-
-    given = {"--min-seeds": min_seeds, "--max-seeds": max_seeds, "--margin": margin}
-    given["--budget"] = budget
-    if not until_decided:
-        if named := [name for name, value in given.items() if value is not None]:
-            raise SpecError(f"{named[0]} belongs to --until-decided; add --until-decided")
-        return None
-    if seeds is not None:
+    wanted = sequential.pop("until_decided")
+    named = [name for name, value in sequential.items() if value is not None]
+    if not wanted and named:
+        option = "--" + named[0].replace("_points", "").replace("_", "-")
+        raise SpecError(f"{option} belongs to --until-decided; add --until-decided")
+    if wanted and options["seeds"] is not None:
         raise SpecError(
             "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
         )
-    defaults = sequential.SequentialSettings()
-    return sequential.SequentialSettings(
-        min_seeds=defaults.min_seeds if min_seeds is None else min_seeds,
-        max_seeds=defaults.max_seeds if max_seeds is None else max_seeds,
-        margin=defaults.margin if margin is None else margin / 100,
-        budget=sequential.parse_budget(budget),
-    )
+    spec = load_study(study_ref)
+    if not wanted and (spec.seed_range is None or options["seeds"] is not None):
+        return study.run_study(spec, **options), None
+    settings = until_decided.resolve_settings(spec.seed_range, **sequential)
+    options.pop("seeds")
+    result = until_decided.run_until_decided(spec, settings=settings, **options)
+    return result.study, result.decisions
 
 
 def print_decisions(decisions: Decisions) -> None:
