@@ -160,6 +160,8 @@ def run_study(
     threads: int | None = None,
     executor: str = "local",
     address: str | None = None,
+    gpus_per_run: float | None = None,
+    shared_dir: bool | None = None,
     progress: ProgressMode | StudyDisplay = "auto",
     data_dir: str | Path | None = None,
     retry_failed: bool = False,
@@ -175,8 +177,11 @@ def run_study(
     threads: CPU threads per run (default: the cores split between jobs). retry_failed: train
     failed and diverged runs again. stack_seeds: train a model's seeds together as one stacked
     computation (`cnnlab.train_seeds`; pays on a GPU, not on a CPU that one seed fills; local
-    executor only). annotations: extra entries for the study's stored settings (the
-    `--until-decided` procedure's, see `cnnlab.until_decided`).
+    executor only). Ray only: address (HOST:PORT of a running cluster; default a local one),
+    gpus_per_run (a GPU share, 0.25: four runs per GPU), shared_dir (whether every node sees
+    `directory`; None: detected; False: checkpoints travel through the driver).
+    annotations: extra entries for the study's stored settings (the `--until-decided`
+    procedure's, see `cnnlab.until_decided`).
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
@@ -196,7 +201,9 @@ def run_study(
         precision=precision,
         data_dir=data_dir,
     )
-    runner = make_executor(executor, jobs=jobs, address=address)
+    runner = make_executor(
+        executor, jobs=jobs, address=address, gpus_per_run=gpus_per_run, shared_dir=shared_dir
+    )
     setup = _worker_setup(plan, device, threads or threads_per_job(jobs or 1))
     setup = dataclasses.replace(setup, stack_seeds=stack_seeds)
     display = make_display(progress)
@@ -560,6 +567,13 @@ def study_status(directory: str | Path) -> StudyStatus:
     return summarize_progress(name, Path(directory), runs, others)
 
 
+def check_store(directory: str | Path) -> list[str]:
+    """Every problem SQLite's integrity check and the foreign-key check find in the study's
+    store (none: an empty list); read-only, so an archived study can be checked too."""
+    with open_existing_store(directory) as store:
+        return store.verify()
+
+
 def study_runs(directory: str | Path, *, all_runs: bool = False) -> list[RunRecord]:
     """The runs of the study in `directory`: the latest expansion's, or every stored one."""
     with open_existing_store(directory) as store:
@@ -586,7 +600,7 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
             f"{store_path} is not a cnnlab study store (give the directory `cnnlab run` wrote, "
             "or its store.sqlite); left untouched"
         )
-    store = open_store(store_path)
+    store = open_store(store_path, read_only=True)
     try:
         yield store
     finally:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cnnlab import limits
 from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.errors import SpecError
 from cnnlab.store import RunRecord
@@ -32,12 +33,12 @@ def register(app: typer.Typer) -> None:
 
 def run_command(
     study_ref: str = typer.Argument(..., metavar="STUDY", help="A preset (seed) or a study file."),
-    seeds: int = typer.Option(None, "--seeds", min=1, help="Train seeds 0..N-1."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs per run."),
+    seeds: int = typer.Option(None, "--seeds", **limits.flag("seeds"), help="Train seeds 0..N-1."),
+    epochs: int = typer.Option(None, "--epochs", **limits.flag("epochs"), help="Epochs per run."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
     models: str = typer.Option(None, "--models", help="Only these models: A,B,... (by name)."),
     train_limit: int = typer.Option(
-        None, "--train-limit", min=1, help="Train on the first N training images only."
+        None, "--train-limit", **limits.flag("train_limit"), help="Train on the first N images."
     ),
     precision: str = typer.Option(
         None, "--precision", help="fp32, or bf16 (autocast; the fast mode)."
@@ -47,13 +48,28 @@ def run_command(
     ),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     jobs: int = typer.Option(
-        None, "--jobs", min=1, help="Runs at once (local: processes; ray: tasks in flight)."
+        None,
+        "--jobs",
+        **limits.flag("jobs"),
+        help="Runs at once (local: processes; ray: tasks in flight).",
     ),
     threads: int = typer.Option(
-        None, "--threads", min=1, help="CPU threads per run (default: cores / jobs)."
+        None,
+        "--threads",
+        **limits.flag("threads"),
+        help="CPU threads per run (default: cores / jobs).",
     ),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (--executor ray)."),
+    gpus_per_run: float = typer.Option(
+        None, "--gpus-per-run", help="Ray: a GPU share per run (0.25: four runs per GPU)."
+    ),
+    shared_dir: str = typer.Option(
+        "auto",
+        "--shared-dir",
+        help="Ray: is --dir on a disk all nodes share? auto (detected), yes, or no (checkpoints "
+        "travel through the driver).",
+    ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Train failed and diverged runs again."
@@ -99,6 +115,8 @@ def run_command(
             threads=threads,
             executor=executor,
             address=address,
+            gpus_per_run=gpus_per_run,
+            shared_dir=parse_shared_dir(shared_dir),
             progress="quiet" if quiet or as_json else "auto",
             data_dir=data_dir,
             retry_failed=retry_failed,
@@ -118,6 +136,16 @@ def run_command(
         typer.echo(f"report: {page}", err=as_json)
     if any(run.status == "failed" for run in outcome.runs):
         raise typer.Exit(1)
+
+
+def parse_shared_dir(text: str) -> bool | None:
+    """--shared-dir: auto -> None (detected), yes -> True, no -> False."""
+    from cnnlab.errors import SpecError
+
+    choices = {"auto": None, "yes": True, "no": False}
+    if text not in choices:
+        raise SpecError(f"--shared-dir must be auto, yes or no, got {text!r}")
+    return choices[text]
 
 
 def print_outcome(outcome: study.StudyOutcome) -> None:
@@ -210,10 +238,15 @@ def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
 def status_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    check: bool = typer.Option(
+        False, "--check", help="Check every page of the store (PRAGMA integrity_check)."
+    ),
 ) -> None:
     """Runs by state, epochs done of all, and the time left (from measured epochs)."""
     from cnnlab import study, until_decided
 
+    if check:
+        print_check(directory, study.check_store(directory))
     status = study.study_status(directory)
     decisions = until_decided.study_decisions(directory)
     if as_json:
@@ -250,6 +283,16 @@ def status_command(
         )
     if decisions is not None:
         print_decisions(decisions)
+
+
+def print_check(directory: Path, problems: list[str]) -> None:
+    """'store ok', or each problem SQLite found and exit code 1."""
+    if not problems:
+        typer.echo(f"store ok: {directory} passed SQLite's integrity check")
+        return
+    for problem in problems:
+        typer.echo(f"store damaged: {problem}", err=True)
+    raise typer.Exit(1)
 
 
 def runs_command(
