@@ -439,7 +439,7 @@ def build_report(
         raise CnnlabError(
             f"cannot write the report at {where}: {error.strerror or error}; the study's "
             "results are kept: fix that (free space, permissions), then `cnnlab report "
-            f"{results.directory}`"
+            f"{results.directory}`, or write it elsewhere with --out DIR"
         ) from error
 
 
