@@ -36,7 +36,7 @@ def study_to_toml(study: StudySpec) -> str:
     if study.description:
         lines.append(f"description = {_scalar(study.description)}")
     lines.append(f"dataset = {_scalar(study.dataset)}")
-    lines.append(f"seeds = {_array(list(study.seeds))}")
+    lines.append(f"seeds = {_seeds(study)}")
     lines += ["", "[training]"]
     lines.append(f"epochs = {study.training.epochs}")
     lines.append(f"batch_size = {study.training.batch_size}")
@@ -72,6 +72,19 @@ def _recipe_lines(training: TrainingSpec) -> list[str]:
 def _keras_object(value: KerasObject, *, named: bool) -> str:
     args = [(k, list(v) if isinstance(v, tuple) else v) for k, v in value.args if v is not None]
     return _inline([("name", value.name), *args] if named else args)
+
+
+def _seeds(study: StudySpec) -> str:
+    """The seed list, or the `{ min, max, ... }` table of a study run until decided."""
+    found = study.seed_range
+    if found is None:
+        return _array(list(study.seeds))
+    parts = [f"min = {found.min}", f"max = {found.max}"]
+    if found.margin is not None:
+        parts.append(f"margin = {_scalar(found.margin)}")
+    if found.budget is not None:
+        parts.append(f"budget = {_scalar(found.budget)}")
+    return "{ " + ", ".join(parts) + " }"
 
 
 def _model_lines(spec: ModelSpec, table_prefix: str) -> list[str]:
