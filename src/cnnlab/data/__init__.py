@@ -1,13 +1,16 @@
 """Datasets: a registry of named datasets with mirrors and checksums, plus local sources.
 
-A source is a registry name (`mnist`, `fashion-mnist`, `kmnist`), `idx:DIR` (the four IDX files,
-gzipped or raw) or `npz:FILE` (Keras's `mnist.npz`). Every source becomes one `Dataset` of uint8
+A source is a registry name (`mnist`, `fashion-mnist`, `kmnist`, `cifar10`, `cifar100`,
+`cifar100-coarse`, `svhn`), `idx:DIR` (the four IDX files, gzipped or raw), `npz:FILE` (a
+Keras-style .npz), `cifar:DIR` (the CIFAR binary layout) or `folder:DIR` (class folders of
+images). Every source becomes one `Dataset` of uint8
 images in Keras's channels_last layout (N, H, W, C) and int64 labels; the image shape and the
 class count come from the data, so models adapt to it.
 
 One module per concern: `registry` (named datasets), `cache` (data directory, content checks),
-`download` (mirrors), `dataset` (the `Dataset` type), one reader per format (`idx`, `npz`), and
-`sources` (source strings to datasets).
+`download` (mirrors), `files` (bounded reading), `memory` (allocation checks), `dataset` (the
+`Dataset` type), one reader per format (`idx`, `npz`, `cifar`, `svhn`, `folder`), and `sources`
+(source strings to datasets).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cnnlab.data.idx import IDX_NAMES, encode_idx, parse_idx, read_idx
 from cnnlab.data.npz import NPZ_KEYS
 from cnnlab.data.registry import (
     REGISTRY,
+    SOURCES,
     DataFile,
     DatasetInfo,
     get_dataset_info,
@@ -42,6 +46,7 @@ __all__ = [
     "OFFLINE_ENV",
     "REGISTRY",
     "ROLES",
+    "SOURCES",
     "CheckedFile",
     "DataFile",
     "Dataset",

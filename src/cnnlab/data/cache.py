@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from cnnlab.data.files import candidates, read_content
+from cnnlab.data.files import CHUNK, candidates, read_content
 from cnnlab.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse_idx
 from cnnlab.data.registry import KNOWN_CONTENT, DataFile, DatasetInfo
 from cnnlab.errors import DataError
@@ -42,10 +42,8 @@ def is_offline(offline: bool = False) -> bool:
 
 def locate_file(info: DatasetInfo, file: DataFile, data_dir: Path) -> Path | None:
     """The first copy of `file` found: flat in data_dir, then in data_dir/<dataset>; gz or raw."""
-    for candidate in (
-        *candidates(data_dir, file.name),
-        *candidates(data_dir / info.name, file.name),
-    ):
+    names = (lambda d: candidates(d, file.name)) if file.gzipped else (lambda d: (d / file.name,))
+    for candidate in (*names(data_dir), *names(data_dir / info.directory)):
         if candidate.is_file():
             return candidate
     return None
@@ -112,12 +110,63 @@ def read_checked(
     return array, check_content(content, archive, file, info.name, where, remedy)
 
 
+def check_stored(
+    path: Path,
+    file: DataFile,
+    info: DatasetInfo,
+    where: str | None = None,
+    remedy: str | None = None,
+) -> str:
+    """Check a file kept as served (an archive, a .mat) by its size, then its hash, streamed.
+
+    Returns how it was checked. The size comes first: it costs nothing and rules out a
+    truncated download or a file claiming to be larger than the dataset is.
+    """
+    where, remedy = where or str(path), info.remedy if remedy is None else remedy
+    try:
+        size = path.stat().st_size
+        if size != file.size:
+            raise DataError(
+                f"{where}: {size:,} bytes, expected {file.size:,} for {info.name}'s {file.name}; "
+                f"the file is truncated or not {info.name}'s; {remedy}"
+            )
+        if file.sha256 is None and file.archive_md5 is None:
+            return "size only"
+        digest = hashlib.sha256() if file.sha256 else hashlib.md5()
+        with path.open("rb") as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise DataError(f"{where}: cannot be read ({error.strerror}); {remedy}") from error
+    expected, kind = (file.sha256, "SHA-256") if file.sha256 else (file.archive_md5, "MD5")
+    if digest.hexdigest() != expected:
+        raise DataError(
+            f"{where}: {kind} is {digest.hexdigest()}, expected {expected} ({info.name}'s "
+            f"{file.name}, as its publisher lists it); the file is corrupt or not "
+            f"{info.name}'s; {remedy}"
+        )
+    return f"file {kind}" if kind == "SHA-256" else "archive MD5"
+
+
+def verify_file(
+    path: Path,
+    file: DataFile,
+    info: DatasetInfo,
+    where: str | None = None,
+    remedy: str | None = None,
+) -> str:
+    """Check one registry file's content, whatever its format; return how it was checked."""
+    if file.gzipped:
+        return read_checked(path, file, info, where, remedy)[1]
+    return check_stored(path, file, info, where, remedy)
+
+
 @dataclass(frozen=True)
 class LocalCopy:
-    """Where a registered dataset's files lie, and whether its small label files check out.
+    """Where a registered dataset's files lie, and whether their cheap checks pass.
 
-    Only the label files (60 kB) are verified: enough to tell another dataset's files found
-    flat in the data directory from the right ones, at no noticeable cost.
+    Only IDX label files (60 kB) are verified, and other files' sizes: enough to tell another
+    dataset's files found flat in the data directory from the right ones, at no noticeable cost.
     """
 
     paths: tuple[Path | None, ...]
@@ -129,13 +178,15 @@ class LocalCopy:
 
 
 def inspect_local_copy(info: DatasetInfo, data_dir: str | Path | None = None) -> LocalCopy:
-    """Locate the four files and verify the label files among them."""
+    """Locate the files and verify the cheap ones among them (IDX labels, other files' sizes)."""
     directory = resolve_data_dir(data_dir)
     paths = tuple(locate_file(info, file, directory) for file in info.files)
     for file, path in zip(info.files, paths, strict=True):
-        if path is not None and "labels" in file.name:
-            try:
+        try:
+            if path is not None and file.gzipped and "labels" in file.name:
                 read_checked(path, file, info)
-            except DataError as error:
-                return LocalCopy(paths, str(error))
+            elif path is not None and not file.gzipped and path.stat().st_size != file.size:
+                check_stored(path, file, info)
+        except (DataError, OSError) as error:
+            return LocalCopy(paths, str(error))
     return LocalCopy(paths, None)

@@ -10,6 +10,9 @@ import numpy as np
 from cnnlab.errors import DataError
 
 ROLES = ("train images", "train labels", "test images", "test labels")
+# More classes than any image-classification benchmark has (ImageNet-21k: 21,841); a label
+# beyond it is a damaged file, not a class.
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,6 +25,9 @@ class Dataset:
     test_images: np.ndarray
     test_labels: np.ndarray
     classes: int
+    # One name per class (CIFAR's batches.meta.txt, a folder's class directories); None where
+    # the source has none, and the class index is the name.
+    class_names: tuple[str, ...] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -74,14 +80,24 @@ def _as_images(array: np.ndarray, where: str) -> np.ndarray:
 
 
 def _as_labels(array: np.ndarray, where: str) -> np.ndarray:
-    """Non-negative integers (N,) -> read-only int64."""
+    """Non-negative integers (N,) or (N, 1), of any integer dtype -> read-only int64 (N,).
+
+    (N, 1) is how Keras's cifar10/cifar100 `load_data` returns labels.
+    """
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
         raise DataError(
             f"{where}: labels have shape {array.shape} and dtype {array.dtype}, "
-            "expected a 1-D array of integer class indices"
+            "expected integer class indices of shape (N,) or (N, 1)"
         )
     if array.size and array.min() < 0:
         raise DataError(f"{where}: labels include {array.min()}, expected class indices >= 0")
+    if array.size and array.max() >= MAX_CLASSES:
+        raise DataError(
+            f"{where}: labels include {array.max()}, beyond the {MAX_CLASSES:,} classes a "
+            "dataset may have; the labels are damaged or not class indices"
+        )
     return _read_only(array.astype(np.int64))
 
 
@@ -99,21 +115,19 @@ def dataset_from_arrays(
     test: tuple[np.ndarray, np.ndarray],
     *,
     expected_classes: int | None = None,
+    classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
     where: tuple[str, str, str, str] = ROLES,
 ) -> Dataset:
-    """Validate (images, labels) pairs and build a Dataset; classes = largest label + 1.
+    """Validate (images, labels) pairs and build a Dataset.
 
-    `where` names the four arrays (train images, train labels, test images, test labels) in
-    error messages, e.g. their file paths.
+    The class count is `classes` when the source declares it (labels must lie below it; a
+    subset may lack some classes), else the largest label + 1, which must equal
+    `expected_classes` when that is given. `where` names the four arrays (train images, train
+    labels, test images, test labels) in error messages, e.g. their file paths.
     """
-    train_images, test_images = (
-        _as_images(train[0], where[0]),
-        _as_images(test[0], where[2]),
-    )
-    train_labels, test_labels = (
-        _as_labels(train[1], where[1]),
-        _as_labels(test[1], where[3]),
-    )
+    train_images, test_images = _as_images(train[0], where[0]), _as_images(test[0], where[2])
+    train_labels, test_labels = _as_labels(train[1], where[1]), _as_labels(test[1], where[3])
     for images, labels, (img_where, lbl_where) in (
         (train_images, train_labels, where[:2]),
         (test_images, test_labels, where[2:]),
@@ -129,13 +143,21 @@ def dataset_from_arrays(
             f"{name}: train images are {train_images.shape[1:]} but test images are "
             f"{test_images.shape[1:]} (H, W, C); both splits must share one image shape"
         )
-    classes = int(max(train_labels.max(), test_labels.max())) + 1
-    if expected_classes is not None and classes != expected_classes:
+    spanned = int(max(train_labels.max(), test_labels.max())) + 1
+    if classes is not None and spanned > classes:
         raise DataError(
-            f"{name}: labels span {classes} classes (0..{classes - 1}), expected "
+            f"{name}: a label is {spanned - 1}, outside the {classes} classes (0..{classes - 1}) "
+            "the source declares; a label file is corrupt or from another dataset"
+        )
+    if expected_classes is not None and spanned != expected_classes:
+        raise DataError(
+            f"{name}: labels span {spanned} classes (0..{spanned - 1}), expected "
             f"{expected_classes}; a label file is corrupt or from another dataset"
         )
-    return Dataset(name, train_images, train_labels, test_images, test_labels, classes)
+    classes = classes or spanned
+    if class_names is not None and len(class_names) != classes:
+        raise DataError(f"{name}: {len(class_names)} class names for {classes} classes")
+    return Dataset(name, train_images, train_labels, test_images, test_labels, classes, class_names)
 
 
 def assemble(
@@ -144,6 +166,8 @@ def assemble(
     checked: list[CheckedFile],
     *,
     expected_classes: int | None = None,
+    classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
     where: tuple[str, ...] | None = None,
 ) -> Verification:
     """Four arrays in ROLES order, with their file checks, into a validated Verification."""
@@ -153,6 +177,8 @@ def assemble(
         (arrays[0], arrays[1]),
         (arrays[2], arrays[3]),
         expected_classes=expected_classes,
+        classes=classes,
+        class_names=class_names,
         where=where,
     )
     return Verification(dataset, tuple(checked))

@@ -17,15 +17,14 @@ from cnnlab.data.cache import (
     OFFLINE_ENV,
     is_offline,
     locate_file,
-    read_checked,
     resolve_data_dir,
+    verify_file,
 )
-from cnnlab.data.files import GZIP_MAGIC
+from cnnlab.data.files import CHUNK, GZIP_MAGIC
 from cnnlab.data.registry import DataFile, DatasetInfo, get_dataset_info
 from cnnlab.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30.0  # per connection attempt and per read; a stalled mirror is left
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,22 @@ class FetchedFile:
     url: str | None  # None when a local copy was found
 
 
-def _download_to(url: str, target: Path, timeout: float) -> None:
-    """Stream `url` into `target`; network failures surface as OSError/HTTPException."""
+def _download_limit(file: DataFile) -> int:
+    """The most bytes a mirror may send for `file`: its size, or for gzip the worst expansion."""
+    # zlib's deflateBound: stored blocks add 5 bytes per 16 kB block, plus headers.
+    return file.size + file.size // 1000 + (1 << 16) if file.gzipped else file.size
+
+
+def _download_to(url: str, target: Path, timeout: float, limit: int) -> None:
+    """Stream `url` into `target`, at most `limit` bytes; failures raise OSError/HTTPException."""
     request = urllib.request.Request(url, headers={"User-Agent": f"cnnlab/{__version__}"})
     received = 0
     with urllib.request.urlopen(request, timeout=timeout) as response, target.open("wb") as out:
-        while chunk := response.read(_CHUNK):
+        while chunk := response.read(CHUNK):
             out.write(chunk)
             received += len(chunk)
+            if received > limit:
+                raise ConnectionError(f"sent more than the {limit:,} bytes this file can have")
         promised = response.headers.get("Content-Length")
     # http.client's read(amt) returns short data without complaint when the peer hangs up early.
     if promised is not None and promised.isdigit() and received != int(promised):
@@ -77,10 +84,10 @@ def _try_mirror(
     os.close(fd)
     temp = Path(temp_name)
     try:
-        _download_to(url, temp, timeout)
-        read_checked(temp, file, info, where=url, remedy="")
+        _download_to(url, temp, timeout, _download_limit(file))
+        verify_file(temp, file, info, where=url, remedy="")
         with temp.open("rb") as stream:
-            suffix = ".gz" if stream.read(2) == GZIP_MAGIC else ""
+            suffix = ".gz" if file.gzipped and stream.read(2) == GZIP_MAGIC else ""
         target = dest_dir / (file.name + suffix)
         os.chmod(temp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(temp, target)  # atomic: a reader sees the old state or the checked file
@@ -116,7 +123,7 @@ def download_file(
         ) from None
     failures = []
     for mirror in info.mirrors:
-        url = f"{mirror}{file.name}.gz"
+        url = f"{mirror}{file.name}{'.gz' if file.gzipped else ''}"
         if report:
             report(f"downloading {url}")
         outcome = _try_mirror(url, file, info, dest_dir, timeout)
@@ -127,7 +134,7 @@ def download_file(
             report(f"  failed: {outcome}")
     raise DataError(
         f"could not download {info.name}'s {file.name} from any of its {len(info.mirrors)} "
-        f"mirrors: {'; '.join(failures)}; check the network (or proxy), or put the four "
+        f"mirrors: {'; '.join(failures)}; check the network (or proxy), or put the "
         f"files in a directory and pass --data-dir DIR"
     )
 
@@ -140,11 +147,11 @@ def fetch(
     timeout: float = DOWNLOAD_TIMEOUT_S,
     report: Callable[[str], None] | None = None,
 ) -> tuple[FetchedFile, ...]:
-    """Make all four files of a registered dataset present and verified, downloading the missing.
+    """Make all files of a registered dataset present and verified, downloading the missing.
 
     Found files are verified too, so fetch fails on a corrupt local copy instead of hiding it.
-    Downloads land in DATA_DIR/<name>/; a `DatasetInfo` built by the caller (tests, private
-    mirrors) is used as given.
+    Downloads land in DATA_DIR/<name>/ (cifar100-coarse: cifar100/); a `DatasetInfo` built by
+    the caller (tests, private mirrors) is used as given.
     """
     info = get_dataset_info(info) if isinstance(info, str) else info
     directory = resolve_data_dir(data_dir)
@@ -155,7 +162,7 @@ def fetch(
         if path is None:
             path, url = download_missing(info, file, directory, offline, timeout, report)
         else:
-            read_checked(path, file, info)
+            verify_file(path, file, info)
         fetched.append(FetchedFile(file.name, path, url))
     return tuple(fetched)
 
@@ -170,8 +177,12 @@ def download_missing(
 ) -> tuple[Path, str]:
     if is_offline(offline):
         raise DataError(
-            f"{info.name}: {file.name}[.gz] not found in {directory} or "
-            f"{directory / info.name}, and offline mode forbids downloading; pass --data-dir "
+            f"{info.name}: {_stored_name(file)} not found in {directory} or "
+            f"{directory / info.directory}, and offline mode forbids downloading; pass --data-dir "
             f"DIR with local copies, or allow downloads (no --offline, {OFFLINE_ENV} unset)"
         )
-    return download_file(info, file, directory / info.name, timeout=timeout, report=report)
+    return download_file(info, file, directory / info.directory, timeout=timeout, report=report)
+
+
+def _stored_name(file: DataFile) -> str:
+    return f"{file.name}[.gz]" if file.gzipped else file.name

@@ -10,6 +10,7 @@ from pathlib import Path
 from cnnlab.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 1 << 20  # bytes per read when streaming a file
 
 
 def candidates(directory: Path, name: str) -> tuple[Path, ...]:

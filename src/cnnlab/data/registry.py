@@ -8,15 +8,30 @@ from dataclasses import dataclass
 from cnnlab.data.idx import IDX_NAMES
 from cnnlab.errors import DataError
 
+# The local sources a dataset string may name besides the registry (cnnlab.data.sources).
+SOURCES = (
+    "idx:DIR (the four IDX files, gzipped or raw)",
+    "npz:FILE (Keras-style .npz: x_train, y_train, x_test, y_test)",
+    "cifar:DIR (the CIFAR binary layout, or its .tar.gz; ?labels=coarse for CIFAR-100)",
+    "folder:DIR (DIR/train/<class>/* and DIR/test/<class>/*; "
+    "?image_size=HxW&channels=1|3&test_fraction=F)",
+)
+
 
 @dataclass(frozen=True)
 class DataFile:
-    """One IDX file of a registered dataset, named without `.gz`, with what its content must be."""
+    """One file of a registered dataset, with what its content must be.
+
+    A `gzipped` file (IDX) is named without `.gz`: mirrors serve `name.gz`, a local copy may be
+    either, and its size and SHA-256 are of the decompressed bytes. Any other file (an archive,
+    a .mat) is stored and checked exactly as the mirrors serve it.
+    """
 
     name: str
-    size: int  # bytes once decompressed
-    sha256: str | None = None  # of the decompressed bytes; None where no trusted value is known
-    archive_md5: str | None = None  # of the canonical .gz; used only when sha256 is None
+    size: int  # bytes of the content (decompressed, for a gzipped file)
+    sha256: str | None = None  # of the content; None where no trusted value is known
+    archive_md5: str | None = None  # of the file as served; used only when sha256 is None
+    gzipped: bool = True
 
 
 @dataclass(frozen=True)
@@ -26,17 +41,27 @@ class DatasetInfo:
     name: str
     description: str
     homepage: str
-    mirrors: tuple[str, ...]  # base URLs ending in "/", tried in order; file URL = base + name.gz
-    files: tuple[DataFile, ...]  # train images, train labels, test images, test labels
+    mirrors: tuple[str, ...]  # base URLs ending in "/", tried in order; file URL = base + name
+    # idx: train images, train labels, test images, test labels; cifar: the release archive;
+    # svhn: the train and test .mat files.
+    files: tuple[DataFile, ...]
     classes: int | None = None
     # What the files hold, known without reading them (e.g. for `cnnlab summary`); the loaded
     # arrays stay the authority on shape.
     image_shape: tuple[int, int, int] | None = None
+    # The reader: "idx", "cifar10", "cifar100", "cifar100-coarse" or "svhn".
+    format: str = "idx"
+    # Where downloads go, under the data directory: cifar100-coarse shares cifar100's archive.
+    folder: str = ""
 
     @property
     def size(self) -> int:
-        """Bytes of the four files once decompressed."""
+        """Bytes of the files' content."""
         return sum(file.size for file in self.files)
+
+    @property
+    def directory(self) -> str:
+        return self.folder or self.name
 
     @property
     def remedy(self) -> str:
@@ -150,6 +175,87 @@ KNOWN_CONTENT = {
 }
 
 
+# The binary CIFAR releases and SVHN's cropped digits: one archive or two .mat files each,
+# checked by the MD5s their publishers list (the CIFAR page, "Binary version"; torchvision's
+# datasets/svhn.py) and by their exact sizes (the same archives as git-annex keys in the
+# datasets-mila/datasets--cifar100 repository; SVHN's in several download scripts).
+_CIFAR_MIRRORS = ("https://www.cs.toronto.edu/~kriz/", "http://www.cs.toronto.edu/~kriz/")
+_CIFAR100_FILE = DataFile(
+    "cifar-100-binary.tar.gz",
+    168513733,
+    archive_md5="03b5dce01913d631647c71ecec9e9cb8",
+    gzipped=False,
+)
+_CIFAR100 = {
+    "homepage": "https://www.cs.toronto.edu/~kriz/cifar.html",
+    "mirrors": _CIFAR_MIRRORS,
+    "files": (_CIFAR100_FILE,),
+    "image_shape": (32, 32, 3),
+    "folder": "cifar100",
+}
+REGISTRY.update(
+    {
+        info.name: info
+        for info in (
+            DatasetInfo(
+                name="cifar10",
+                description="32x32 colour photos, 10 classes (Krizhevsky 2009), binary release",
+                homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+                mirrors=_CIFAR_MIRRORS,
+                files=(
+                    DataFile(
+                        "cifar-10-binary.tar.gz",
+                        170052171,
+                        archive_md5="c32a1d4ab5d03f1284b67883e8d87530",
+                        gzipped=False,
+                    ),
+                ),
+                classes=10,
+                image_shape=(32, 32, 3),
+                format="cifar10",
+            ),
+            DatasetInfo(
+                name="cifar100",
+                description="32x32 colour photos, 100 fine classes (Krizhevsky 2009)",
+                classes=100,
+                format="cifar100",
+                **_CIFAR100,
+            ),
+            DatasetInfo(
+                name="cifar100-coarse",
+                description="CIFAR-100 labelled by its 20 superclasses",
+                classes=20,
+                format="cifar100-coarse",
+                **_CIFAR100,
+            ),
+            DatasetInfo(
+                name="svhn",
+                description="Street View House Numbers, cropped 32x32 digits (Netzer et al. 2011)",
+                homepage="http://ufldl.stanford.edu/housenumbers/",
+                mirrors=("http://ufldl.stanford.edu/housenumbers/",),
+                files=(
+                    DataFile(
+                        "train_32x32.mat",
+                        182040794,
+                        archive_md5="e26dedcc434d2e4c54c9b2d4a06d8373",
+                        gzipped=False,
+                    ),
+                    DataFile(
+                        "test_32x32.mat",
+                        64275384,
+                        archive_md5="eb5a983be6a315427106f1b164d9cef3",
+                        gzipped=False,
+                    ),
+                ),
+                classes=10,
+                image_shape=(32, 32, 3),
+                format="svhn",
+            ),
+        )
+    }
+)
+
+
 def list_datasets() -> tuple[DatasetInfo, ...]:
     """The registered datasets, in registry order."""
     return tuple(REGISTRY.values())
@@ -163,5 +269,5 @@ def get_dataset_info(name: str) -> DatasetInfo:
     hint = f"did you mean '{close[0]}'? " if close else ""
     raise DataError(
         f"unknown dataset '{name}'; {hint}known: {', '.join(REGISTRY)}, "
-        "or idx:DIR (four IDX files) or npz:FILE (Keras's mnist.npz)"
+        f"or a local source: {'; '.join(SOURCES)}"
     )
