@@ -120,7 +120,7 @@ def test_all_mirrors_failing_is_one_line_saying_what_each_did(server, tmp_path, 
     assert "unreachable" in message
     assert "HTTP 404" in message
     assert "bad content (SHA-256 of the decompressed content is" in message
-    assert message.endswith("or put the four files in a directory and pass --data-dir DIR")
+    assert message.endswith("or put the files in a directory and pass --data-dir DIR")
     assert files_under(tmp_path / "data") == []
 
 
