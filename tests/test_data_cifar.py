@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import socket
 import tarfile
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cnnlab.data import load_dataset, verify_dataset
+from cnnlab.data import DataFile, DatasetInfo, fetch, get_dataset_info, load_dataset, verify_dataset
 from cnnlab.errors import DataError
 
 RNG = np.random.default_rng(7)
@@ -166,3 +171,93 @@ def test_records_builder_matches_the_documented_layout():
     data = cifar_records(image, np.array([4]))
     assert data[0] == 4 and len(data) == 3073
     assert (data[1 + 1], data[1 + 1024 + 1], data[1 + 2048 + 1]) == (10, 20, 30)
+
+
+# --- the registry path: downloads from mirrors served on 127.0.0.1 ------------------------------
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.requests.append(self.path)
+        return super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirrors(tmp_path):
+    """good/ holds a release archive in the real layout, bad/ the same size with one byte off."""
+    root = tmp_path / "www"
+    arrays = write_cifar10(tmp_path / "release" / "cifar-10-batches-bin", batches=5, per_batch=2)
+    (root / "good").mkdir(parents=True)
+    (root / "bad").mkdir()
+    good = tar_gz(tmp_path / "release" / "cifar-10-batches-bin", root / "good" / ARCHIVE)
+    data = bytearray(good.read_bytes())
+    data[-1] ^= 0xFF
+    (root / "bad" / ARCHIVE).write_bytes(bytes(data))
+    handler = type("Handler", (_Handler,), {"requests": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=root))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield base, dead, handler.requests, good, arrays
+    httpd.shutdown()
+    httpd.server_close()
+
+
+ARCHIVE = "cifar-10-binary.tar.gz"
+
+
+def cifar_info(archive: Path, *urls: str) -> DatasetInfo:
+    """A registry entry like cifar10's, for the test archive: its size and MD5."""
+    file = DataFile(
+        ARCHIVE,
+        archive.stat().st_size,
+        archive_md5=hashlib.md5(archive.read_bytes()).hexdigest(),
+        gzipped=False,
+    )
+    return DatasetInfo(
+        "tiny-cifar", "test", "", mirrors=urls, files=(file,), classes=10, format="cifar10"
+    )
+
+
+def test_registered_cifar_falls_over_from_a_dead_mirror_and_then_uses_the_cache(mirrors, tmp_path):
+    base, dead, requests, good, arrays = mirrors
+    info = cifar_info(good, dead, f"{base}/good/")
+    lines = []
+    fetched = fetch(info, data_dir=tmp_path / "data", report=lines.append)
+    assert fetched[0].path == tmp_path / "data" / "tiny-cifar" / ARCHIVE
+    assert any("unreachable" in line for line in lines)
+    dataset = load_dataset(info, data_dir=tmp_path / "data")
+    np.testing.assert_array_equal(dataset.train_images, arrays[0])
+    assert dataset.class_names[-1] == "truck"
+    load_dataset(info, data_dir=tmp_path / "data")
+    assert requests == [f"/good/{ARCHIVE}"]  # one download; the later loads used the cache
+
+
+def test_registered_cifar_with_a_wrong_checksum_is_refused_and_not_kept(mirrors, tmp_path):
+    base, _, _, good, _ = mirrors
+    with pytest.raises(DataError, match=r"bad content \(MD5 is [0-9a-f]{32}, expected"):
+        fetch(cifar_info(good, f"{base}/bad/"), data_dir=tmp_path / "data")
+    assert list((tmp_path / "data").rglob("*.tar.gz")) == []
+
+
+def test_registered_cifar_offline_never_downloads(mirrors, tmp_path):
+    base, _, requests, good, _ = mirrors
+    with pytest.raises(DataError, match="offline mode forbids downloading"):
+        load_dataset(cifar_info(good, f"{base}/good/"), data_dir=tmp_path, offline=True)
+    assert requests == []
+
+
+def test_registry_entries_name_the_binary_releases_and_svhn_mats():
+    assert get_dataset_info("cifar10").files[0].name == "cifar-10-binary.tar.gz"
+    assert get_dataset_info("cifar100-coarse").files == get_dataset_info("cifar100").files
+    assert get_dataset_info("cifar100-coarse").directory == "cifar100"
+    assert [f.name for f in get_dataset_info("svhn").files] == ["train_32x32.mat", "test_32x32.mat"]
+    assert all(not f.gzipped and f.archive_md5 for f in get_dataset_info("svhn").files)
