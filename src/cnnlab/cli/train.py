@@ -29,7 +29,11 @@ def train_command(
     model: str = typer.Argument(..., help="A preset name (seed/model-3) or a .toml spec file."),
     epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs to train (the notebook: 12)."),
     seed: int = typer.Option(0, "--seed", help="Fixes initial weights, shuffling and dropout."),
-    dataset: str = typer.Option("mnist", "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
+    dataset: str = typer.Option(
+        "mnist",
+        "--dataset",
+        help="Dataset name, idx:DIR, npz:FILE, cifar:DIR or folder:DIR[?options].",
+    ),
     train_limit: int = typer.Option(
         None, "--train-limit", min=1, help="Train on the first N training images only."
     ),
