@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from cnnlab.data.files import CHUNK, candidates, read_content
-from cnnlab.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse_idx
+from cnnlab.data.files import CHUNK, GZIP_MAGIC, candidates
+from cnnlab.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx_file
 from cnnlab.data.registry import KNOWN_CONTENT, DataFile, DatasetInfo
 from cnnlab.errors import DataError
 
@@ -50,23 +50,32 @@ def locate_file(info: DatasetInfo, file: DataFile, data_dir: Path) -> Path | Non
 
 
 def check_content(
-    content: bytes, archive: bytes | None, file: DataFile, dataset: str, where: str, remedy: str
+    digest: str,
+    size: int,
+    archive: Path | None,
+    file: DataFile,
+    dataset: str,
+    where: str,
+    remedy: str,
 ) -> str:
-    """Verify decompressed bytes against the registry; return how they were checked."""
-    digest = hashlib.sha256(content).hexdigest()
+    """Verify a file's content (its SHA-256 and size, as read) against the registry.
+
+    `archive`: the gzip file the content came from, whose MD5 is checked where the registry has
+    only that. Returns how the content was checked.
+    """
     if file.sha256 is not None:
         if digest != file.sha256:
             raise DataError(_mismatch(where, digest, file, dataset, remedy))
         return "content SHA-256"
     if digest in KNOWN_CONTENT:
         raise DataError(_mismatch(where, digest, file, dataset, remedy))
-    if len(content) != file.size:
+    if size != file.size:
         raise DataError(
-            f"{where}: decompressed size is {len(content)} bytes, expected {file.size} for "
+            f"{where}: decompressed size is {size} bytes, expected {file.size} for "
             f"{dataset}'s {file.name}; {remedy}"
         )
     if archive is not None and file.archive_md5 is not None:
-        archive_md5 = hashlib.md5(archive).hexdigest()
+        archive_md5 = _file_digest(archive, hashlib.md5(), where, remedy)
         if archive_md5 != file.archive_md5:
             raise DataError(
                 f"{where}: archive MD5 is {archive_md5}, expected {file.archive_md5} "
@@ -75,6 +84,17 @@ def check_content(
             )
         return "archive MD5"
     return "structure only"
+
+
+def _file_digest(path: Path, digest, where: str, remedy: str) -> str:
+    """A file's hash, read in chunks."""
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise DataError(f"{where}: cannot be read ({error.strerror}); {remedy}") from error
+    return digest.hexdigest()
 
 
 def _mismatch(where: str, digest: str, file: DataFile, dataset: str, remedy: str) -> str:
@@ -99,15 +119,31 @@ def read_checked(
     where: str | None = None,
     remedy: str | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Read a registry file, parse it (structure first: its errors say most), verify content.
+    """Read a registry IDX file (structure first: its errors say most), then verify its content.
 
+    The content is hashed as it streams into the array; nothing beyond the array is held.
     Returns the array and how its content was checked.
     """
     where, remedy = where or str(path), info.remedy if remedy is None else remedy
-    content, archive = read_content(path, where, remedy, limit=file.size or None)
     magic = IDX_LABELS_MAGIC if "labels" in file.name else IDX_IMAGES_MAGIC
-    array = parse_idx(content, expected_magic=magic, where=where, remedy=remedy)
-    return array, check_content(content, archive, file, info.name, where, remedy)
+    digest = hashlib.sha256()
+    array = read_idx_file(
+        path,
+        expected_magic=magic,
+        where=where,
+        remedy=remedy,
+        limit=file.size or None,
+        digest=digest,
+    )
+    size = array.size + 4 + 4 * array.ndim
+    archive = path if _is_gzip(path) else None
+    check = check_content(digest.hexdigest(), size, archive, file, info.name, where, remedy)
+    return array, check
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as stream:
+        return stream.read(2) == GZIP_MAGIC
 
 
 def check_stored(
