@@ -78,3 +78,50 @@ def test_training_on_data_told_apart_only_by_colour_reaches_high_accuracy(tmp_pa
     )
     result = train_model(model, dataset, epochs=4, batch_size=32, validation=0, progress="quiet")
     assert result.test_accuracy >= 0.9  # one channel alone allows at most 2/3
+
+
+def test_misclassified_and_confusion_plots_use_class_names():
+    from cnnlab import plots
+
+    labels = np.array([0, 1, 1, 0])
+    predicted = [np.array([1, 1, 0, 0])]
+    names = ("cat", "dog")
+    grid = plots.misclassified_digits("m", labels, predicted, class_names=names)
+    figure = plots.draw_misclassified(grid, np.zeros((4, 8, 8, 3), np.uint8))
+    titles = {ax.get_title() for ax in figure.axes if ax.get_title()}
+    assert titles == {"true cat, pred dog", "true dog, pred cat"}
+    confusion = plots.confusion_counts("m", labels, predicted, 2, class_names=names)
+    axis = plots.draw_confusion(confusion).axes[0]
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["cat", "dog"]
+    unnamed = plots.misclassified_digits("m", labels, predicted)
+    assert unnamed.name(1) == "1"
+
+
+@pytest.mark.slow
+def test_a_study_on_an_image_folder_reports_its_class_names(tmp_path):
+    from PIL import Image
+
+    from cnnlab.report import read_study
+    from cnnlab.study import run_study
+
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 12), ("test", 4)):
+        for name, channel in (("red", 0), ("green", 1)):
+            folder = tmp_path / "photos" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 60, size=(8, 8, 3), dtype=np.uint8)
+                pixels[..., channel] += 180
+                Image.fromarray(pixels, "RGB").save(folder / f"{i}.png")
+    study = tmp_path / "study.toml"
+    study.write_text(
+        f'name = "photos"\ndataset = "folder:{tmp_path / "photos"}"\nseeds = 1\n'
+        'models = ["small.toml"]\n[training]\nepochs = 1\nbatch_size = 8\nvalidation = 0\n'
+    )
+    (tmp_path / "small.toml").write_text(
+        'name = "small"\nlayers = ["flatten", { dense = "classes", activation = "softmax" }]\n'
+    )
+    run_study(study, directory=tmp_path / "out", progress="quiet", data_dir=tmp_path)
+    results = read_study(tmp_path / "out", data_dir=tmp_path)
+    assert results.class_names == ("green", "red")
+    assert results.test_images.shape[1:] == (8, 8, 3)

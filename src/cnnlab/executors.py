@@ -141,9 +141,7 @@ def dataset_identity(dataset: Dataset, source: str) -> str:
         digest.update(np.ascontiguousarray(array).tobytes())
     digest.update(np.ascontiguousarray(dataset.test_labels).tobytes())
     kind, _, rest = source.partition(":")
-    location, mark, options = rest.partition("?")  # folder:DIR?image_size=32x32
-    local = kind in ("idx", "npz", "cifar", "folder") and location
-    name = f"{kind}:{Path(location).name}{mark}{options}" if local else source
+    name = f"{kind}:{Path(rest).name}" if kind in ("idx", "npz") and rest else source
     return f"{name}@{digest.hexdigest()[:16]}"
 
 
