@@ -154,3 +154,5 @@ def test_memory_check_refuses_what_cannot_fit_in_one_line():
     check_allocation(1 << 20, "a small array", "here")
     with pytest.raises(DataError, match=r"here: a huge array would take .* GiB of memory and"):
         check_allocation(available_bytes() + 2**30, "a huge array", "here")
+    with pytest.raises(DataError, match=r"is available \(a dataset may take half\)"):
+        check_allocation(int(available_bytes() * 0.6), "most of memory", "here")

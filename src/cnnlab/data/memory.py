@@ -18,14 +18,19 @@ def available_bytes() -> int:
     return min(limits)
 
 
+# A dataset may take at most this share of the memory available when it loads: training needs
+# the rest (the model, its gradients, float batches), and on a shared machine so do others.
+SHARE = 0.5
+
+
 def check_allocation(nbytes: int, what: str, where: str) -> None:
-    """Refuse an allocation of `nbytes` that cannot fit, naming what it is for and the figures."""
+    """Refuse an allocation of `nbytes` beyond SHARE of the memory available, in one line."""
     free = available_bytes()
-    if nbytes > free:
+    if nbytes > SHARE * free:
         raise DataError(
-            f"{where}: {what} would take {_gib(nbytes)} of memory and {_gib(free)} is available; "
-            "refusing to read it (a damaged or hostile header, or a dataset too large for this "
-            "machine: use a smaller subset)"
+            f"{where}: {what} would take {_gib(nbytes)} of memory and {_gib(free)} is available "
+            f"(a dataset may take half); refusing to read it (a damaged or hostile header, or a "
+            "dataset too large for this machine: use a smaller subset)"
         )
 
 
