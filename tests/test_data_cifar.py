@@ -261,3 +261,15 @@ def test_registry_entries_name_the_binary_releases_and_svhn_mats():
     assert get_dataset_info("cifar100-coarse").directory == "cifar100"
     assert [f.name for f in get_dataset_info("svhn").files] == ["train_32x32.mat", "test_32x32.mat"]
     assert all(not f.gzipped and f.archive_md5 for f in get_dataset_info("svhn").files)
+
+
+def test_data_verify_prints_the_class_names(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    write_cifar10(tmp_path)
+    assert main(["data", "verify", f"cifar:{tmp_path}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].endswith("10 train and 4 test images of 32x32x3, 10 classes")
+    assert (
+        out[-1] == "classes: airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck"
+    )

@@ -123,6 +123,10 @@ def verify(
             f"valid  {item.role:<12}  {item.path}  ({CHECK_WORDS.get(item.check, item.check)})"
         )
     typer.echo(f"{dataset.name}: {dataset.describe()}")
+    if dataset.class_names:
+        names = dataset.class_names
+        more = f", ... ({len(names)} in all)" if len(names) > 12 else ""
+        typer.echo(f"classes: {', '.join(names[:12])}{more}")
 
 
 def _verification_dict(checked: data.Verification) -> dict:

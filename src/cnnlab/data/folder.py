@@ -180,13 +180,13 @@ def _open(path: Path):  # -> PIL.Image.Image
     """Open an image's header only (no pixels decoded); errors name the file."""
     from PIL import Image
 
+    unreadable = (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning)
     try:
         with warnings.catch_warnings():
+            # Pillow only warns below twice its pixel limit; an image that large is refused too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(path)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as error:
-        raise DataError(f"{path}: not a readable image ({_reason(error)})") from error
-    except Image.DecompressionBombError as error:
+    except (*unreadable, Image.DecompressionBombError) as error:
         raise DataError(f"{path}: not a readable image ({_reason(error)})") from error
 
 
