@@ -28,7 +28,7 @@ from safetensors.numpy import load_file
 
 import cnnlab
 from cnnlab import conclusions as concl
-from cnnlab import plots, table
+from cnnlab import plots, sequential, table
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import model_to_toml
@@ -216,6 +216,7 @@ def gather_evidence(results: StudyResults, results_table: table.ResultsTable) ->
         training=results.runs[0].training if results.runs else {},
         dataset=results.dataset_name,
         notes=results.notes,
+        decisions=sequential.decisions_of(results.settings, results.runs),
     )
 
 
