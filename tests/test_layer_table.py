@@ -31,15 +31,20 @@ BLOCK = """{ conv = 8, kernel = 3, padding = "same" }, "batchnorm", "relu",
            { conv = 8, kernel = 3, padding = "same" }, "batchnorm" """
 
 CASES = {
-    "conv": f'{{ conv = 4, kernel = 3, strides = 2, padding = "same", activation = "relu" }}, {HEAD}',
-    "conv_dilated": f'{{ conv = 4, kernel = [3, 2], dilation_rate = 2, activation = "elu" }}, {HEAD}',
+    "conv": (
+        '{ conv = 4, kernel = 3, strides = 2, padding = "same", activation = "relu" }, ' + HEAD
+    ),
+    "conv_dilated": (
+        '{ conv = 4, kernel = [3, 2], dilation_rate = 2, activation = "elu" }, ' + HEAD
+    ),
     "conv_even_same": f'{{ conv = 5, kernel = 4, padding = "same", use_bias = false }}, {HEAD}',
     "separableconv": (
         '{ separableconv = 6, kernel = 3, padding = "same", depth_multiplier = 2,'
         f' activation = "relu" }}, {HEAD}'
     ),
     "separableconv_strided": (
-        f'{{ separableconv = 4, kernel = 3, strides = 2, padding = "same", use_bias = false }}, {HEAD}'
+        '{ separableconv = 4, kernel = 3, strides = 2, padding = "same", use_bias = false }, '
+        + HEAD
     ),
     "separableconv_dilated": f"{{ separableconv = 4, kernel = 3, dilation_rate = 2 }}, {HEAD}",
     "depthwiseconv": (
@@ -59,12 +64,13 @@ CASES = {
     "flatten": HEAD,
     "dense": f'"flatten", {{ dense = 6, activation = "tanh" }}, {DENSE_HEAD}',
     "residual_identity": (
-        f'{{ conv = 8, kernel = 3, padding = "same" }}, {{ residual = [{BLOCK}], activation = "relu" }}, '
-        f"{HEAD}"
+        '{ conv = 8, kernel = 3, padding = "same" }, '
+        f'{{ residual = [{BLOCK}], activation = "relu" }}, {HEAD}'
     ),
     "residual_projection": (
-        '{ residual = [{ conv = 8, kernel = 3, strides = 2, padding = "same" }, "batchnorm", "relu",'
-        ' { conv = 8, kernel = 3, padding = "same" }, "batchnorm"], shortcut = "projection",'
+        '{ residual = [{ conv = 8, kernel = 3, strides = 2, padding = "same" }, "batchnorm",'
+        ' "relu", { conv = 8, kernel = 3, padding = "same" }, "batchnorm"],'
+        ' shortcut = "projection",'
         f' activation = "relu" }}, {HEAD}'
     ),
 }
@@ -233,3 +239,39 @@ def test_every_rows_torch_builder_and_stacking_rule_exist():
         assert kind.module in layers._BUILDERS, kind.key
         assert kind.stacking is None or kind.stacking in rules, kind.key
         assert kind.spec_type.__name__ == kind.keras_class
+
+
+PRESETS = {"resnet20": "resnet/resnet20", "separable": "separable/small"}
+
+
+@pytest.mark.parametrize("key", sorted(KERAS["presets"]))
+def test_preset_has_keras_names_shapes_and_parameter_counts(key):
+    """resnet/resnet20 and separable/small on 28x28x1 and 32x32x3, against Keras 3's count."""
+    record = KERAS["presets"][key]
+    spec = s.load_model(PRESETS[key.split("@")[0]])
+    result = summarize(spec, tuple(record["input_shape"]), record["classes"])
+    ours = [
+        (row.name, row.layer_type, list(row.output_shape), row.params)
+        for row in result.rows
+        if row.layer_type != "Residual"
+    ]
+    keras = [
+        (
+            row["name"],
+            row["class_name"],
+            row["output_shape"],
+            row["trainable_params"] + row["non_trainable_params"],
+        )
+        for row in record["layers"]
+    ]
+    assert sorted(ours) == sorted(keras)
+    assert result.total_params == record["total_params"]
+    model = build_model(spec, tuple(record["input_shape"]), record["classes"])
+    assert sum(p.numel() for p in model.parameters()) == record["trainable_params"]
+
+
+def test_resnet20_has_about_a_quarter_million_parameters_as_he_et_al_report():
+    result = summarize(s.load_model("resnet/resnet20"), (32, 32, 3), 10)
+    assert 0.26e6 < result.total_params < 0.28e6
+    weighted = [row for row in result.rows if row.layer_type in ("Conv2D", "Dense")]
+    assert len(weighted) - 2 == 20  # 19 3x3 convs, the classifier, and 2 projection convs
