@@ -11,13 +11,17 @@ from cnnlab.keras_import import import_keras_file
 
 
 def import_keras(
-    file: Path = typer.Argument(..., help="A .py file with Keras Sequential model code."),
+    file: Path = typer.Argument(
+        ...,
+        help="A .py file of Keras code (Sequential or functional), or a model's JSON config "
+        "(a .json file from model.to_json(), or a .keras file).",
+    ),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write the spec here instead of printing it."
     ),
     name: str | None = typer.Option(None, "--name", help="The model's name in the spec."),
     index: int | None = typer.Option(
-        None, "--index", help="Which Sequential model of the file, from 1 (default: the last)."
+        None, "--index", help="Which model of the file, from 1 (default: the last)."
     ),
 ) -> None:
     """Read Keras Sequential code (never running it) and print the equivalent model spec."""
@@ -33,7 +37,7 @@ def import_keras(
     count = len(imported.model_lines)
     typer.echo(
         f"wrote {output}: {imported.spec.name!r}, {len(imported.spec.layers)} layers "
-        f"(Sequential model {imported.index} of {count}, line {imported.line} of {file})"
+        f"({imported.kind} model {imported.index} of {count}, line {imported.line} of {file})"
     )
 
 
