@@ -820,8 +820,9 @@ def _choose_model(sites: list[_Site], index: int | None, filename: str) -> _Site
     if not sites:
         raise SpecError(
             f"{filename}: no Keras Sequential or functional model found: expected "
-            "`model = Sequential()` then `model.add(...)` lines, `model = Sequential([...])`, or functional code ending in "
-            "`model = keras.Model(inputs, outputs)` (subclassed models are not supported)"
+            "`model = Sequential()` then `model.add(...)` lines, `model = Sequential([...])`, "
+            "or functional code ending in `model = keras.Model(inputs, outputs)` (subclassed "
+            "models are not supported)"
         )
     if index is None:
         return sites[-1]
