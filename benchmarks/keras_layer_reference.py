@@ -5,12 +5,14 @@ Run with the separate Keras venv (never a cnnlab dependency; see docs/performanc
     /work/kerasenv/bin/python benchmarks/keras_layer_reference.py
 
 Writes `tests/fixtures/keras/layer_table.json` (per case: each layer's Keras name, class, output
-shape and parameter counts, the totals) and `tests/fixtures/keras/layer_table.npz` (per small
-case: an input, Keras's weights by layer name, Keras's inference output). The models are written
-here with Keras's own API, independently of cnnlab's presets and specs, so the tests compare two
-separate readings. Layers are created in the order cnnlab names them (a residual block: its body,
-then the shortcut's 1x1 Conv2D and BatchNormalization, then Add, then the block's activation), so
-Keras's automatic names (conv2d, conv2d_1, ...) are the names cnnlab gives.
+shape and parameter counts, the totals), `tests/fixtures/keras/layer_table.npz` (per small
+case: an input, Keras's weights by layer name, Keras's inference output), and the JSON configs
+(`model.to_json()`) of tests/keras_snippets/small_resnet_functional.py and of a Sequential model
+of the new kinds, as `tests/fixtures/keras/<name>.json`, for the config importer.
+The models are written here with Keras's own API, independently of cnnlab's presets and specs,
+so the tests compare two separate readings. Layers are created in the order cnnlab names them
+(a residual block: its body, then the shortcut's 1x1 Conv2D and BatchNormalization, then Add,
+then the block's activation), so Keras's automatic names (conv2d, conv2d_1, ...) are cnnlab's.
 """
 
 from __future__ import annotations
@@ -241,7 +243,53 @@ def parity(name: str, model: keras.Model, rng: np.random.Generator) -> dict[str,
     return arrays
 
 
+SNIPPETS = OUT.parent.parent / "keras_snippets"
+
+
+def functional_snippet(name: str) -> keras.Model:
+    """Run a snippet of functional Keras code (here, in the Keras venv) and return its `model`."""
+    keras.backend.clear_session()
+    scope: dict = {}
+    exec((SNIPPETS / f"{name}.py").read_text(), scope)  # noqa: S102 - our own fixture, in Keras
+    return scope["model"]
+
+
+def sequential_example() -> keras.Model:
+    """A Sequential model of the new kinds, for the JSON config of a Sequential model."""
+    keras.backend.clear_session()
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(16, 3, padding="same", dilation_rate=2, activation="gelu"),
+            layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2),
+            layers.SeparableConv2D(24, 3, padding="same", activation="swish"),
+            layers.LayerNormalization(),
+            layers.GlobalMaxPooling2D(),
+            layers.Dropout(0.2),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def write_configs() -> dict:
+    """Keras's JSON configs (model.to_json()) and figures of the two import examples."""
+    found = {}
+    for name, model in (
+        ("small_resnet_functional", functional_snippet("small_resnet_functional")),
+        ("sequential_new_kinds", sequential_example()),
+    ):
+        (OUT / f"{name}.json").write_text(json.dumps(json.loads(model.to_json()), indent=1) + "\n")
+        found[name] = {
+            "input_shape": list(model.inputs[0].shape[1:]),
+            "classes": 10,
+            **describe(model),
+        }
+        print(f"{name}: {found[name]['total_params']:,} parameters")
+    return found
+
+
 def main() -> None:
+    keras.utils.set_random_seed(17)  # Keras's initial weights too, so reruns write the same
     rng = np.random.default_rng(17)
     cases, arrays = {}, {}
     for name, body in small_cases().items():
@@ -260,6 +308,7 @@ def main() -> None:
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
         "cases": cases,
         "presets": presets,
+        "configs": write_configs(),
     }
     (OUT / "layer_table.json").write_text(json.dumps(doc, indent=1) + "\n")
     np.savez_compressed(OUT / "layer_table.npz", **arrays)

@@ -81,7 +81,12 @@ def import_keras_source(
 def import_keras_file(
     path: str | Path, *, name: str | None = None, index: int | None = None
 ) -> ImportedModel:
-    """Read a .py file of Keras code and import one of its Sequential models."""
+    """Read a .py file of Keras code and import one of its models; a .json or .keras file is a
+    model's config (`cnnlab.keras_config`)."""
+    if Path(path).suffix.lower() in (".json", ".keras"):
+        from cnnlab import keras_config  # it builds on this module's rules
+
+        return keras_config.import_keras_config(path, name=name)
     return import_keras(read_keras_file(path), filename=str(path), name=name, index=index)
 
 
@@ -553,7 +558,7 @@ _LAYERS: dict[str, _Rule] = {
         spec.LayerNormalization,
         ("axis", "epsilon"),
         {"epsilon": _positive},
-        {"axis": (-1,), "rms_scaling": (False,)} | _NORM_DEFAULTS,
+        {"axis": (-1, (-1,)), "rms_scaling": (False,)} | _NORM_DEFAULTS,
     ),
     "GlobalMaxPooling2D": _Rule(
         spec.GlobalMaxPooling2D, (), {}, {"data_format": _CHANNELS_LAST, "keepdims": (False,)}
@@ -587,6 +592,8 @@ _LAYERS: dict[str, _Rule] = {
             "renorm": (False,),
             "synchronized": (False,),
             "fused": (None, True, False),  # Keras 2: an implementation choice, same maths
+            "renorm_clipping": (None,),
+            "renorm_momentum": (0.99,),
         },
     ),
     "Flatten": _Rule(spec.Flatten, (), {}, {"data_format": _CHANNELS_LAST}),
@@ -597,7 +604,7 @@ _LAYERS: dict[str, _Rule] = {
         spec.Dense,
         ("units", "activation"),
         {"units": _units, "activation": _activation, "use_bias": _flag},
-        _WEIGHT_DEFAULTS,
+        _WEIGHT_DEFAULTS | {"quantization_config": (None,), "lora_rank": (None,)},
     ),
     "Activation": _Rule(spec.Activation, ("activation",), {"activation": _activation}),
 }
@@ -641,6 +648,16 @@ def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
     if missing:
         raise source.error(call, f"{keras_name} needs its argument {missing[0]!r}")
     return rule.build(**values)
+
+
+def layer_from_code(text: str, *, filename: str = "<string>") -> spec.Layer | None:
+    """The spec layer of one written-out Keras layer call, e.g. "Conv2D(32, (3, 3))";
+    None for an input layer. The rules are `import-keras`'s (the config importer uses them)."""
+    tree = _parse(text, filename)
+    statement = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(statement, ast.Expr):
+        raise SpecError(f"{filename}: expected one layer call, got {_show(text)}")
+    return _layer(_Source(tree, text, filename), statement.value)
 
 
 def _required_fields(cls: type) -> list[dataclasses.Field]:
@@ -1042,6 +1059,12 @@ class _TensorReader:
         self.graph = keras_graph.Graph()
         self.seen: dict[int, keras_graph.Node] = {}  # by the id of the expression making it
         self.applied: dict[int, int] = {}  # a layer object's expression -> line first applied
+        self.in_loops = {
+            id(inner): loop.lineno
+            for loop in ast.walk(source.tree)
+            if isinstance(loop, (ast.For, ast.AsyncFor, ast.While))
+            for inner in ast.walk(loop)
+        }
 
     def tensor(self, node: ast.expr, depth: int = 0) -> keras_graph.Node:
         if depth > MAX_LAYERS:
@@ -1062,6 +1085,13 @@ class _TensorReader:
                     node,
                     f"tensor {node.id!r} comes from code cnnlab does not run (a loop, a "
                     f"function's parameter, ... at line {binding.line}); write each layer out",
+                )
+            if id(binding.value) in self.in_loops:
+                raise self.source.error(
+                    node,
+                    f"tensor {node.id!r} is made in the loop at line "
+                    f"{self.in_loops[id(binding.value)]}, which cnnlab does not run; write "
+                    "each layer out",
                 )
             node = binding.value
         return node
@@ -1092,11 +1122,12 @@ class _TensorReader:
         if isinstance(func, ast.Name) and self.source.binding_before(func) is not None:
             made = self.source.resolve(func, "a layer")
             if isinstance(made, ast.Call) and isinstance(self.source.callee(made), str):
-                first = self.applied.setdefault(id(made), node.lineno)
-                if first != node.lineno:
+                other = self.applied.setdefault(id(made), node.lineno)
+                if other != node.lineno:
+                    lines = sorted((other, node.lineno))
                     raise self.source.error(
                         node,
-                        f"layer {func.id!r} is applied a second time (first at line {first}): "
+                        f"layer {func.id!r} is applied twice (lines {lines[0]} and {lines[1]}): "
                         "a shared layer, which cnnlab's models do not have",
                     )
                 return made
