@@ -33,7 +33,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from scipy.stats import gaussian_kde
 
 from cnnlab import spec as s
-from cnnlab.shapes import keras_layer_names
+from cnnlab.shapes import module_paths
 from cnnlab.stats import MeanCI
 from cnnlab.store import RunRecord
 
@@ -199,7 +199,8 @@ def weighted_layer_names(layers: Sequence[s.Layer], state: Mapping[str, Any]) ->
     A safetensors file lists its tensors sorted by name (dense before conv2d_1), so the order
     comes from the spec; the names are those of the checkpoint, `<name>.weight` in it.
     """
-    named = [name for name in keras_layer_names(list(layers)) if f"{name}.weight" in state]
+    # Layers inside a residual block are named by it: residual_1.conv2d_4.
+    named = [name for name in module_paths(list(layers)) if f"{name}.weight" in state]
     others = sorted(
         key.removesuffix(".weight")
         for key in state

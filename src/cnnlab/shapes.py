@@ -117,6 +117,20 @@ def _next_name(class_name: str, seen: dict[str, int]) -> str:
     return base if count == 0 else f"{base}_{count}"
 
 
+def module_paths(layers: tuple[Layer, ...] | list[Layer]) -> list[str]:
+    """Every layer's path in the built torch model, blocks' layers included, in Keras's order:
+    conv2d, residual.conv2d_1, ..., residual.conv2d_3 (a projection), dense."""
+    return [path for named in named_layers(layers) for path in _paths(named, "")]
+
+
+def _paths(named: NamedLayer, prefix: str) -> list[str]:
+    path = prefix + named.name
+    if not isinstance(named.layer, Residual):
+        return [path]
+    inner = [found for item in named.body for found in _paths(item, f"{path}.")]
+    return [path, *inner, *(f"{path}.{name}" for name in named.shortcut)]
+
+
 def keras_layer_names(layers: tuple[Layer, ...] | list[Layer]) -> list[str]:
     """The names Keras gives these layers in a fresh session: conv2d, conv2d_1, dense, ...
 
