@@ -234,7 +234,7 @@ def test_every_rows_torch_builder_and_stacking_rule_exist():
     from cnnlab import layers
 
     rules = {"conv", "depthwise", "separable", "dense", "batchnorm", "layernorm", "dropout"}
-    rules |= {"flatten", "global_average", "global_max", "as_is"}
+    rules |= {"flatten", "global_average", "global_max", "as_is", "residual"}
     for kind in KINDS:
         assert kind.module in layers._BUILDERS, kind.key
         assert kind.stacking is None or kind.stacking in rules, kind.key

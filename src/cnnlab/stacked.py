@@ -92,9 +92,7 @@ class StackedSeeds(nn.Module):
             same = [model.keras_layers[position][2] for model in models]
             kind = kind_of(layer)
             try:
-                module, layout = self._stack_layer(
-                    kind.stacking, first, same, layout, dropout_generators
-                )
+                module, layout = self._stack_layer(layer, first, same, layout, dropout_generators)
             except CannotStack as error:
                 where = f"layer {position + 1} ({kind.keras_class} {name!r})"
                 raise CannotStack(f"{where}: {error}") from None
@@ -118,13 +116,16 @@ class StackedSeeds(nn.Module):
 
     def _stack_layer(
         self,
-        rule: str | None,
+        layer: object,
         first: nn.Module,
         same: list[nn.Module],
         layout: Layout,
         generators: Sequence[torch.Generator],
     ) -> tuple[nn.Module, Layout]:
         """The stacked form of one layer by its row's stacking rule (cnnlab.spec.kinds)."""
+        rule = kind_of(layer).stacking
+        if rule == "residual":
+            return StackedResidual(self, layer, same, generators), "map"
         if rule == "conv":
             return StackedConv2D(same, self._bind), "map"
         if rule == "depthwise":
@@ -166,6 +167,32 @@ class StackedSeeds(nn.Module):
 def _check_elementwise(activation: nn.Module | None) -> None:
     if isinstance(activation, nn.Softmax):
         raise CannotStack("a softmax inside the network normalises across channels")
+
+
+class StackedResidual(nn.Module):
+    """The seeds' residual blocks: their layers and shortcuts stacked, then added per channel."""
+
+    def __init__(self, stacker: StackedSeeds, block, blocks: list[nn.Module], generators) -> None:
+        super().__init__()
+        first = blocks[0]
+        _check_elementwise(first.after_add)
+        self.after_add = first.after_add
+        parts = []
+        for name, layer in zip(first.body_names, block.layers, strict=True):
+            same = [getattr(seed, name) for seed in blocks]
+            parts.append(stacker._stack_layer(layer, same[0], same, "map", generators)[0])
+        self.body = nn.Sequential(*parts)
+        shortcut = []
+        for name, rule in zip(first.shortcut_names, ("conv", "batchnorm"), strict=False):
+            same = [getattr(seed, name) for seed in blocks]
+            if rule == "conv":
+                shortcut.append(StackedConv2D(same, stacker._bind))
+            else:
+                shortcut.append(StackedBatchNorm(same, "map", stacker._bind, stacker._bind_buffer))
+        self.shortcut = nn.Sequential(*shortcut)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_add(self.body(x) + self.shortcut(x))
 
 
 class StackedConv2D(nn.Module):

@@ -754,7 +754,7 @@ KINDS: tuple[LayerKind, ...] = (
         _residual_params,
         _residual_flops,
         module="residual",
-        stacking=None,
+        stacking="residual",
         needs_value='{ residual = [...layers...], shortcut = "identity" } (its layers)',
     ),
 )
