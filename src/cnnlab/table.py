@@ -98,9 +98,10 @@ def _pairs(values: list[Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def conv_kernels(spec: specs.ModelSpec) -> tuple[int, tuple[tuple[int, int], ...]]:
-    """The number of Conv2D layers of a spec and its distinct kernel sizes, in layer order."""
-    kernels = [layer.kernel_size for layer in spec.layers if isinstance(layer, specs.Conv2D)]
-    return len(kernels), tuple(dict.fromkeys(kernels))
+    """The number of convolutions of a spec (separable, depthwise and those inside residual
+    blocks included) and its distinct kernel sizes, in layer order."""
+    overview = specs.describe_model(spec)
+    return overview.conv_layers, overview.kernel_sizes
 
 
 def model_order(runs: Iterable[RunRecord], preferred: Sequence[str] = ()) -> list[str]:
