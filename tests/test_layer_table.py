@@ -275,3 +275,14 @@ def test_resnet20_has_about_a_quarter_million_parameters_as_he_et_al_report():
     assert 0.26e6 < result.total_params < 0.28e6
     weighted = [row for row in result.rows if row.layer_type in ("Conv2D", "Dense")]
     assert len(weighted) - 2 == 20  # 19 3x3 convs, the classifier, and 2 projection convs
+
+
+def test_conv_dilation_at_its_default_leaves_stored_run_keys_as_they_were():
+    from cnnlab.store import canonical_json
+
+    # The form a Conv2D had before dilation_rate existed, so stored studies still resume.
+    assert canonical_json(s.Conv2D(8, (3, 3))) == (
+        '{"activation":"linear","filters":8,"kernel_size":[3,3],"padding":"valid",'
+        '"strides":[1,1],"type":"Conv2D","use_bias":true}'
+    )
+    assert '"dilation_rate":[2,2]' in canonical_json(s.Conv2D(8, (3, 3), dilation_rate=(2, 2)))
