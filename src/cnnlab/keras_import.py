@@ -1,4 +1,4 @@
-"""Import Keras Sequential code as a ModelSpec by reading it with `ast`, never by running it.
+"""Import Keras code (Sequential or functional) as a ModelSpec, read with `ast`, never run.
 
 People paste model code from notebooks and tutorials, so nothing here evaluates it: no
 eval/exec, no import of the user's modules, not even `ast.literal_eval`. A value is understood
@@ -7,7 +7,13 @@ earlier in the file (`k = (3, 3)`); anything computed (`2 ** 5`, `f(x)`) is refu
 line. Dense units named like the class count (`num_classes`) become `spec.CLASSES`.
 `input_shape=...` and `Input(...)` layers are dropped without a check: the dataset gives the
 input shape. An argument cnnlab cannot build is refused unless it has Keras's default value
-(`dilation_rate=(1, 1)` passes, `dilation_rate=2` does not): nothing is silently changed.
+(`groups=1` passes, `groups=2` does not): nothing is silently changed.
+
+Functional code (`x = layers.Conv2D(...)(x)`, `layers.Add()([x, shortcut])`,
+`keras.Model(inputs, outputs)`) is read by following each tensor name back to the layer call
+that made it, into a `cnnlab.keras_graph.Graph`, which finds the residual blocks; tensors made
+in loops or by helper functions, shared layers, several inputs or outputs are refused with the
+line. A model's JSON config goes through `cnnlab.keras_config`, with this module's rules.
 """
 
 from __future__ import annotations

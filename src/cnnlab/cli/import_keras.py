@@ -24,7 +24,7 @@ def import_keras(
         None, "--index", help="Which model of the file, from 1 (default: the last)."
     ),
 ) -> None:
-    """Read Keras Sequential code (never running it) and print the equivalent model spec."""
+    """Read Keras code or a model config (never running it) and print the equivalent spec."""
     imported = import_keras_file(file, name=name, index=index)
     text = imported.to_toml()
     if output is None:
