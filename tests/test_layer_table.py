@@ -102,7 +102,12 @@ def kinds_in(layers) -> set[str]:
 
 
 def cases_of(key: str) -> list[str]:
-    return [name for name in CASES if key in kinds_in(case_spec(name).layers)]
+    """The cases about one kind: named after its key (conv, conv_dilated, ...), holding it."""
+    return [
+        name
+        for name in CASES
+        if name.split("_")[0] == key and key in kinds_in(case_spec(name).layers)
+    ]
 
 
 def test_every_row_and_every_keras_case_has_a_cnnlab_case():
