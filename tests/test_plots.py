@@ -193,3 +193,11 @@ def test_a_model_without_epochs_gets_a_panel_that_says_so_and_no_overview_line()
     ]
     overview = plots.draw_validation_overview(curves).axes[0]
     assert [t.get_text() for t in overview.get_legend().get_texts()] == ["ran"]
+
+
+def test_file_names_are_unique_per_model_even_where_slugs_clash():
+    names = ["a/b", "a-b", "a?b", "A-B", "seed/model-7", "x y"]
+    stems = plots.unique_slugs(names)
+    assert len({stem.lower() for stem in stems.values()}) == len(names)
+    assert stems["seed/model-7"] == "seed-model-7" and stems["x y"] == "x-y"
+    assert stems == plots.unique_slugs(list(reversed(names)))  # a model keeps its file name

@@ -166,6 +166,7 @@ def run_study(
     data_dir: str | Path | None = None,
     retry_failed: bool = False,
     stack_seeds: bool = False,
+    annotations: Mapping[str, Any] | None = None,
 ) -> StudyOutcome:
     """Train every run of `study` that is not finished, into the store in its directory.
 
@@ -179,6 +180,8 @@ def run_study(
     executor only). Ray only: address (HOST:PORT of a running cluster; default a local one),
     gpus_per_run (a GPU share, 0.25: four runs per GPU), shared_dir (whether every node sees
     `directory`; None: detected; False: checkpoints travel through the driver).
+    annotations: extra entries for the study's stored settings (the `--until-decided`
+    procedure's, see `cnnlab.until_decided`).
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
@@ -206,7 +209,9 @@ def run_study(
     display = make_display(progress)
     with open_study_store(plan.directory) as store:
         setup = dataclasses.replace(setup, store_url=store.url)
-        before = register_runs(store, plan, retry_failed=retry_failed)
+        before = register_runs(
+            store, plan, retry_failed=retry_failed, annotations=annotations or {}
+        )
         todo = [run for run in before if run.status not in FINAL_STATUSES]
         if todo:
             check_disk_space(plan, todo, jobs or 1)
@@ -448,7 +453,13 @@ def open_study_store(directory: Path) -> Iterator[Store]:
         store.close()
 
 
-def register_runs(store: Store, plan: StudyPlan, *, retry_failed: bool = False) -> list[RunRecord]:
+def register_runs(
+    store: Store,
+    plan: StudyPlan,
+    *,
+    retry_failed: bool = False,
+    annotations: Mapping[str, Any] | None = None,
+) -> list[RunRecord]:
     """Add the plan's runs (existing keys keep their state) and record the study's settings."""
     info = store.get_study()
     if info is not None and info.name != plan.study.name:
@@ -456,7 +467,8 @@ def register_runs(store: Store, plan: StudyPlan, *, retry_failed: bool = False) 
             f"{plan.directory} holds study {info.name!r}, not {plan.study.name!r}: one directory "
             "keeps one study's results; choose another --dir (or give the study its old name)"
         )
-    store.set_study(plan.study.name, _study_settings(plan, _shown_keys(store, plan, info)))
+    settings = _study_settings(plan, _shown_keys(store, plan, info))
+    store.set_study(plan.study.name, {**settings, **(annotations or {})})
     records = store.add_runs(plan.new_runs())
     if retry_failed:
         records = [
@@ -555,6 +567,13 @@ def study_status(directory: str | Path) -> StudyStatus:
     return summarize_progress(name, Path(directory), runs, others)
 
 
+def check_store(directory: str | Path) -> list[str]:
+    """Every problem SQLite's integrity check and the foreign-key check find in the study's
+    store (none: an empty list); read-only, so an archived study can be checked too."""
+    with open_existing_store(directory) as store:
+        return store.verify()
+
+
 def study_runs(directory: str | Path, *, all_runs: bool = False) -> list[RunRecord]:
     """The runs of the study in `directory`: the latest expansion's, or every stored one."""
     with open_existing_store(directory) as store:
@@ -567,9 +586,8 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
 
     A bare study name finds `studies/<name>`, where `cnnlab run` puts it by default.
     """
-    path = Path(directory).expanduser()
-    if not path.exists() and default_directory(str(directory)).is_dir():
-        path = default_directory(str(directory))
+    given = Path(directory).expanduser()
+    path = given if given.is_file() else study_directory(directory)
     store_path = path / STORE_FILENAME if path.is_dir() else path
     if not store_path.is_file():
         raise StudyError(
@@ -581,11 +599,20 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
             f"{store_path} is not a cnnlab study store (give the directory `cnnlab run` wrote, "
             "or its store.sqlite); left untouched"
         )
-    store = open_store(store_path)
+    store = open_store(store_path, read_only=True)
     try:
         yield store
     finally:
         store.close()
+
+
+def study_directory(directory: str | Path) -> Path:
+    """The study directory a command names: DIR, its store file's folder, or a bare study name
+    (`studies/<name>`, where `cnnlab run` puts it by default)."""
+    path = Path(directory).expanduser()
+    if not path.exists() and default_directory(str(directory)).is_dir():
+        return default_directory(str(directory))
+    return path.parent if path.is_file() else path
 
 
 def is_study_store(path: Path) -> bool:

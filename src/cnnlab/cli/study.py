@@ -8,17 +8,20 @@ import logging
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cnnlab import limits
 from cnnlab.cli.interrupts import sigterm_as_interrupt
+from cnnlab.errors import SpecError
 from cnnlab.store import RunRecord
 
 if TYPE_CHECKING:
     from cnnlab import study
+    from cnnlab.sequential import Decisions
 
 
 def register(app: typer.Typer) -> None:
@@ -30,12 +33,12 @@ def register(app: typer.Typer) -> None:
 
 def run_command(
     study_ref: str = typer.Argument(..., metavar="STUDY", help="A preset (seed) or a study file."),
-    seeds: int = typer.Option(None, "--seeds", min=1, help="Train seeds 0..N-1."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs per run."),
+    seeds: int = typer.Option(None, "--seeds", **limits.flag("seeds"), help="Train seeds 0..N-1."),
+    epochs: int = typer.Option(None, "--epochs", **limits.flag("epochs"), help="Epochs per run."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
     models: str = typer.Option(None, "--models", help="Only these models: A,B,... (by name)."),
     train_limit: int = typer.Option(
-        None, "--train-limit", min=1, help="Train on the first N training images only."
+        None, "--train-limit", **limits.flag("train_limit"), help="Train on the first N images."
     ),
     precision: str = typer.Option(
         None, "--precision", help="fp32, or bf16 (autocast; the fast mode)."
@@ -45,10 +48,16 @@ def run_command(
     ),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     jobs: int = typer.Option(
-        None, "--jobs", min=1, help="Runs at once (local: processes; ray: tasks in flight)."
+        None,
+        "--jobs",
+        **limits.flag("jobs"),
+        help="Runs at once (local: processes; ray: tasks in flight).",
     ),
     threads: int = typer.Option(
-        None, "--threads", min=1, help="CPU threads per run (default: cores / jobs)."
+        None,
+        "--threads",
+        **limits.flag("threads"),
+        help="CPU threads per run (default: cores / jobs).",
     ),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (--executor ray)."),
@@ -70,6 +79,17 @@ def run_command(
         "--stack-seeds",
         help="Train each model's seeds together as one computation (pays on a GPU).",
     ),
+    until_decided: bool = typer.Option(
+        False,
+        "--until-decided",
+        help="Add seeds only to models whose place is still open (docs/sequential.md).",
+    ),
+    min_seeds: int = typer.Option(None, "--min-seeds", help="--until-decided: first look (2)."),
+    max_seeds: int = typer.Option(None, "--max-seeds", help="--until-decided: at most (10)."),
+    margin: float = typer.Option(
+        None, "--margin", help="--until-decided: equal within this many accuracy points (0.1)."
+    ),
+    budget: str = typer.Option(None, "--budget", help="--until-decided: e.g. 500runs or 2h."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON at the end."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip building the HTML report."),
@@ -78,11 +98,13 @@ def run_command(
     from cnnlab import report, study  # here, not at the top: `cnnlab --help` loads no torch
     from cnnlab.devices import usable_cores
 
+    sequential = {"until_decided": until_decided, "min_seeds": min_seeds, "max_seeds": max_seeds}
+    sequential |= {"margin_points": margin, "budget": budget}
     with _notes_on_stderr(), sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
-        outcome = study.run_study(
+        outcome, decisions = _train(
             study_ref,
+            sequential,
             directory=directory,
-            seeds=seeds,
             epochs=epochs,
             dataset=dataset,
             models=models,
@@ -99,11 +121,14 @@ def run_command(
             data_dir=data_dir,
             retry_failed=retry_failed,
             stack_seeds=stack_seeds,
+            seeds=seeds,
         )
     if as_json:
         typer.echo(json.dumps([study.run_row(run) for run in outcome.runs], indent=2))
     else:
         print_outcome(outcome)
+        if decisions is not None:
+            print_decisions(decisions)
     if not no_report and not (
         outcome.nothing_to_do and report.report_is_current(outcome.directory)
     ):
@@ -141,6 +166,53 @@ def print_outcome(outcome: study.StudyOutcome) -> None:
         typer.echo("runs still pending or running elsewhere: `cnnlab status` follows them")
 
 
+def _train(
+    study_ref: str, sequential: dict[str, Any], **options: Any
+) -> tuple[study.StudyOutcome, Decisions | None]:
+    """`run_study`, or the sequential driver with --until-decided or a study file's
+    `seeds = { min, max }` (every setting checked before anything trains)."""
+    from cnnlab import study, until_decided
+    from cnnlab.spec import load_study
+
+    wanted = sequential.pop("until_decided")
+    named = [name for name, value in sequential.items() if value is not None]
+    if not wanted and named:
+        option = "--" + named[0].replace("_points", "").replace("_", "-")
+        raise SpecError(f"{option} belongs to --until-decided; add --until-decided")
+    if wanted and options["seeds"] is not None:
+        raise SpecError(
+            "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
+        )
+    spec = load_study(study_ref)
+    if not wanted and (spec.seed_range is None or options["seeds"] is not None):
+        return study.run_study(spec, **options), None
+    settings = until_decided.resolve_settings(spec.seed_range, **sequential)
+    options.pop("seeds")
+    result = until_decided.run_until_decided(spec, settings=settings, **options)
+    return result.study, result.decisions
+
+
+def print_decisions(decisions: Decisions) -> None:
+    """Each model's decision with its seeds and why, then the runs spent."""
+    console = _console()
+    console.print(decisions_table(decisions))
+    budget = decisions.settings.budget
+    spent = f"{decisions.runs_spent} runs" + (
+        f" of a budget of {budget}" if budget.runs or budget.seconds else ""
+    )
+    state = "every model decided or stopped" if decisions.finished else "still open"
+    typer.echo(f"until decided: {spent}; {state}")
+
+
+def decisions_table(decisions: Decisions) -> Table:
+    table = Table(title="until decided")
+    for column in ("model", "seeds", "decision", "why"):
+        table.add_column(column, justify="right" if column == "seeds" else "left")
+    for m in decisions.models:
+        table.add_row(m.model, str(m.seeds), m.state, m.reason)
+    return table
+
+
 def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
     """One row per model: its runs, test accuracy over seeds (mean and spread), size, time."""
     table = Table(title=f"study {name}")
@@ -166,13 +238,22 @@ def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
 def status_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    check: bool = typer.Option(
+        False, "--check", help="Check every page of the store (PRAGMA integrity_check)."
+    ),
 ) -> None:
     """Runs by state, epochs done of all, and the time left (from measured epochs)."""
-    from cnnlab import study
+    from cnnlab import study, until_decided
 
+    if check:
+        print_check(directory, study.check_store(directory))
     status = study.study_status(directory)
+    decisions = until_decided.study_decisions(directory)
     if as_json:
-        typer.echo(json.dumps(status.to_dict(), indent=2))
+        shown = status.to_dict()
+        if decisions is not None:
+            shown["until_decided"] = decisions.to_dict()
+        typer.echo(json.dumps(shown, indent=2))
         return
     typer.echo(f"study {status.name} ({status.directory})")
     typer.echo(f"runs: {_count_line(status.counts, of_all=True)}")
@@ -200,16 +281,40 @@ def status_command(
             f"{status.other_runs} older runs (other specs or settings): "
             f"`cnnlab runs {status.directory} --all`"
         )
+    if decisions is not None:
+        print_decisions(decisions)
+
+
+def print_check(directory: Path, problems: list[str]) -> None:
+    """'store ok', or each problem SQLite found and exit code 1."""
+    if not problems:
+        typer.echo(f"store ok: {directory} passed SQLite's integrity check")
+        return
+    for problem in problems:
+        typer.echo(f"store damaged: {problem}", err=True)
+    raise typer.Exit(1)
 
 
 def runs_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
     all_runs: bool = typer.Option(False, "--all", help="Also runs of earlier specs or settings."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    epochs: bool = typer.Option(False, "--epochs", help="One row per run and epoch."),
+    table_format: str = typer.Option(
+        None,
+        "--format",
+        help="csv, json or parquet: the tidy table (cnnlab.results); default: -o's suffix, csv.",
+    ),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the table to this file."),
 ) -> None:
-    """A table of the study's runs with their metrics."""
+    """A table of the study's runs with their metrics; --format writes the tidy tables."""
     from cnnlab import study
 
+    if table_format is not None or epochs or output is not None:
+        suffix = output.suffix.lstrip(".") if output is not None else ""
+        chosen = table_format or (suffix if suffix in ("csv", "json", "parquet") else "csv")
+        _write_results(directory, all_runs, epochs, chosen, output)
+        return
     runs = study.study_runs(directory, all_runs=all_runs)
     rows = [study.run_row(run) for run in runs]
     if as_json:
@@ -226,6 +331,21 @@ def runs_command(
     for run in runs:
         if run.reason:
             console.print(study.describe_run(run), markup=False, highlight=False)
+
+
+def _write_results(
+    directory: Path, all_runs: bool, epochs: bool, table_format: str, output: Path | None
+) -> None:
+    from cnnlab import tidy
+
+    if table_format not in tidy.TABLE_FORMATS:  # before reading the store
+        tidy.write_table([], table_format, output)
+    tables = tidy.results(directory, all_runs=all_runs, frames=False)
+    text = tidy.write_table(tables.epochs if epochs else tables.runs, table_format, output)
+    if text is not None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {output}", err=True)
 
 
 def _console() -> Console:
