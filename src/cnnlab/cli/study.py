@@ -35,7 +35,11 @@ def run_command(
     study_ref: str = typer.Argument(..., metavar="STUDY", help="A preset (seed) or a study file."),
     seeds: int = typer.Option(None, "--seeds", **limits.flag("seeds"), help="Train seeds 0..N-1."),
     epochs: int = typer.Option(None, "--epochs", **limits.flag("epochs"), help="Epochs per run."),
-    dataset: str = typer.Option(None, "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
+    dataset: str = typer.Option(
+        None,
+        "--dataset",
+        help="Dataset name, idx:DIR, npz:FILE, cifar:DIR or folder:DIR[?options].",
+    ),
     models: str = typer.Option(None, "--models", help="Only these models: A,B,... (by name)."),
     train_limit: int = typer.Option(
         None, "--train-limit", **limits.flag("train_limit"), help="Train on the first N images."
