@@ -36,10 +36,11 @@ from cnnlab.store import (
     RunRecord,
     Store,
     StudyInfo,
+    count_statuses,
     labels_hash,
     sqlite_path,
 )
-from cnnlab.study import count_statuses, open_existing_store
+from cnnlab.studydir import open_existing_store
 
 REPORT_DIRNAME = "report"
 REPORT_FILENAME = "report.html"

@@ -26,6 +26,7 @@ from cnnlab.store.interface import (
     TestMetrics,
     Worker,
     claim_is_stale,
+    count_statuses,
 )
 from cnnlab.store.sqlite import SqliteStore
 
@@ -91,6 +92,7 @@ __all__ = [
     "Worker",
     "canonical_json",
     "claim_is_stale",
+    "count_statuses",
     "labels_hash",
     "open_store",
     "run_key",
