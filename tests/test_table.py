@@ -116,7 +116,7 @@ def test_studies_without_reported_figures_have_no_reported_columns():
 
 
 def test_conv_count_kernels_params_flops_and_epoch_time_come_from_the_runs():
-    timed = (epoch(1, 3.0), epoch(2, 5.0))
+    timed = (epoch(1, 9.0), epoch(2, 4.0), epoch(3, 4.0))  # the first epoch is warm-up
     run = record("seed/model-12", 0, params=520_570, flops=15_830_972, epochs=timed)
     (row,) = table.build_results_table([run]).rows
     assert (row.conv_layers, row.kernels) == (4, ((4, 4),))
@@ -124,6 +124,18 @@ def test_conv_count_kernels_params_flops_and_epoch_time_come_from_the_runs():
     headers, (cells,) = table.display_rows(table.build_results_table([run]))
     shown = dict(zip(headers, cells, strict=True))
     assert (shown["params"], shown["MFLOPs"], shown["s/epoch"]) == ("520,570", "15.8", "4.00")
+
+
+def test_epochs_slowed_by_another_process_neither_set_the_time_nor_go_unmarked():
+    timed = tuple(epoch(e, s) for e, s in enumerate([9.0, 8.6, 8.7, 43.0, 43.0], start=1))
+    runs = [record("seed/model-1", 0, epochs=timed), record("seed/model-1", 1, epochs=timed[:3])]
+    results = table.build_results_table(runs)
+    (row,) = results.rows
+    assert row.seconds_per_epoch == pytest.approx(8.65) and results.disturbed == (row,)
+    headers, (cells,) = table.display_rows(results)
+    assert dict(zip(headers, cells, strict=True))["s/epoch"] == "8.65*"
+    (obj,) = json.loads(table.to_json(results))
+    assert obj["disturbed_epochs"] == 2 and obj["seconds_per_epoch_mean"] > 20
 
 
 @pytest.mark.parametrize("name", [n for n in list_presets() if n.startswith("seed/")])

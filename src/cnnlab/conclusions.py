@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cnnlab import stats
+from cnnlab.timing import DISTURBED_RATIO
 
 ALPHA = 0.05
 # The cost pick's practical margin: a model counts as a cheaper equal of the best only within
@@ -39,6 +40,7 @@ class ModelEvidence:
     diverged: int = 0
     unfinished: int = 0
     reported_accuracy: float | None = None  # the notebook's figure, where there is one
+    disturbed_timing: str = ""  # how other processes slowed its epochs (cnnlab.timing), if so
 
     @property
     def runs(self) -> int:
@@ -231,8 +233,14 @@ def noise_floor_finding(best: ModelEvidence, n_images: int | None) -> Finding | 
 
 def factor_findings(measured: Sequence[ModelEvidence]) -> list[Finding]:
     """Each grid factor's marginal means; a clear effect only where 95 % intervals separate."""
+    return [_factor_finding(effect) for effect in factor_effects_of(measured)]
+
+
+def factor_effects_of(measured: Sequence[ModelEvidence]) -> list[stats.FactorEffect]:
+    """Each grid factor's marginal means over the finished runs (the report plots them)."""
+    measured = [m for m in measured if m.runs]
     names = list(dict.fromkeys(name for m in measured for name, _ in m.factors))
-    findings = []
+    effects = []
     for name in names:  # each factor over the models that have it (two grids: two sets)
         rows = [
             {"model": m.name, "accuracy": acc, **dict(m.factors)}
@@ -240,8 +248,8 @@ def factor_findings(measured: Sequence[ModelEvidence]) -> list[Finding]:
             if name in dict(m.factors)
             for acc in m.accuracies
         ]
-        findings.append(_factor_finding(stats.factor_effects(rows, name)))
-    return findings
+        effects.append(stats.factor_effects(rows, name))
+    return effects
 
 
 def _factor_finding(effect: stats.FactorEffect) -> Finding:
@@ -361,6 +369,15 @@ def caveats_of(evidence: Evidence) -> list[str]:
         found.append(
             "One run per model: the spread across seeds is unknown, and the paired tests "
             "compare these trained networks, not the architectures in general."
+        )
+    disturbed = [f"{m.name} ({m.disturbed_timing})" for m in evidence.models if m.disturbed_timing]
+    if disturbed:
+        found.append(
+            f"Timings disturbed (epochs over {DISTURBED_RATIO:g}x their model's steady time: "
+            "another process shared the CPU): " + "; ".join(disturbed) + ". Seconds per epoch "
+            "are steady estimates (the median of each model's fastest half of epochs), so the "
+            "cheapest-by-time pick rests on undisturbed epochs; a run slowed from start to end "
+            "cannot be told from a slow model: time again alone to be sure."
         )
     missing = sum(m.unfinished for m in evidence.models)
     if missing:
