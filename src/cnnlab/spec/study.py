@@ -1,0 +1,192 @@
+"""Parsing studies: models (files, presets, grids), seeds, dataset and training settings."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnlab import presets
+from cnnlab.errors import SpecError
+from cnnlab.grid import GridProblem, did_you_mean, expand_grid, show
+from cnnlab.spec.files import read_ref
+from cnnlab.spec.model import default_name, load_model, parse_model
+from cnnlab.spec.places import At, Source
+from cnnlab.spec.types import ModelSpec, StudySpec, TrainingSpec
+from cnnlab.spec.values import (
+    as_choice,
+    as_fraction,
+    as_int,
+    as_name,
+    as_table,
+    as_text,
+    check_keys,
+)
+from cnnlab.spec.vocabulary import PRECISIONS, STUDY_KEYS, TRAINING_KEYS
+
+
+def load_study(ref: str | Path) -> StudySpec:
+    """A study from a preset name (`seed`) or a .toml file, with every model resolved."""
+    data, source, default_name = read_ref(ref, "study")
+    if isinstance(data, dict) and "layers" in data and not {"models", "model", "grid"} & set(data):
+        raise SpecError(
+            f"{source.name}: a model file (it has layers), not a study: train it alone with "
+            f"`cnnlab train {source.name}`, or name it in a study's models = [...]"
+        )
+    # Model files named in a study are found beside it; a preset study names presets only.
+    base = None if presets.is_preset_source(source.name) else Path(source.name).parent
+    return _parse_study(data, At(source), default_name, base)
+
+
+def study_from_dict(d: dict, *, source: str = "<dict>", base_dir: Path | None = None) -> StudySpec:
+    """A StudySpec from a dict shaped like a study file; model files are found in base_dir
+    (the current directory when None)."""
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    return _parse_study(d, At(Source(source)), default_name(source), base)
+
+
+def _parse_study(data: Any, at: At, default_name: str, base: Path | None) -> StudySpec:
+    table = as_table(data, at, "a study")
+    check_keys(table, STUDY_KEYS, at, "study")
+    models = _study_models(table, at, base)
+    if not models:
+        raise at.error("a study needs models = [...], [[model]] or [[grid]] tables")
+    return StudySpec(
+        name=as_name(table.get("name", default_name), at.key("name")),
+        description=as_text(table.get("description", ""), at.key("description"), "description"),
+        models=models,
+        seeds=_parse_seeds(table.get("seeds", 1), at.key("seeds")),
+        dataset=_dataset(table.get("dataset", "mnist"), at.key("dataset")),
+        training=_parse_training(table.get("training", {}), at.key("training")),
+    )
+
+
+def _study_models(table: dict, at: At, base: Path | None) -> tuple[ModelSpec, ...]:
+    """models = [refs], then [[model]] tables, then [[grid]] variants; names must be unique."""
+    refs = table.get("models", [])
+    if not isinstance(refs, list):
+        raise at.key("models").error(f"models must be a list of names or files, got {show(refs)}")
+    models = [_model_ref(ref, at.key("models", index), base) for index, ref in enumerate(refs)]
+    inline = _array_of_tables(table.get("model", []), at.key("model"), "[[model]]")
+    for index, item in enumerate(inline):
+        label = f"model {item.get('name')!r}" if isinstance(item.get("name"), str) else ""
+        place = at.key("model", index, label=label or f"[[model]] {index + 1}")
+        models.append(parse_model(item, place, default_name=f"model-{index + 1}"))
+    for index, grid in enumerate(_array_of_tables(table.get("grid", []), at.key("grid"), "grid")):
+        models.extend(_grid_models(grid, at.key("grid", index, label=f"grid {index + 1}")))
+    _check_unique_names(models, at)
+    return tuple(models)
+
+
+def _array_of_tables(value: Any, at: At, what: str) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise at.error(f"{what} must be tables ([[{at.path[-1]}]] headers), got {show(value)}")
+    return value
+
+
+def _model_ref(ref: Any, at: At, base: Path | None) -> ModelSpec:
+    text = as_text(ref, at, "a models entry (a preset name or a .toml path)")
+    if text.endswith(".toml"):
+        if base is None:
+            raise at.error(f"a preset study can only name presets, got {text!r}")
+        path = Path(text) if Path(text).is_absolute() else base / text
+        if not path.is_file():
+            raise at.error(f"model file {text!r} not found (looked in {path})")
+        return load_model(path)
+    if presets.preset_text(text, kind="model") is None:
+        names = presets.list_presets(kind="model")
+        raise at.error(
+            f"unknown model preset {text!r}{did_you_mean(text, names)}"
+            " (files need a .toml ending; `cnnlab models` lists presets)"
+        )
+    return load_model(text)
+
+
+def _grid_models(grid: dict, at: At) -> list[ModelSpec]:
+    try:
+        variants = expand_grid(grid)
+    except GridProblem as problem:
+        raise at.key(*problem.path).error(problem.rule) from None
+    models = []
+    for variant in variants:
+        place = at.key(label=f"model {variant.name!r}" if isinstance(variant.name, str) else "")
+        try:
+            models.append(
+                parse_model(
+                    variant.model, place, default_name="grid", layer_paths=variant.layer_paths
+                )
+            )
+        except GridProblem as problem:  # pragma: no cover - variants are plain dicts by now
+            raise place.key(*problem.path).error(problem.rule) from None
+    return models
+
+
+def _check_unique_names(models: list[ModelSpec], at: At) -> None:
+    seen: set[str] = set()
+    for model in models:
+        if model.name in seen:
+            raise at.error(
+                f"two models are named {model.name!r}; names must be unique within a study"
+            )
+        seen.add(model.name)
+
+
+def _parse_seeds(value: Any, at: At) -> tuple[int, ...]:
+    """seeds = 3 means (0, 1, 2); a list is taken as written (distinct, >= 0)."""
+    if isinstance(value, list):
+        if not value:
+            raise at.error("seeds must not be an empty list")
+        seeds = tuple(as_int(seed, at, "each seed", minimum=0) for seed in value)
+        if len(set(seeds)) != len(seeds):
+            raise at.error(f"seeds must be distinct, got {show(value)}")
+        return seeds
+    count = as_int(value, at, "seeds (a count or a list of seeds)")
+    if count > 10_000:
+        raise at.error(f"seeds must be at most 10000, got {count}")
+    return tuple(range(count))
+
+
+def parse_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
+    """Seeds given in code or on the command line: a count N means seeds 0..N-1 (as a study
+    file's `seeds = N`); a sequence (NumPy arrays too) is taken as is, distinct and >= 0."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise SpecError(f"seeds must be at least 1, got {seeds}")
+        return tuple(range(int(seeds)))
+    chosen = list(seeds)
+    if not chosen:
+        raise SpecError("seeds must name at least one seed, got none")
+    for seed in chosen:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise SpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
+    if len(set(chosen)) != len(chosen):
+        raise SpecError(f"seeds must differ from each other, got {[int(s) for s in chosen]}")
+    return tuple(int(seed) for seed in chosen)
+
+
+def _dataset(value: Any, at: At) -> str:
+    name = as_text(value, at, "dataset")
+    if not name.strip():
+        raise at.error('dataset must name a dataset such as "mnist"')
+    return name
+
+
+def _parse_training(value: Any, at: At) -> TrainingSpec:
+    table = as_table(value, at, "training")
+    check_keys(table, TRAINING_KEYS, at, "training")
+    validation = table.get("validation", 0.1)
+    if validation != "test":
+        if isinstance(validation, str):
+            raise at.key("validation").error(
+                f'validation must be a fraction in [0, 1) or "test", got {show(validation)}'
+            )
+        validation = as_fraction(validation, at.key("validation"), "validation")
+    return TrainingSpec(
+        epochs=as_int(table.get("epochs", 12), at.key("epochs"), "epochs"),
+        batch_size=as_int(table.get("batch_size", 128), at.key("batch_size"), "batch_size"),
+        validation=validation,
+        precision=as_choice(
+            table.get("precision", "fp32"), at.key("precision"), "precision", PRECISIONS
+        ),
+    )
