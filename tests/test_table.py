@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -131,11 +132,28 @@ def test_epochs_slowed_by_another_process_neither_set_the_time_nor_go_unmarked()
     runs = [record("seed/model-1", 0, epochs=timed), record("seed/model-1", 1, epochs=timed[:3])]
     results = table.build_results_table(runs)
     (row,) = results.rows
-    assert row.seconds_per_epoch == pytest.approx(8.65) and results.disturbed == (row,)
+    assert row.seconds_per_epoch == pytest.approx(8.6) and results.disturbed == (row,)
     headers, (cells,) = table.display_rows(results)
-    assert dict(zip(headers, cells, strict=True))["s/epoch"] == "8.65*"
+    assert dict(zip(headers, cells, strict=True))["s/epoch"] == "8.60*"
     (obj,) = json.loads(table.to_json(results))
     assert obj["disturbed_epochs"] == 2 and obj["seconds_per_epoch_mean"] > 20
+
+
+def test_grid_factors_become_columns_in_every_format_also_for_models_outside_the_grid():
+    grid = dataclasses.replace(
+        record("d3", 0, spec="seed/model-1"),
+        spec={
+            **stored(load_model("seed/model-1")),
+            "name": "d3",
+            "factors": [["depth", 3], ["bn", True]],
+        },
+    )
+    results = table.build_results_table([record("plain", 0, spec="seed/model-1"), grid])
+    headers, cells = table.display_rows(results)
+    assert headers[:3] == ["model", "depth", "bn"]
+    assert [row[:3] for row in cells] == [["plain", "-", "-"], ["d3", "3", "true"]]
+    rows = list(csv.DictReader(io.StringIO(table.to_csv(results))))
+    assert [(r["factor_depth"], r["factor_bn"]) for r in rows] == [("", ""), ("3", "True")]
 
 
 @pytest.mark.parametrize("name", [n for n in list_presets() if n.startswith("seed/")])

@@ -302,10 +302,11 @@ def _md_line(cells: Sequence[str]) -> str:
 
 def to_records(table: ResultsTable) -> list[dict[str, Any]]:
     """Machine-readable rows: fractions (not percent), full precision, None where unknown."""
-    return [_record(row, table.confidence) for row in table.rows]
+    return [_record(row, table.confidence, table.factor_names) for row in table.rows]
 
 
-def _record(row: ModelRow, confidence: float) -> dict[str, Any]:
+def _record(row: ModelRow, confidence: float, factors: Sequence[str] = ()) -> dict[str, Any]:
+    levels = dict(row.factors)
     record: dict[str, Any] = {
         "model": row.model,
         "conv_layers": row.conv_layers,
@@ -315,7 +316,7 @@ def _record(row: ModelRow, confidence: float) -> dict[str, Any]:
         "seconds_per_epoch": row.seconds_per_epoch,
         "seconds_per_epoch_mean": row.timing.mean if row.timing else None,
         "disturbed_epochs": row.timing.disturbed if row.timing else None,
-        **{f"factor_{name}": value for name, value in row.factors},
+        **{f"factor_{name}": levels.get(name) for name in factors},  # every row: same columns
     }
     for name, ci in (("test_accuracy", row.accuracy), ("test_loss", row.loss)):
         record[f"{name}_mean"] = None if ci is None else ci.mean
