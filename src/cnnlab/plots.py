@@ -609,8 +609,8 @@ def _overview_named(curves: Sequence[ModelCurves]) -> list[str]:
         value = (c.validation or c.train).mean[-1]
         return value if c.metric == "accuracy" else -value
 
-    best = sorted(curves, key=last, reverse=True)[:OVERVIEW_NAMED]
-    return [c.model for c in curves if c in best]
+    best = {c.model for c in sorted(curves, key=last, reverse=True)[:OVERVIEW_NAMED]}
+    return [c.model for c in curves if c.model in best]
 
 
 def _epoch_axis(ax: Any, epochs: Sequence[int]) -> None:
