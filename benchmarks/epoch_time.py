@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/epoch_time.py [--models seed/reference,seed/model-2]
         [--steps 60] [--warmup 15] [--repeats 3] [--keras-python /work/kerasenv/bin/python]
-        [--whole-epochs 3]
+        [--whole-epochs 3] [--precision bf16]
+        [--keras-backends tensorflow,tensorflow+mixed_bfloat16]
 
 An MNIST epoch is 469 steps of batch 128 (60,000 images). Each side trains `warmup + steps`
 steps of the real training loop on real MNIST (cnnlab: `train_model`; Keras: `model.fit`) and
@@ -11,6 +12,9 @@ estimates are printed: the mean over the timed steps, and the fastest 10-step st
 to other processes sharing the CPU). The sides alternate model by model, `repeats` times, and
 each estimate keeps its best repeat. Keras runs in its own interpreter (`--keras-python`), so
 cnnlab never depends on it; Keras on torch borrows this venv's torch through `--extra-path`.
+A backend written `BACKEND+POLICY` runs Keras under that dtype policy: `tensorflow+mixed_bfloat16`
+is Keras's own mixed precision, the fair peer of cnnlab's `--precision bf16` (and is added to
+the backends by default with `--precision bf16`).
 
 With `--whole-epochs N` each side instead trains N whole epochs as the seed study does
 (60,000 images, validation on the 10,000 test images after each epoch; cnnlab also writes its
@@ -57,6 +61,7 @@ CHUNK = 10  # steps per stretch for the "fastest stretch" estimate
 MODELS = "seed/reference,seed/model-2,seed/model-3,seed/model-10"
 KERAS_SCRIPT = Path(__file__).with_name("keras_epoch.py")
 DEFAULT_KERAS_PYTHON = "/work/kerasenv/bin/python"
+KERAS_MIXED = "tensorflow+mixed_bfloat16"  # Keras-TF under its own mixed-precision policy
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,9 @@ def time_keras(
     command += (
         ["--epochs", str(epochs)] if epochs else ["--steps", str(steps), "--warmup", str(warmup)]
     )
+    backend, _, policy = backend.partition("+")
+    if policy:
+        command += ["--policy", policy]
     if backend == "torch":
         command += ["--extra-path", site.getsitepackages()[0]]
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -369,6 +377,7 @@ def report(outcome: dict, args: argparse.Namespace) -> list[dict]:
     for name, sides in outcome["results"].items():
         train_gflop = training_gflop_per_step(load_model(name))
         baseline = best(sides.get("keras-tensorflow", []))
+        mixed = best(sides.get(f"keras-{KERAS_MIXED}", []))
         for side, timings in sides.items():
             timing = best(timings)
             row = {"model": name, "side": side}
@@ -382,6 +391,9 @@ def report(outcome: dict, args: argparse.Namespace) -> list[dict]:
                 if isinstance(baseline, Timing):
                     row["ratio_mean"] = timing.mean / baseline.mean
                     row["ratio_fastest"] = timing.fastest / baseline.fastest
+                if isinstance(mixed, Timing):
+                    row["mixed_ratio_mean"] = timing.mean / mixed.mean
+                    row["mixed_ratio_fastest"] = timing.fastest / mixed.fastest
             else:
                 row["note"] = timing
             rows.append(row)
@@ -423,23 +435,22 @@ def print_report(rows: list[dict], outcome: dict) -> None:
         "s/epoch (mean)",
         "s/epoch (fastest)",
         "ratio vs Keras-TF",
+        "ratio vs Keras-TF mixed_bfloat16",
         "GFLOP/s",
         "of peak",
     ):
         table.add_column(column, justify="left" if column in ("model", "side") else "right")
     for row in rows:
         if "note" in row:
-            table.add_row(row["model"], row["side"], row["note"], "", "", "", "")
+            table.add_row(row["model"], row["side"], row["note"], "", "", "", "", "")
             continue
-        ratio = (
-            f"{row['ratio_mean']:.2f} / {row['ratio_fastest']:.2f}" if "ratio_mean" in row else "-"
-        )
         table.add_row(
             row["model"],
             row["side"],
             f"{row['epoch_seconds_mean']:.1f}",
             f"{row['epoch_seconds_fastest']:.1f}",
-            ratio,
+            _ratios(row, "ratio"),
+            _ratios(row, "mixed_ratio"),
             f"{row['gflops']:.0f}",
             f"{row['peak_fraction']:.0%}",
         )
@@ -448,6 +459,13 @@ def print_report(rows: list[dict], outcome: dict) -> None:
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in outcome["peak"].items())
     console.print(f"peak GFLOP/s measured: {peaks}; work = 3 x forward FLOPs, padding excluded")
     console.print(f"environment: {outcome['environment']}")
+
+
+def _ratios(row: dict, prefix: str) -> str:
+    """'mean / fastest' ratios of a row, or '-' without that baseline."""
+    if f"{prefix}_mean" not in row:
+        return "-"
+    return f"{row[f'{prefix}_mean']:.2f} / {row[f'{prefix}_fastest']:.2f}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -483,6 +501,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--steps must be at least {CHUNK}")
     if args.keras_python and not Path(args.keras_python).is_file():
         parser.error(f"--keras-python {args.keras_python}: no such interpreter")
+    if args.precision == "bf16" and KERAS_MIXED not in args.keras_backends:
+        args.keras_backends.append(KERAS_MIXED)  # the fair peer of the fast mode
     if args.whole_epochs == 1 or args.whole_epochs < 0:
         parser.error("--whole-epochs needs at least 2 epochs: the first one is the warm-up")
     return args

@@ -7,6 +7,7 @@ the optimiser's Keras parameters resolved), and the result leaves as one JSON li
     python keras_epoch.py MODEL_JSON --data-dir DIR --steps 60 --warmup 15 [--extra-path DIR]
     python keras_epoch.py MODEL_JSON --data-dir DIR --epochs 3   # whole epochs, as users wait
     [--threads N]   # the backend's CPU threads, as cnnlab's side uses (default: the backend's)
+    [--policy mixed_bfloat16]   # Keras's mixed precision (bf16 compute, float32 weights)
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extra-path", help="a site-packages to borrow from (torch for Keras)")
     parser.add_argument("--threads", type=int, help="CPU threads of the backend's ops")
+    parser.add_argument("--policy", help="Keras dtype policy, e.g. mixed_bfloat16")
     args = parser.parse_args()
     if args.extra_path:
         sys.path.append(args.extra_path)  # after this env's own packages, so they win
@@ -144,6 +146,8 @@ def main() -> None:
     if args.threads:
         set_threads(keras.backend.backend(), args.threads)
 
+    if args.policy:  # before the model is built: layers take the global policy when created
+        keras.mixed_precision.set_global_policy(args.policy)
     model = json.loads(args.model_json.read_text())
     x, y = load_mnist(args.data_dir)
     keras.utils.set_random_seed(args.seed)
@@ -151,6 +155,7 @@ def main() -> None:
     result = {
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
+        "policy": keras.mixed_precision.global_policy().name,
         "model": model["name"],
     }
     if args.epochs:

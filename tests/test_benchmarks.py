@@ -55,3 +55,30 @@ def test_the_study_command_carries_every_option_the_user_gave(study_time, tmp_pa
     for part in ("--seeds 5", "--precision bf16", "--models model-2,model-3", "--device cuda"):
         assert part in text
     assert "--jobs 4" in text and "--stack-seeds" in text and "--epochs" not in text
+
+
+@pytest.fixture(scope="module")
+def epoch_time(study_time):
+    return sys.modules["epoch_time"]  # loaded by study_time, its sibling
+
+
+def test_bf16_is_compared_with_keras_under_its_own_mixed_precision_policy(epoch_time):
+    args = epoch_time.parse_args(["--precision", "bf16", "--keras-python", ""])
+    assert "tensorflow+mixed_bfloat16" in args.keras_backends
+    fp32 = epoch_time.parse_args(["--keras-python", ""])
+    assert "tensorflow+mixed_bfloat16" not in fp32.keras_backends
+    timing = epoch_time.Timing
+    outcome = {
+        "peak": {"oneDNN": 1000.0},
+        "results": {
+            "seed/model-2": {
+                "cnnlab": [timing(0.010, 0.008)],
+                "keras-tensorflow": [timing(0.040, 0.032)],
+                "keras-tensorflow+mixed_bfloat16": [timing(0.020, 0.020), timing(0.030, 0.016)],
+            }
+        },
+    }
+    row = epoch_time.report(outcome, args)[0]
+    assert (row["ratio_mean"], row["ratio_fastest"]) == (0.25, 0.25)
+    # Against the best repeat of each estimate of the mixed-precision peer.
+    assert (row["mixed_ratio_mean"], row["mixed_ratio_fastest"]) == (0.5, 0.5)

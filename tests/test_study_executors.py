@@ -16,7 +16,7 @@ import pytest
 
 from cnnlab import study
 from cnnlab.cli import main
-from cnnlab.executors import connect_ray
+from cnnlab.ray_executor import connect_ray
 from cnnlab.store import open_store
 from test_study import TINY
 

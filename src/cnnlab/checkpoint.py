@@ -231,3 +231,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return _prefixed(load_file(str(path)), "model/")
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` as checkpoints are written: temp file, fsync, atomic rename."""
+    _write_atomic(path, data)

@@ -4,7 +4,7 @@ as Ray tasks.
 Local workers (this process, or the `--jobs N` spawned ones) claim runs atomically in the results
 store and write their own epochs, so two `cnnlab run` on one study never train a run twice. Ray
 tasks may run on machines that cannot reach the store's SQLite file: there the driver claims
-each run, the task trains it and returns a `RunReport`, and the driver writes the report.
+each run and records what the task streams back (`cnnlab.ray_executor`).
 """
 
 from __future__ import annotations
@@ -613,16 +613,35 @@ class Executor(Protocol):
     ) -> None: ...
 
 
-def make_executor(name: str, *, jobs: int | None = None, address: str | None = None) -> Executor:
-    """The executor called `name` ("local" or "ray"); `jobs` runs at once (local: 1)."""
+def make_executor(
+    name: str,
+    *,
+    jobs: int | None = None,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    shared_dir: bool | None = None,
+) -> Executor:
+    """The executor called `name` ("local" or "ray"); `jobs` runs at once (local: 1).
+
+    Ray only: `address` of the cluster, `gpus_per_run` (a GPU share, 0.25: four runs per GPU),
+    `shared_dir` (whether every node sees the study directory; None: detected).
+    """
     if jobs is not None and jobs < 1:
         raise StudyError(f"jobs must be at least 1, got {jobs}")
     if name == "ray":
-        return RayExecutor(jobs=jobs, address=address)
+        from cnnlab.ray_executor import RayExecutor  # it imports this module
+
+        return RayExecutor(
+            jobs=jobs, address=address, gpus_per_run=gpus_per_run, shared_dir=shared_dir
+        )
     if name != "local":
         raise StudyError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
-    if address is not None:
-        raise StudyError("--address names a Ray cluster; use it with --executor ray")
+    for option, value in (("--address", address), ("--gpus-per-run", gpus_per_run)):
+        if value is not None:
+            raise StudyError(
+                f"{option} is for a Ray cluster; use it with --executor ray (locally, --jobs N "
+                "shares one GPU among N runs)"
+            )
     return SequentialExecutor() if (jobs or 1) == 1 else ProcessExecutor(jobs or 1)
 
 
@@ -773,133 +792,3 @@ def load_checked_dataset(setup: WorkerSetup) -> Dataset:
             f"became {found}); restore it or start the study again"
         )
     return dataset
-
-
-# -- Ray ---------------------------------------------------------------------------------------
-
-
-class RayExecutor:
-    """Each run a Ray task with its CPU/GPU needs; the driver claims runs and writes results.
-
-    In flight at once: `jobs`, or as many runs as the cluster's CPUs hold. Checkpoints go to
-    the study directory's path on the node that trains: put it on a shared filesystem for runs
-    to resume on another machine.
-    """
-
-    name = "ray"
-
-    def __init__(self, *, jobs: int | None = None, address: str | None = None) -> None:
-        self.jobs, self.address = jobs, address
-        self.ray = import_ray()
-
-    def execute(
-        self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
-    ) -> None:
-        ray = self.ray
-        started_here = connect_ray(ray, self.address)
-        try:
-            self._drive(store, tasks, dataset, setup)
-        finally:
-            if started_here:
-                ray.shutdown()
-
-    def _drive(
-        self, store: Store, tasks: Mapping[str, RunTask], dataset: Dataset, setup: WorkerSetup
-    ) -> None:
-        ray, worker = self.ray, Worker.current("ray")
-        remote = ray.remote(ray_train_task).options(**self.resources(setup))
-        dataset_ref = ray.put(dataset)  # one copy in the object store, shared by all tasks
-        capacity = self.jobs or max(1, int(ray.cluster_resources().get("CPU", 1)) // setup.threads)
-        in_flight: dict[Any, RunTask] = {}
-        with Heartbeat(store, worker) as beats, stop_on_signals() as stopping:
-            try:
-                while True:
-                    stop_if_asked(stopping)
-                    while len(in_flight) < capacity and (
-                        run := store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)
-                    ):
-                        beats.add(run.key)
-                        task = tasks[run.key]
-                        ref = remote.remote(task, dataset_ref, self.device(setup), setup.threads)
-                        in_flight[ref] = task
-                    if not in_flight:
-                        return
-                    ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_SECONDS)
-                    for ref in ready:
-                        task = in_flight.pop(ref)
-                        record_report(store, worker, task, self._result(ref, task))
-                        beats.discard(task.key)
-            except BaseException:
-                self._abandon(store, worker, in_flight)
-                raise
-
-    def resources(self, setup: WorkerSetup) -> dict[str, float]:
-        return {"num_cpus": setup.threads, "num_gpus": 1 if self._wants_gpu(setup) else 0}
-
-    def device(self, setup: WorkerSetup) -> str | None:
-        return "cuda" if self._wants_gpu(setup) and setup.device in (None, "auto") else setup.device
-
-    def _wants_gpu(self, setup: WorkerSetup) -> bool:
-        if setup.device in (None, "auto"):
-            return self.ray.cluster_resources().get("GPU", 0) > 0
-        return setup.device.startswith("cuda")
-
-    def _result(self, ref: Any, task: RunTask) -> RunReport:
-        """The task's report; a task that crashed (worker lost, out of memory) is a failed run."""
-        try:
-            return self.ray.get(ref)
-        except self.ray.exceptions.RayError as error:
-            reason = f"Ray task failed: {type(error).__name__}: {str(error).splitlines()[0]}"
-            return _failed_report(task, reason, 0.0, None)
-
-    def _abandon(self, store: Store, worker: Worker, in_flight: dict[Any, RunTask]) -> None:
-        """Ctrl-C: cancel the tasks (their last epoch is on disk) and give their runs back."""
-        for ref, task in in_flight.items():
-            self.ray.cancel(ref)
-            release_quietly(store, task.key, worker)
-
-
-def ray_train_task(task: RunTask, dataset: Dataset, device: str | None, threads: int) -> RunReport:
-    """What a Ray task runs: train one run and return its report (it never sees the store)."""
-    configure_threads(threads)
-    return train_run(task, dataset, device=device, threads=threads)
-
-
-def record_report(store: Store, worker: Worker, task: RunTask, report: RunReport) -> None:
-    """Write a run trained elsewhere: setup, every epoch in order, then its outcome."""
-    store.record_setup(
-        task.key,
-        worker,
-        device=report.device,
-        versions=report.versions,
-        params=task.params,
-        flops=task.flops,
-    )
-    for metrics in report.history:
-        store.record_epoch(
-            task.key, worker, metrics, checkpoint=checkpoint_path(task, metrics.epoch)
-        )
-    finish(store, worker, task, report)
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise StudyError(
-            "--executor ray needs Ray, which is not installed; install it with "
-            "`pip install 'cnnlab[ray]'` or use --executor local"
-        ) from None
-    return ray
-
-
-def connect_ray(ray: Any, address: str | None) -> bool:
-    """Join the Ray cluster at `address`, or start a local one; True when started here."""
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        where = f"at {address}" if address else "locally"
-        raise StudyError(f"cannot start or reach a Ray cluster {where}: {error}") from error
-    return True

@@ -156,6 +156,8 @@ def run_study(
     threads: int | None = None,
     executor: str = "local",
     address: str | None = None,
+    gpus_per_run: float | None = None,
+    shared_dir: bool | None = None,
     progress: ProgressMode | StudyDisplay = "auto",
     data_dir: str | Path | None = None,
     retry_failed: bool = False,
@@ -170,7 +172,9 @@ def run_study(
     threads: CPU threads per run (default: the cores split between jobs). retry_failed: train
     failed and diverged runs again. stack_seeds: train a model's seeds together as one stacked
     computation (`cnnlab.train_seeds`; pays on a GPU, not on a CPU that one seed fills; local
-    executor only).
+    executor only). Ray only: address (HOST:PORT of a running cluster; default a local one),
+    gpus_per_run (a GPU share, 0.25: four runs per GPU), shared_dir (whether every node sees
+    `directory`; None: detected; False: checkpoints travel through the driver).
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
@@ -190,7 +194,9 @@ def run_study(
         precision=precision,
         data_dir=data_dir,
     )
-    runner = make_executor(executor, jobs=jobs, address=address)
+    runner = make_executor(
+        executor, jobs=jobs, address=address, gpus_per_run=gpus_per_run, shared_dir=shared_dir
+    )
     setup = _worker_setup(plan, device, threads or threads_per_job(jobs or 1))
     setup = dataclasses.replace(setup, stack_seeds=stack_seeds)
     display = make_display(progress)

@@ -52,6 +52,15 @@ def run_command(
     ),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (--executor ray)."),
+    gpus_per_run: float = typer.Option(
+        None, "--gpus-per-run", help="Ray: a GPU share per run (0.25: four runs per GPU)."
+    ),
+    shared_dir: str = typer.Option(
+        "auto",
+        "--shared-dir",
+        help="Ray: is --dir on a disk all nodes share? auto (detected), yes, or no (checkpoints "
+        "travel through the driver).",
+    ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Train failed and diverged runs again."
@@ -84,6 +93,8 @@ def run_command(
             threads=threads,
             executor=executor,
             address=address,
+            gpus_per_run=gpus_per_run,
+            shared_dir=parse_shared_dir(shared_dir),
             progress="quiet" if quiet or as_json else "auto",
             data_dir=data_dir,
             retry_failed=retry_failed,
@@ -100,6 +111,16 @@ def run_command(
         typer.echo(f"report: {page}", err=as_json)
     if any(run.status == "failed" for run in outcome.runs):
         raise typer.Exit(1)
+
+
+def parse_shared_dir(text: str) -> bool | None:
+    """--shared-dir: auto -> None (detected), yes -> True, no -> False."""
+    from cnnlab.errors import SpecError
+
+    choices = {"auto": None, "yes": True, "no": False}
+    if text not in choices:
+        raise SpecError(f"--shared-dir must be auto, yes or no, got {text!r}")
+    return choices[text]
 
 
 def print_outcome(outcome: study.StudyOutcome) -> None:
