@@ -3,7 +3,11 @@ by point."""
 
 from __future__ import annotations
 
+import html
+import re
+
 import numpy as np
+from markdown_it import MarkdownIt
 
 from cnnlab import conclusions as concl
 
@@ -280,3 +284,17 @@ def test_a_small_validation_set_is_named_in_the_caveats():
     caveats = " ".join(found.caveats)
     assert "validation curves come from 50 held-out images" in caveats
     assert "steps of 2 points" in caveats
+
+
+MARKUP_NAMES = ["**bold**", "<img src=x onerror=alert(1)>", "a|b_c", "[link](http://x)", "$x$"]
+
+
+def test_markdown_shows_model_names_with_markup_as_plain_text():
+    models = [model(name, [80 + 10 * i], seed=i) for i, name in enumerate(MARKUP_NAMES)]
+    text = concl.to_markdown(concl.write_conclusions(evidence(*models)))
+    rendered = MarkdownIt("commonmark").render(text)
+    assert "<strong>bold" not in rendered and "<img" not in rendered and "<a " not in rendered
+    assert "$x$" not in text  # GitHub would render it as a formula
+    plain = html.unescape(re.sub(r"<[^>]+>", "", rendered))
+    for name in MARKUP_NAMES:
+        assert name in plain

@@ -52,3 +52,37 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith(f"error: {path}:2: Dense argument 'units' must be a written-out value")
     assert "\n" not in err
     assert not marker.exists()
+
+
+def test_output_refuses_to_overwrite_the_input_file(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text("model = Sequential([Flatten(), Dense(10)])\n")
+    before = path.read_bytes()
+    assert main(["import-keras", str(path), "-o", str(path), "--force"]) == 2
+    assert "is the input file itself" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    link = tmp_path / "alias.toml"
+    link.symlink_to(path)
+    assert main(["import-keras", str(path), "-o", str(link), "--force"]) == 2
+    assert path.read_bytes() == before
+
+
+def test_output_overwrites_another_existing_file_only_with_force(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text("model = Sequential([Flatten(), Dense(10)])\n")
+    out = tmp_path / "mine.toml"
+    out.write_text("keep me\n")
+    assert main(["import-keras", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {out} already exists; use --force to overwrite it"
+    assert out.read_text() == "keep me\n"
+    assert main(["import-keras", str(path), "-o", str(out), "--force"]) == 0
+    assert spec.load_model(out).layers[-1].units == 10
+
+
+def test_a_nul_byte_is_reported_with_its_line(tmp_path, capsys):
+    path = tmp_path / "nul.py"
+    path.write_bytes(b"import keras\nmodel = Sequential([\x00Dense(10)])\n")
+    assert main(["import-keras", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {path}:2: not valid Python: a NUL byte (is it a binary file?)"

@@ -281,3 +281,11 @@ def test_parallel_coordinates_place_each_model_at_its_levels_in_order():
     fig = plots.draw_parallel_coordinates(data)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["depth", "kernel", "bn", "test accuracy"]
+
+
+def test_file_names_are_unique_per_model_even_where_slugs_clash():
+    names = ["a/b", "a-b", "a?b", "A-B", "seed/model-7", "x y"]
+    stems = plots.unique_slugs(names)
+    assert len({stem.lower() for stem in stems.values()}) == len(names)
+    assert stems["seed/model-7"] == "seed-model-7" and stems["x y"] == "x-y"
+    assert stems == plots.unique_slugs(list(reversed(names)))  # a model keeps its file name

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import html
 import io
 import json
 import math
+import re
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 from rich.console import Console
 
 from cnnlab import table
@@ -186,3 +189,14 @@ def test_rich_table_shows_markup_in_model_names_as_text():
     console = Console(width=200, record=True, color_system=None)
     console.print(table.to_rich(results))
     assert "[bold red]x[/]" in console.export_text()
+
+
+def test_markdown_shows_model_names_with_markup_as_plain_text():
+    names = ["**bold**", "<img src=x onerror=alert(1)>", "a_b_c|d", "[x](y)"]
+    runs = [record(name, 0, spec="seed/model-1") for name in names]
+    text = table.to_markdown(table.build_results_table(runs))
+    rendered = MarkdownIt("commonmark").enable("table").render(text)
+    assert rendered.count("<tr>") == 1 + len(names)
+    assert "<strong>" not in rendered and "<img" not in rendered and "<a " not in rendered
+    cells = [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", rendered)]
+    assert all(name in cells for name in names)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cnnlab import stats
+from cnnlab import markdown, stats
 from cnnlab.timing import DISTURBED_RATIO
 
 ALPHA = 0.05
@@ -604,12 +604,14 @@ def reproduction_point(
 
 def to_markdown(conclusions: Conclusions) -> str:
     """The conclusions as Markdown (written beside the report's other exports)."""
-    lines = ["## Conclusions", ""] + [f"- {f.text}" for f in conclusions.findings]
+    esc = markdown.escape  # the texts carry model names, which may hold markup
+    lines = ["## Conclusions", ""] + [f"- {esc(f.text)}" for f in conclusions.findings]
     if conclusions.caveats:
-        lines += ["", "### Caveats", ""] + [f"- {c}" for c in conclusions.caveats]
+        lines += ["", "### Caveats", ""] + [f"- {esc(c)}" for c in conclusions.caveats]
     if conclusions.notebook:
         lines += ["", "### Against the notebook's conclusions", ""]
         lines += [
-            f"{p.number}. > {p.quote}\n\n   **{p.verdict}**: {p.text}" for p in conclusions.notebook
+            f"{p.number}. > {esc(p.quote)}\n\n   **{p.verdict}**: {esc(p.text)}"
+            for p in conclusions.notebook
         ]
     return "\n".join(lines) + "\n"

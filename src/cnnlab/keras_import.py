@@ -145,6 +145,9 @@ def _parse(text: str, filename: str) -> ast.Module:
     """Parse without running; IPython `%magic` and `!shell` lines are read as comments."""
     if len(text) > MAX_SOURCE_BYTES:
         raise SpecError(f"{filename}: longer than {MAX_SOURCE_BYTES:,} characters")
+    if "\x00" in text:  # Python refuses it with no line (3.12: "None"; 3.11: a ValueError)
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise SpecError(f"{filename}:{line}: not valid Python: a NUL byte (is it a binary file?)")
     try:
         try:
             return _parse_quietly(text, filename)

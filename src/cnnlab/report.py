@@ -16,6 +16,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import platform
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,8 @@ def read_study(directory: str | Path, *, data_dir: str | Path | None = None) -> 
     settings = dict(info.settings) if info else {}
     labels, images, notes = load_test_set(dataset_source(settings, runs), data_dir)
     pairable, dropped = pairable_predictions(predicted, labels)
+    pairable, damaged = consistent_predictions(pairable, labels, runs, where)
+    dropped += damaged
     return StudyResults(
         name=info.name if info else where.name,
         directory=where,
@@ -182,6 +185,34 @@ def pairable_predictions(
     other = sum(1 for p in predicted.values() if p and p.test_labels_hash != expected)
     note = f"{other} runs' predictions answer another test set than the one loaded; left out"
     return kept, ((note,) if other else ())
+
+
+def consistent_predictions(
+    pairable: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    runs: Sequence[RunRecord],
+    directory: Path,
+) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """Leave out predictions that cannot be the run's own: another length than the test set,
+    or an accuracy other than the one stored with the run (a damaged page of the store)."""
+    accuracy = {run.key: run.test.accuracy for run in runs if run.test is not None}
+    kept, bad = {}, []
+    for key, predicted in pairable.items():
+        fits = labels is not None and len(predicted) == len(labels)
+        if fits and key in accuracy and np.isfinite(accuracy[key]):
+            fits = abs(float(np.mean(predicted == labels)) - accuracy[key]) <= 0.5 / len(labels)
+        if fits:
+            kept[key] = predicted
+        else:
+            bad.append(key)
+    if not bad:
+        return kept, ()
+    note = (
+        f"the stored predictions of {len(bad)} run(s) ({', '.join(bad[:3])}) disagree with their "
+        f"stored test accuracy: the store is damaged; left out. `cnnlab status {directory} "
+        "--check` checks it"
+    )
+    return kept, (note,)
 
 
 # -- the statistics' input ----------------------------------------------------------------------
@@ -255,6 +286,7 @@ class PlannedSection:
     intro: str
     jobs: tuple[plots.FigureJob, ...]
     folded: frozenset[str] = frozenset()
+    missing: bool = False  # it says what could not be drawn: shown even without figures
 
 
 def draw_plots(
@@ -282,7 +314,7 @@ def draw_plots(
     sections = [
         PlotSection(s.title, s.intro, tuple(next(files) for _ in s.jobs), s.folded) for s in planned
     ]
-    return tuple(section for section in sections if section.files)
+    return tuple(s for s, plan in zip(sections, planned, strict=True) if s.files or plan.missing)
 
 
 def study_classes(results: StudyResults) -> int | None:
@@ -405,13 +437,14 @@ def factor_section(
 
 def weight_section(results: StudyResults, models: list[str], total: int) -> PlannedSection:
     jobs, unread = [], []
+    stems = plots.unique_slugs(models)
     for model in models:
         violins = model_violins(results, model)
         if violins is None or not violins.layers:
             unread.append(model)
             continue
         title = f"{model}: trained weights of every weighted layer (seed {violins.seed})"
-        stem = f"weights-{plots.slug(model)}"
+        stem = f"weights-{stems[model]}"
         jobs.append(plots.FigureJob(stem, title, plots.draw_weight_violins, (violins,)))
     intro = (
         "Each weighted layer under its name in the checkpoint (conv2d, conv2d_1, ..., dense_1; "
@@ -419,10 +452,17 @@ def weight_section(results: StudyResults, models: list[str], total: int) -> Plan
     )
     if unread:
         intro += f" No finished run with a readable checkpoint: {', '.join(unread)}."
+        if not (results.directory / "runs").is_dir():
+            intro += f" The study's runs/ directory is missing from {results.directory}."
+        else:
+            intro += (
+                " (A checkpoint whose tensors do not add up to the model's parameter count is"
+                " damaged and not drawn.)"
+            )
     if total > len(models):
         intro += f" The {len(models)} most accurate of {total} models."
     folded = frozenset(job.stem for job in jobs[OPEN_FIGURES:])
-    return PlannedSection("Trained weights", intro, tuple(jobs), folded)
+    return PlannedSection("Trained weights", intro, tuple(jobs), folded, missing=bool(unread))
 
 
 def model_violins(results: StudyResults, model: str) -> plots.WeightViolins | None:
@@ -430,21 +470,25 @@ def model_violins(results: StudyResults, model: str) -> plots.WeightViolins | No
     for run in sorted(results.runs, key=lambda r: r.seed):
         if run.model != model or run.status != "done" or not run.checkpoint:
             continue
-        state = read_weights(results.directory / run.checkpoint)
+        state = read_weights(results.directory / run.checkpoint, params=run.params)
         if state is not None:
             layers = table.stored_spec(run.spec).layers
             return plots.weight_violins(model, run.seed, layers, state)
     return None
 
 
-def read_weights(path: Path) -> dict[str, np.ndarray] | None:
-    """A checkpoint's model tensors by layer parameter name; None if it cannot be read."""
+def read_weights(path: Path, *, params: int | None = None) -> dict[str, np.ndarray] | None:
+    """A checkpoint's model tensors by layer parameter name; None if it cannot be read, or
+    when `params` (the run's stored count, Keras's total) disagrees with its tensors' sizes:
+    tensors with the right names and the wrong shapes are damage, not trained weights."""
     try:
         tensors = load_file(str(path))
     except (OSError, SafetensorError):  # removed, truncated or not safetensors
         return None
     size = len(CHECKPOINT_MODEL_PREFIX)
-    return {k[size:]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
+    state = {k[size:]: v for k, v in tensors.items() if k.startswith(CHECKPOINT_MODEL_PREFIX)}
+    counted = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    return None if params is not None and counted != params else state
 
 
 def errors_section(results: StudyResults, best: str | None) -> PlannedSection:
@@ -476,29 +520,46 @@ def errors_section(results: StudyResults, best: str | None) -> PlannedSection:
 
 
 def build_report(
-    directory: str | Path, *, data_dir: str | Path | None = None, processes: int = 1
+    directory: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    processes: int = 1,
+    out: str | Path | None = None,
 ) -> Path:
     """Build the study's report from its store (never training); returns the HTML file's path.
 
     Works for an unfinished study too: it reports what has finished and lists what is
     missing. `data_dir` is where the dataset's files are (for the test images and labels).
     processes > 1 draws the plots in that many spawned worker processes (a script that asks
-    for it needs `if __name__ == "__main__":`, as for any spawned process).
+    for it needs `if __name__ == "__main__":`, as for any spawned process). `out`: the report's
+    directory, instead of DIR/report (for a study on a read-only disk).
     """
     results = read_study(directory, data_dir=data_dir)
+    target = Path(out) if out is not None else results.directory / REPORT_DIRNAME
+    refuse_links(target, target / PLOTS_DIRNAME)
     try:
-        return _write_report(results, processes)
+        return _write_report(results, processes, target)
     except OSError as error:  # the study's results are untouched: only the report is missing
-        where = error.filename or results.directory / REPORT_DIRNAME
+        where = error.filename or target
         raise CnnlabError(
             f"cannot write the report at {where}: {error.strerror or error}; the study's "
             "results are kept: fix that (free space, permissions), then `cnnlab report "
-            f"{results.directory}`"
+            f"{results.directory}`, or write it elsewhere with --out DIR"
         ) from error
 
 
-def _write_report(results: StudyResults, processes: int) -> Path:
-    out = results.directory / REPORT_DIRNAME
+def refuse_links(*directories: Path) -> None:
+    """A report directory that is a symbolic link would have the report written wherever it
+    points (another study's report, a system directory): refused, naming the link."""
+    for directory in directories:
+        if directory.is_symlink():
+            raise CnnlabError(
+                f"{directory} is a symbolic link (to {os.readlink(directory)}); cnnlab does not "
+                "write a report through it: remove the link, or choose a directory with --out"
+            )
+
+
+def _write_report(results: StudyResults, processes: int, out: Path) -> Path:
     results_table = table.build_results_table(results.runs, order=results.order)
     evidence = gather_evidence(results, results_table)
     found = concl.write_conclusions(evidence)
@@ -508,7 +569,7 @@ def _write_report(results: StudyResults, processes: int) -> Path:
     )
     exports = write_exports(results_table, found, out)
     page = render_html(results, results_table, found, sections, exports)
-    written = plots.write_atomic(report_path(results.directory), page.encode())
+    written = plots.write_atomic(out / REPORT_FILENAME, page.encode())
     plots.write_atomic(out / SOURCE_FILENAME, runs_fingerprint(results.runs).encode())
     return written
 

@@ -543,6 +543,13 @@ def study_status(directory: str | Path) -> StudyStatus:
     return summarize_progress(name, Path(directory), runs, others)
 
 
+def check_store(directory: str | Path) -> list[str]:
+    """Every problem SQLite's integrity check and the foreign-key check find in the study's
+    store (none: an empty list); read-only, so an archived study can be checked too."""
+    with open_existing_store(directory) as store:
+        return store.verify()
+
+
 def study_runs(directory: str | Path, *, all_runs: bool = False) -> list[RunRecord]:
     """The runs of the study in `directory`: the latest expansion's, or every stored one."""
     with open_existing_store(directory) as store:

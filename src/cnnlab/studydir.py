@@ -50,7 +50,7 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
             f"{store_path} is not a cnnlab study store (give the directory `cnnlab run` wrote, "
             "or its store.sqlite); left untouched"
         )
-    store = open_store(store_path)
+    store = open_store(store_path, read_only=True)
     try:
         yield store
     finally:

@@ -20,6 +20,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from cnnlab import markdown
 from cnnlab import spec as specs
 from cnnlab.stats import MeanCI, mean_ci
 from cnnlab.store import RunRecord
@@ -296,8 +297,8 @@ def to_markdown(table: ResultsTable) -> str:
 
 
 def _md_line(cells: Sequence[str]) -> str:
-    # A "|" inside a model name would split the cell; Markdown escapes it with a backslash.
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+    # A "|" inside a model name would split the cell, a "*" start emphasis: each is escaped.
+    return "| " + " | ".join(markdown.escape(cell) for cell in cells) + " |"
 
 
 def to_records(table: ResultsTable) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab import limits
 from cnnlab.build import build_model
 from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
 from cnnlab.devices import (
@@ -40,6 +41,7 @@ from cnnlab.devices import (
     resolve_device,
 )
 from cnnlab.errors import CnnlabError, DataError, SpecError
+from cnnlab.memory import check_step_fits
 from cnnlab.optim import ResolvedOptimizer, make_optimizer, resolve_optimizer
 from cnnlab.progress import Progress, ProgressMode, make_progress
 from cnnlab.spec import PRECISIONS, ModelSpec
@@ -166,6 +168,7 @@ class TrainOptions:
                 raise SpecError(f"{name} must be a whole number, got {value!r}")
             if value < minimum:
                 raise SpecError(f"{name} must be at least {minimum}, got {value}")
+            limits.check(name, value)  # and at most its documented bound
             object.__setattr__(self, name, int(value))
         if self.validation != "test" and not (
             isinstance(self.validation, (int, float)) and 0 <= self.validation < 1
@@ -247,10 +250,12 @@ def train_model(
     started = time.perf_counter()
     options = TrainOptions(seed, epochs, batch_size, validation, train_limit, precision)
     resolved = resolve_optimizer(spec.optimizer)
-    check_fits_in_memory(
-        spec.name, summarize(spec, dataset.image_shape, dataset.classes).total_params
-    )
+    model_summary = summarize(spec, dataset.image_shape, dataset.classes)
+    check_fits_in_memory(spec.name, model_summary.total_params)
     target = _prepare_device(device, threads)
+    check_step_fits(
+        spec.name, model_summary, options.batch_size, options.precision, target.type, target.index
+    )
     directory = Path(run_dir) if run_dir is not None else None
     identity = run_identity(spec, resolved, dataset, options)
     with _forked_rng(target):

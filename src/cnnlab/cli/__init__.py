@@ -59,13 +59,29 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("aborted", err=True)
         return 130
     except Exception as click_error:  # click's usage errors carry their own exit code
-        show = getattr(click_error, "show", None)
-        if show is None:
+        format_message = getattr(click_error, "format_message", None)
+        if format_message is None:
             raise
-        show()
+        if not format_message().strip():  # `cnnlab` alone: the help is the answer
+            click_error.show()  # type: ignore[attr-defined]
+            return getattr(click_error, "exit_code", 2)
+        # One line, as for a CnnlabError, instead of click's usage block (typer vendors click,
+        # so its error classes are matched by what they have, not by their module).
+        command = _command_of(getattr(click_error, "ctx", None))
+        message = " ".join(format_message().split())
+        typer.secho(f"error: {message} (`{command} --help`)", fg=typer.colors.RED, err=True)
         return getattr(click_error, "exit_code", 2)
     # With standalone_mode=False click returns typer.Exit's code, or the command's return value.
     return result if isinstance(result, int) else 0
+
+
+def _command_of(context: object) -> str:
+    """'cnnlab train' for a context of `train`, whatever name the program was started by."""
+    names = []
+    while context is not None and getattr(context, "parent", None) is not None:
+        names.append(context.info_name)  # type: ignore[attr-defined]
+        context = context.parent  # type: ignore[attr-defined]
+    return " ".join(["cnnlab", *reversed(names)])
 
 
 if __name__ == "__main__":

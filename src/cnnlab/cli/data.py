@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cnnlab import data
+from cnnlab import data, limits
 
 DATA_DIR_HELP = (
     "Directory with the dataset files, looked for in DIR and then DIR/NAME/ "
@@ -86,6 +86,7 @@ def fetch(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Download a dataset's missing files (trying each mirror) and verify all four."""
+    limits.check("timeout", timeout, what="--timeout")  # NaN passes typer's own range check
     report = None if as_json else (lambda line: typer.echo(line, err=True))
     fetched = data.fetch(name, data_dir=data_dir, offline=offline, timeout=timeout, report=report)
     if as_json:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cnnlab import limits
 from cnnlab.errors import CnnlabError
 from cnnlab.keras_import import import_keras_file
 
@@ -17,10 +18,16 @@ def import_keras(
     ),
     name: str | None = typer.Option(None, "--name", help="The model's name in the spec."),
     index: int | None = typer.Option(
-        None, "--index", help="Which Sequential model of the file, from 1 (default: the last)."
+        None,
+        "--index",
+        **limits.flag("index"),
+        help="Which Sequential model of the file, from 1 (default: the last).",
     ),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
 ) -> None:
     """Read Keras Sequential code (never running it) and print the equivalent model spec."""
+    if output is not None:
+        check_output(file, output, force=force)
     imported = import_keras_file(file, name=name, index=index)
     text = imported.to_toml()
     if output is None:
@@ -35,6 +42,14 @@ def import_keras(
         f"wrote {output}: {imported.spec.name!r}, {len(imported.spec.layers)} layers "
         f"(Sequential model {imported.index} of {count}, line {imported.line} of {file})"
     )
+
+
+def check_output(source: Path, output: Path, *, force: bool) -> None:
+    """Never write over the Python file being read; another existing file only with --force."""
+    if output.exists() and source.exists() and output.samefile(source):
+        raise CnnlabError(f"-o {output} is the input file itself; write the spec to a new file")
+    if output.exists() and not force:
+        raise CnnlabError(f"{output} already exists; use --force to overwrite it")
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,9 @@ def report_command(
     table_format: str = typer.Option(
         "rich", "--table", help="Also print the results table: rich, md, csv, json or none."
     ),
+    out: Path = typer.Option(
+        None, "--out", help="Write the report here instead of DIR/report (a read-only study)."
+    ),
 ) -> None:
     """Build DIR/report/report.html (table, statistics, conclusions, plots); also unfinished."""
     from cnnlab import report  # here, not at the top: `cnnlab --help` loads no matplotlib
@@ -36,7 +39,7 @@ def report_command(
 
     if table_format not in TABLE_FORMATS:
         raise SpecError(f"--table must be one of {', '.join(TABLE_FORMATS)}; got {table_format!r}")
-    path = report.build_report(directory, data_dir=data_dir, processes=usable_cores())
+    path = report.build_report(directory, data_dir=data_dir, processes=usable_cores(), out=out)
     print_table(report.study_table(directory), table_format)
     typer.echo(f"report: {path}", err=table_format in ("md", "csv", "json"))
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cnnlab import limits
 from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.store import RunRecord
 
@@ -30,12 +31,12 @@ def register(app: typer.Typer) -> None:
 
 def run_command(
     study_ref: str = typer.Argument(..., metavar="STUDY", help="A preset (seed) or a study file."),
-    seeds: int = typer.Option(None, "--seeds", min=1, help="Train seeds 0..N-1."),
-    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs per run."),
+    seeds: int = typer.Option(None, "--seeds", **limits.flag("seeds"), help="Train seeds 0..N-1."),
+    epochs: int = typer.Option(None, "--epochs", **limits.flag("epochs"), help="Epochs per run."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
     models: str = typer.Option(None, "--models", help="Only these models: A,B,... (by name)."),
     train_limit: int = typer.Option(
-        None, "--train-limit", min=1, help="Train on the first N training images only."
+        None, "--train-limit", **limits.flag("train_limit"), help="Train on the first N images."
     ),
     precision: str = typer.Option(
         None, "--precision", help="fp32, or bf16 (autocast; the fast mode)."
@@ -45,10 +46,16 @@ def run_command(
     ),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     jobs: int = typer.Option(
-        None, "--jobs", min=1, help="Runs at once (local: processes; ray: tasks in flight)."
+        None,
+        "--jobs",
+        **limits.flag("jobs"),
+        help="Runs at once (local: processes; ray: tasks in flight).",
     ),
     threads: int = typer.Option(
-        None, "--threads", min=1, help="CPU threads per run (default: cores / jobs)."
+        None,
+        "--threads",
+        **limits.flag("threads"),
+        help="CPU threads per run (default: cores / jobs).",
     ),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (--executor ray)."),
@@ -166,10 +173,15 @@ def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
 def status_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    check: bool = typer.Option(
+        False, "--check", help="Check every page of the store (PRAGMA integrity_check)."
+    ),
 ) -> None:
     """Runs by state, epochs done of all, and the time left (from measured epochs)."""
     from cnnlab import study
 
+    if check:
+        print_check(directory, study.check_store(directory))
     status = study.study_status(directory)
     if as_json:
         typer.echo(json.dumps(status.to_dict(), indent=2))
@@ -200,6 +212,16 @@ def status_command(
             f"{status.other_runs} older runs (other specs or settings): "
             f"`cnnlab runs {status.directory} --all`"
         )
+
+
+def print_check(directory: Path, problems: list[str]) -> None:
+    """'store ok', or each problem SQLite found and exit code 1."""
+    if not problems:
+        typer.echo(f"store ok: {directory} passed SQLite's integrity check")
+        return
+    for problem in problems:
+        typer.echo(f"store damaged: {problem}", err=True)
+    raise typer.Exit(1)
 
 
 def runs_command(

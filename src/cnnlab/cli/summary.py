@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab import spec, summary
+from cnnlab import limits, spec, summary
 from cnnlab.errors import DataError
 
 DATASET_HELP = "Dataset whose image shape and class count the model is built for."
@@ -27,7 +27,7 @@ def summary_command(
         None, "--input-shape", help="HEIGHT,WIDTH,CHANNELS instead of the dataset's, e.g. 32,32,3."
     ),
     classes: int = typer.Option(
-        None, "--classes", min=1, help="Class count instead of the dataset's."
+        None, "--classes", **limits.flag("classes"), help="Class count instead of the dataset's."
     ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),

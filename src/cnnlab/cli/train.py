@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab import data, spec
+from cnnlab import data, limits, spec
 from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.errors import SpecError
 
@@ -27,13 +28,19 @@ def register(app: typer.Typer) -> None:
 
 def train_command(
     model: str = typer.Argument(..., help="A preset name (seed/model-3) or a .toml spec file."),
-    epochs: int = typer.Option(12, "--epochs", min=1, help="Epochs to train (the notebook: 12)."),
-    seed: int = typer.Option(0, "--seed", help="Fixes initial weights, shuffling and dropout."),
+    epochs: int = typer.Option(
+        12, "--epochs", **limits.flag("epochs"), help="Epochs to train (the notebook: 12)."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", **limits.flag("seed"), help="Fixes initial weights, shuffling and dropout."
+    ),
     dataset: str = typer.Option("mnist", "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
     train_limit: int = typer.Option(
-        None, "--train-limit", min=1, help="Train on the first N training images only."
+        None, "--train-limit", **limits.flag("train_limit"), help="Train on the first N images."
     ),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Images per step."),
+    batch_size: int = typer.Option(
+        128, "--batch-size", **limits.flag("batch_size"), help="Images per step."
+    ),
     validation: str = typer.Option(
         "0.1", "--validation", help='Fraction of the training set held out, or "test".'
     ),
@@ -42,7 +49,9 @@ def train_command(
     run_dir: Path = typer.Option(
         None, "--run-dir", help="Checkpoint every epoch here; resume from it if interrupted."
     ),
-    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
+    threads: int = typer.Option(
+        None, "--threads", **limits.flag("threads"), help="CPU threads (default: all)."
+    ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
@@ -50,8 +59,8 @@ def train_command(
     """Train MODEL and print its per-epoch history and test metrics."""
     from cnnlab import train  # here, not at the top: `cnnlab --help` loads no torch
 
-    model_spec = spec.load_model(model)
     held_out = parse_validation(validation)
+    model_spec = spec.load_model(model)
     # The options are checked before the dataset loads, which may mean a download: a typo in
     # --precision should not wait for (or fail on) the network first.
     train.TrainOptions(seed, epochs, batch_size, held_out, train_limit, precision)
@@ -84,11 +93,12 @@ def parse_validation(text: str) -> float | str:
     if text == "test":
         return "test"
     try:
-        return float(text)
+        fraction = float(text)
     except ValueError:
-        raise SpecError(
-            f'--validation must be a fraction such as 0.1, or "test"; got {text!r}'
-        ) from None
+        fraction = math.nan
+    if not 0 <= fraction < 1:  # NaN too
+        raise SpecError(f'--validation must be a fraction in [0, 1), or "test"; got {text!r}')
+    return fraction
 
 
 def print_result(name: str, result: train.TrainResult) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab import presets
+from cnnlab import limits, presets
 from cnnlab.errors import SpecError
 from cnnlab.grid import GridProblem, did_you_mean, expand_grid, show
 from cnnlab.spec.files import read_ref
@@ -17,7 +17,7 @@ from cnnlab.spec.types import ModelSpec, StudySpec, TrainingSpec
 from cnnlab.spec.values import (
     as_choice,
     as_fraction,
-    as_int,
+    as_limited,
     as_name,
     as_table,
     as_text,
@@ -137,29 +137,29 @@ def _parse_seeds(value: Any, at: At) -> tuple[int, ...]:
     if isinstance(value, list):
         if not value:
             raise at.error("seeds must not be an empty list")
-        seeds = tuple(as_int(seed, at, "each seed", minimum=0) for seed in value)
+        if len(value) > limits.LIMITS["seeds"].high:
+            raise at.error(f"seeds must list at most 10,000 seeds, got {len(value):,}")
+        seeds = tuple(as_limited(seed, at, "each seed", "seed") for seed in value)
         if len(set(seeds)) != len(seeds):
             raise at.error(f"seeds must be distinct, got {show(value)}")
         return seeds
-    count = as_int(value, at, "seeds (a count or a list of seeds)")
-    if count > 10_000:
-        raise at.error(f"seeds must be at most 10000, got {count}")
-    return tuple(range(count))
+    return tuple(range(as_limited(value, at, "seeds (a count or a list of seeds)", "seeds")))
 
 
 def parse_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
     """Seeds given in code or on the command line: a count N means seeds 0..N-1 (as a study
     file's `seeds = N`); a sequence (NumPy arrays too) is taken as is, distinct and >= 0."""
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise SpecError(f"seeds must be at least 1, got {seeds}")
+        limits.check("seeds", seeds)
         return tuple(range(int(seeds)))
     chosen = list(seeds)
     if not chosen:
         raise SpecError("seeds must name at least one seed, got none")
+    limits.check("seeds", len(chosen), what="the number of seeds")
     for seed in chosen:
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise SpecError(f"seeds must be whole numbers >= 0, got {seed!r}")
+        limits.check("seed", seed, what="each seed")
     if len(set(chosen)) != len(chosen):
         raise SpecError(f"seeds must differ from each other, got {[int(s) for s in chosen]}")
     return tuple(int(seed) for seed in chosen)
@@ -183,8 +183,10 @@ def _parse_training(value: Any, at: At) -> TrainingSpec:
             )
         validation = as_fraction(validation, at.key("validation"), "validation")
     return TrainingSpec(
-        epochs=as_int(table.get("epochs", 12), at.key("epochs"), "epochs"),
-        batch_size=as_int(table.get("batch_size", 128), at.key("batch_size"), "batch_size"),
+        epochs=as_limited(table.get("epochs", 12), at.key("epochs"), "epochs", "epochs"),
+        batch_size=as_limited(
+            table.get("batch_size", 128), at.key("batch_size"), "batch_size", "batch_size"
+        ),
         validation=validation,
         precision=as_choice(
             table.get("precision", "fp32"), at.key("precision"), "precision", PRECISIONS

@@ -6,17 +6,27 @@ import math
 import numbers
 from typing import Any
 
+from cnnlab import limits
 from cnnlab.grid import did_you_mean, show
 from cnnlab.spec.places import At
 from cnnlab.spec.types import Pair
 
 
-def as_int(value: Any, at: At, what: str, minimum: int = 1) -> int:
+def as_int(value: Any, at: At, what: str, minimum: int = 1, maximum: int = limits.SIZE_MAX) -> int:
+    """An integer in [minimum, maximum]; every integer of a spec has a bound (cnnlab.limits)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy ints too
         raise at.error(f"{what} must be an integer, got {show(value)}")
     if value < minimum:
         raise at.error(f"{what} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise at.error(f"{what} must be <= {maximum:,}, got {value:,}")
     return int(value)
+
+
+def as_limited(value: Any, at: At, what: str, name: str) -> int:
+    """An integer within its row of cnnlab.limits.LIMITS."""
+    limit = limits.LIMITS[name]
+    return as_int(value, at, what, minimum=int(limit.low), maximum=int(limit.high))
 
 
 def as_number(value: Any, at: At, what: str) -> float:

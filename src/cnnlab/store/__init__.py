@@ -35,13 +35,15 @@ STORE_FILENAME = "store.sqlite"  # inside a study directory; *.sqlite is git-ign
 _URL_FORMS = "a path, a study directory, sqlite:///relative/path or sqlite:////absolute/path"
 
 
-def open_store(url: str | Path) -> Store:
+def open_store(url: str | Path, *, read_only: bool = False) -> Store:
     """Open (creating if needed) the store at `url`; StoreError when it cannot be written.
 
     `url` is a file path, an existing study directory (its `store.sqlite`), or an SQLAlchemy
     style SQLite URL. PostgreSQL URLs are recognised and refused until that backend exists.
+    `read_only`: an existing store, opened for reading only (an archived study on a read-only
+    disk); writing through it is a StoreError.
     """
-    return SqliteStore(sqlite_path(url))
+    return SqliteStore(sqlite_path(url), read_only=read_only)
 
 
 def sqlite_path(url: str | Path) -> Path:

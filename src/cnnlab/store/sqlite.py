@@ -137,12 +137,20 @@ class SqliteStore:
     """The `Store` contract on a SQLite file (see `cnnlab.store.interface.Store`)."""
 
     def __init__(
-        self, path: str | Path, *, clock: Callable[[], float] = time.time, timeout: float = 30.0
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        timeout: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path).expanduser().absolute()
         self._clock = clock
         self._timeout = timeout  # seconds a write waits for another process's transaction
         self._lock = threading.RLock()
+        if read_only:  # an archived study: nothing is created, configured or written
+            self._conn = self._connect_read_only()
+            return
         ensure_writable(self.path)
         self._conn = self._connect()
         try:
@@ -222,8 +230,11 @@ class SqliteStore:
             row = db.execute("SELECT * FROM predictions WHERE run_key = ?", (key,)).fetchone()
         if row is None:
             return None
-        values = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"]).newbyteorder("<"))
-        return Predictions(values.copy(), test_labels_hash=run.test_labels_hash or "")
+        try:
+            values = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"]).newbyteorder("<"))
+            return Predictions(values.copy(), test_labels_hash=run.test_labels_hash or "")
+        except (ValueError, TypeError, StoreError) as error:  # bytes no run could have written
+            raise StoreError(damaged(self.path, f"the predictions of run {key}: {error}")) from None
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -396,6 +407,35 @@ class SqliteStore:
                 raise
             return conn
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that never writes, for a study on a read-only disk or directory.
+
+        WAL readers need the -shm file; where it is gone and cannot be made (the last writer
+        closed cleanly, the directory is read-only) nobody can be writing, so the file is
+        opened as immutable (https://www.sqlite.org/uri.html#uriimmutable)."""
+        if not self.path.is_file():
+            raise StoreError(f"no results store at {self.path}")
+        uri = self.path.as_uri()
+        with self._errors():
+            for query in ("?mode=ro", "?mode=ro&immutable=1"):
+                conn = sqlite3.connect(
+                    uri + query, uri=True, timeout=self._timeout, isolation_level=None,
+                    check_same_thread=False,
+                )  # fmt: skip
+                conn.row_factory = sqlite3.Row
+                try:
+                    if _schema_version(conn, self.path) == 0:
+                        raise StoreError(f"{self.path} is an empty file, not a cnnlab store")
+                    return conn
+                except sqlite3.OperationalError:
+                    conn.close()
+                    if query.endswith("immutable=1"):
+                        raise
+                except BaseException:
+                    conn.close()
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _create_schema(self) -> None:
         with self._write() as db:
             if _schema_version(db, self.path) == 0:
@@ -522,11 +562,21 @@ def _explain(path: Path, error: sqlite3.Error, timeout: float) -> str:
         hint = "make the store and its directory writable"
     elif "locked" in text or "busy" in text:
         hint = f"another process held it for over {timeout:.0f} s; run again"
-    elif "not a database" in text or "malformed" in text:
+    elif "malformed" in text or "corrupt" in text:
+        return damaged(path, text)
+    elif "not a database" in text:
         hint = "it is not a cnnlab results store or it is damaged; move it away"
     else:
         hint = "check the file and its directory"
     return f"results store {path}: {text}; {hint}"
+
+
+def damaged(path: Path, what: str) -> str:
+    """The line that says a store is damaged and how to check the whole file."""
+    return (
+        f"the results store {path} is damaged ({what}); `cnnlab status {path.parent} --check` "
+        "checks every page (SQLite's PRAGMA integrity_check); keep a copy before repairing it"
+    )
 
 
 def _unknown_run(key: str, path: Path) -> str:
