@@ -10,8 +10,10 @@ VENV=.venv
 # torch first and pinned: that CPU build lies on disk here, while an unpinned torch pulls
 # gigabytes of CUDA packages. The package itself only asks for torch>=2.4.
 TORCH_PIN=${CNNLAB_TORCH_PIN:-torch==2.13.0}
-# dev: pytest, hypothesis, ruff; ray: the distributed executor, tested on a local Ray instance.
-EXTRAS=dev,ray
+# dev: pytest, hypothesis, ruff; ray: the distributed executor, tested on a local Ray instance;
+# onnx, pandas, tensorboard, mlflow: the exports of trained runs, results and logs (optional for
+# users, tested here).
+EXTRAS=dev,ray,onnx,pandas,tensorboard,mlflow
 
 setup() {
     local stamp="$VENV/.cnnlab-installed"

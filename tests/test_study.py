@@ -189,7 +189,13 @@ def test_every_finished_run_holds_its_epochs_test_metrics_predictions_and_checkp
             assert record.params and record.flops and record.device.startswith("cpu")
             assert record.versions["torch"] and record.training["train_limit"] == 500
             kept = sorted(p.name for p in (directory / "runs" / record.key).iterdir())
-            assert kept == ["epoch-0002.json", "epoch-0002.safetensors"]
+            # the last epoch's checkpoint, and the best validation epoch's weights
+            assert kept == [
+                "best.json",
+                "best.safetensors",
+                "epoch-0002.json",
+                "epoch-0002.safetensors",
+            ]
             assert record.checkpoint == f"runs/{record.key}/epoch-0002.safetensors"
 
 
@@ -294,7 +300,12 @@ def test_stacked_seeds_give_the_runs_separate_training_gives(finished, tmp_path,
         assert [e.epoch for e in record.epochs] == [1, 2] and record.attempts == 1
         assert record.test.accuracy == pytest.approx(twin.test.accuracy, abs=0.005)
         kept = sorted(p.name for p in (tmp_path / "stacked" / "runs" / record.key).iterdir())
-        assert kept == ["epoch-0002.json", "epoch-0002.safetensors"]
+        assert kept == [
+            "best.json",
+            "best.safetensors",
+            "epoch-0002.json",
+            "epoch-0002.safetensors",
+        ]
 
 
 @pytest.mark.parametrize(("seeds", "stacked"), [(1, False), (2, True)], ids=["alone", "stacked"])

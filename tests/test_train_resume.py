@@ -74,7 +74,12 @@ def test_sigkill_mid_epoch_then_resume_gives_the_unbroken_runs_weights(mnist_dir
 
     killed = train_in_child(mnist_dir, broken, kill_at=(2, 6))
     assert killed.returncode == -signal.SIGKILL
-    assert sorted(p.name for p in broken.iterdir()) == ["epoch-0001.json", "epoch-0001.safetensors"]
+    assert sorted(p.name for p in broken.iterdir()) == [
+        "best.json",  # epoch 1, the best so far
+        "best.safetensors",
+        "epoch-0001.json",
+        "epoch-0001.safetensors",
+    ]
 
     resumed = train_in_child(mnist_dir, broken)
     assert resumed.stdout.split() == ["done", "1"], resumed.stderr

@@ -38,6 +38,9 @@ _LAZY = {
     "study_runs": "cnnlab.study",
     "open_store": "cnnlab.store",
     "build_report": "cnnlab.report",
+    "load_run": "cnnlab.trained",
+    "export_run": "cnnlab.export",
+    "results": "cnnlab.tidy",
 }
 
 __all__ = ["CnnlabError", "DataError", "SpecError", "__version__", *_LAZY]

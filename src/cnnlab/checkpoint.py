@@ -13,6 +13,10 @@ Each file is written to a temporary name, fsynced and renamed (`os.replace`, ato
 Windows), so a reader sees a whole old file or a whole new one. A checkpoint counts only when
 both files are there and both checksums match; the newest such one is loaded and damaged ones are
 reported. The last `KEEP` checkpoints are kept, so one damaged file costs one epoch, not the run.
+
+Beside them, `best.safetensors` + `best.json` hold the weights of the epoch with the best
+validation metric so far (`BEST_MONITOR`), written in the same way as that epoch ends: "the best
+model" needs no second pass and survives the rotation of the epoch checkpoints.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from safetensors.torch import save as save_tensors
 FORMAT = 1
 KEEP = 2  # the newest good checkpoint and the one before it
 _NAME = re.compile(r"^epoch-(\d{4,})\.json$")
+BEST = "best"  # best.safetensors + best.json
+# The report ranks models by accuracy, so "best" is the highest validation accuracy; the first
+# epoch reaching it wins a tie (as Keras's ModelCheckpoint(save_best_only) keeps the first).
+BEST_MONITOR = "val_accuracy"
 
 
 @dataclass(frozen=True)
@@ -200,7 +208,7 @@ def _remove_others(run_dir: Path, keep: range) -> None:
     and temp files that a killed writer left behind."""
     for path in run_dir.iterdir():
         match = re.match(r"^epoch-(\d{4,})\.(json|safetensors)$", path.name)
-        stale_temp = path.name.startswith(".epoch-") and ".tmp-" in path.name
+        stale_temp = path.name.startswith((".epoch-", f".{BEST}.")) and ".tmp-" in path.name
         if (match and int(match.group(1)) not in keep) or stale_temp:
             path.unlink(missing_ok=True)
 
@@ -231,6 +239,75 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return _prefixed(load_file(str(path)), "model/")
+
+
+# -- the best epoch's weights ---------------------------------------------------------------
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The epoch of `history` with the highest `BEST_MONITOR` (the first of equals); None when
+    no epoch was validated."""
+    scored = [r for r in history if r.get(BEST_MONITOR) is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: (r[BEST_MONITOR], -r["epoch"]))["epoch"]
+
+
+def save_best(
+    run_dir: Path,
+    *,
+    epoch: int,
+    model: torch.nn.Module,
+    history: list[dict[str, Any]],
+    identity: dict[str, Any],
+) -> Path | None:
+    """Keep `epoch`'s weights as the run's best when it is the best epoch of `history`;
+    returns the tensors' path when it wrote them."""
+    if best_epoch(history) != epoch:
+        return None
+    blob = save_tensors(
+        {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    )
+    _write_atomic(run_dir / f"{BEST}.safetensors", blob)
+    record = next(r for r in history if r["epoch"] == epoch)
+    body = {
+        "format": FORMAT,
+        "epoch": epoch,
+        "monitor": BEST_MONITOR,
+        "value": record[BEST_MONITOR],
+        "tensors": f"{BEST}.safetensors",
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "history": history,
+        "identity": identity,
+        "optimizer": {"param_groups": [], "scalars": {}},
+    }
+    _write_atomic(run_dir / f"{BEST}.json", _sealed_json(body))
+    return run_dir / f"{BEST}.safetensors"
+
+
+def load_best(run_dir: Path) -> Checkpoint | None:
+    """The best epoch's weights (no optimiser or RNG state); None when the run kept none.
+
+    Raises CheckpointDamaged when its files are not whole.
+    """
+    manifest = run_dir / f"{BEST}.json"
+    if not manifest.is_file():
+        return None
+    return _load(run_dir, _read_sealed_json(manifest)["epoch"], manifest)
+
+
+def load_epoch(run_dir: Path, epoch: int) -> Checkpoint | None:
+    """Epoch `epoch`'s checkpoint when it is still kept; None when it is not.
+
+    Raises CheckpointDamaged when its files are not whole.
+    """
+    manifest = run_dir / f"epoch-{epoch:04d}.json"
+    return _load(run_dir, epoch, manifest) if manifest.is_file() else None
+
+
+def kept_epochs(run_dir: Path) -> list[int]:
+    """The epochs whose checkpoints are on disk (whole or not), oldest first."""
+    return sorted(epoch for epoch, _ in _manifests(run_dir))
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -150,6 +150,8 @@ def _onednn_linear_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and x.dim() == 2
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()
+        # An export (ONNX, TorchScript) records the plain linear every runtime knows.
+        and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
     )
 
 

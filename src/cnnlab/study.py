@@ -62,7 +62,11 @@ from cnnlab.store import (
     count_statuses,
     open_store,
 )
-from cnnlab.studydir import default_directory, open_existing_store
+from cnnlab.studydir import (  # study_directory: re-exported for cnnlab.trained and trackers
+    default_directory,
+    open_existing_store,
+    study_directory,  # noqa: F401
+)
 from cnnlab.summary import summarize
 
 RUNS_DIRNAME = "runs"

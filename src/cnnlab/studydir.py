@@ -19,7 +19,13 @@ from cnnlab.store import STORE_FILENAME, Store, open_store
 
 DEFAULT_ROOT = Path("studies")  # studies/<name> under the current directory (git-ignored)
 
-__all__ = ["DEFAULT_ROOT", "default_directory", "is_study_store", "open_existing_store"]
+__all__ = [
+    "DEFAULT_ROOT",
+    "default_directory",
+    "is_study_store",
+    "open_existing_store",
+    "study_directory",
+]
 
 
 def default_directory(name: str) -> Path:
@@ -36,9 +42,8 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
 
     A bare study name finds `studies/<name>`, where `cnnlab run` puts it by default.
     """
-    path = Path(directory).expanduser()
-    if not path.exists() and default_directory(str(directory)).is_dir():
-        path = default_directory(str(directory))
+    given = Path(directory).expanduser()
+    path = given if given.is_file() else study_directory(directory)
     store_path = path / STORE_FILENAME if path.is_dir() else path
     if not store_path.is_file():
         raise StudyError(
@@ -55,6 +60,15 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def study_directory(directory: str | Path) -> Path:
+    """The study directory a command names: DIR, its store file's folder, or a bare study name
+    (`studies/<name>`, where `cnnlab run` puts it by default)."""
+    path = Path(directory).expanduser()
+    if not path.exists() and default_directory(str(directory)).is_dir():
+        return default_directory(str(directory))
+    return path.parent if path.is_file() else path
 
 
 def is_study_store(path: Path) -> bool:

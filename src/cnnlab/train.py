@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from cnnlab import limits
 from cnnlab.build import build_model
-from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_checkpoint
+from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_best, save_checkpoint
 from cnnlab.devices import (
     check_fits_in_memory,
     configure_threads,
@@ -372,16 +372,19 @@ def _save(
     identity: dict[str, Any],
     rng_states: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """The run's checkpoint; `rng_states` when its dropout draws from its own generator."""
+    """The run's checkpoint, and its best epoch's weights when this epoch is the best so far;
+    `rng_states` when its dropout draws from its own generator."""
+    history = [dataclasses.asdict(record) for record in run.history]
     save_checkpoint(
         directory,
         epoch=epoch,
         model=run.model,
         optimizer=run.optimizer,
         rng_states=rng_states if rng_states is not None else _rng_states(run),
-        history=[dataclasses.asdict(record) for record in run.history],
+        history=history,
         identity=identity,
     )
+    save_best(directory, epoch=epoch, model=run.model, history=history, identity=identity)
 
 
 def run_epoch(run: _Run, epoch: int, epochs: int) -> tuple[EpochRecord | None, str]:

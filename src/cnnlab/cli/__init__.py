@@ -10,7 +10,7 @@ import sys
 import typer
 
 import cnnlab
-from cnnlab.cli import data, import_keras, models, report, study, summary, train
+from cnnlab.cli import data, import_keras, models, report, study, summary, train, trained
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ def _root(
     _state["debug"] = debug
 
 
-for _module in (data, models, summary, import_keras, train, study, report):
+for _module in (data, models, summary, import_keras, train, study, report, trained):
     _module.register(app)
 
 

@@ -228,10 +228,22 @@ def runs_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="A study directory."),
     all_runs: bool = typer.Option(False, "--all", help="Also runs of earlier specs or settings."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    epochs: bool = typer.Option(False, "--epochs", help="One row per run and epoch."),
+    table_format: str = typer.Option(
+        None,
+        "--format",
+        help="csv, json or parquet: the tidy table (cnnlab.results); default: -o's suffix, csv.",
+    ),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the table to this file."),
 ) -> None:
-    """A table of the study's runs with their metrics."""
+    """A table of the study's runs with their metrics; --format writes the tidy tables."""
     from cnnlab import study
 
+    if table_format is not None or epochs or output is not None:
+        suffix = output.suffix.lstrip(".") if output is not None else ""
+        chosen = table_format or (suffix if suffix in ("csv", "json", "parquet") else "csv")
+        _write_results(directory, all_runs, epochs, chosen, output)
+        return
     runs = study.study_runs(directory, all_runs=all_runs)
     rows = [study.run_row(run) for run in runs]
     if as_json:
@@ -248,6 +260,21 @@ def runs_command(
     for run in runs:
         if run.reason:
             console.print(study.describe_run(run), markup=False, highlight=False)
+
+
+def _write_results(
+    directory: Path, all_runs: bool, epochs: bool, table_format: str, output: Path | None
+) -> None:
+    from cnnlab import tidy
+
+    if table_format not in tidy.TABLE_FORMATS:  # before reading the store
+        tidy.write_table([], table_format, output)
+    tables = tidy.results(directory, all_runs=all_runs, frames=False)
+    text = tidy.write_table(tables.epochs if epochs else tables.runs, table_format, output)
+    if text is not None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {output}", err=True)
 
 
 def _console() -> Console:

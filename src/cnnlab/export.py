@@ -1,0 +1,178 @@
+"""A trained run as a file another program runs: ONNX, TorchScript, or safetensors + spec TOML.
+
+Every format takes what training fed the network, documented in the file's own metadata: float32
+images (N, C, H, W), pixel values / 255 in [0, 1]; and gives logits (N, classes), softmax for
+probabilities. The batch dimension is dynamic. The metadata also names the study run (model,
+seed, epoch, key), the dataset, its class names where known, and holds the spec as TOML.
+
+- ONNX (`pip install 'cnnlab[onnx]'`): torch's exporter (`torch.onnx.export`, dynamo) at opset
+  `ONNX_OPSET`; metadata in the model's `metadata_props`.
+- TorchScript: `torch.jit.trace`, loadable with `torch.jit.load` without cnnlab; metadata in
+  the archive's extra file `cnnlab.json`.
+- safetensors: the weights (the state_dict of `cnnlab.build_model(spec, image_shape, classes)`)
+  with the metadata in its header, and the spec as `<name>.toml` beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+from cnnlab.spec import model_to_toml
+from cnnlab.trained import EpochChoice, LoadedRun, load_run
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+# Opset 18 (ONNX 1.13, 2022): the lowest torch's dynamo exporter writes, so the widest range of
+# runtimes (onnxruntime >= 1.14) loads the file.
+ONNX_OPSET = 18
+INPUT = "images"
+OUTPUT = "logits"
+INPUT_DOC = "float32 images (N, C, H, W): uint8 pixel values / 255, in [0, 1]"
+OUTPUT_DOC = "logits (N, classes); softmax gives the class probabilities"
+# The install line for each format's optional packages (None: torch alone writes it).
+NEEDS = {"onnx": ("onnx", "onnxscript"), "torchscript": (), "safetensors": ()}
+
+
+class ExportError(CnnlabError):
+    """An export cannot be written: unknown format, missing package, unwritable path."""
+
+
+def export_run(
+    directory: str | Path,
+    *,
+    model: str,
+    output: str | Path,
+    format: str,
+    seed: int | None = None,
+    epoch: EpochChoice = "best",
+) -> list[Path]:
+    """Write `model`'s run (seed, epoch as `load_run` takes them) to `output` as `format`;
+    returns the files written (safetensors: the weights and the spec TOML beside them)."""
+    check_format(format)
+    loaded = load_run(directory, model=model, seed=seed, epoch=epoch)
+    return export_loaded(loaded, Path(output), format)
+
+
+def check_format(format: str) -> None:
+    """An unknown format, or one whose packages are missing: ExportError with the fix."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    missing = [name for name in NEEDS[format] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(
+            f"--format {format} needs the package(s) {', '.join(missing)}: "
+            f"pip install 'cnnlab[{format}]'"
+        )
+
+
+def export_loaded(loaded: LoadedRun, output: Path, format: str) -> list[Path]:
+    """Write an already loaded run; see `export_run`."""
+    check_format(format)
+    output = output.expanduser()
+    if output.is_dir():
+        raise ExportError(f"{output} is a directory; give the file to write (-o FILE)")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        writer = {"onnx": _onnx, "torchscript": _torchscript, "safetensors": _safetensors}
+        return writer[format](loaded, output)
+    except OSError as error:
+        raise ExportError(f"cannot write {output}: {error.strerror or error}") from None
+
+
+def metadata(loaded: LoadedRun, format: str) -> dict[str, str]:
+    """What the exported file says about itself, as strings (what every format's header holds)."""
+    height, width, channels = loaded.image_shape
+    fields: dict[str, Any] = {
+        "cnnlab_version": __version__,
+        "format": format,
+        "model": loaded.model_name,
+        "seed": loaded.seed,
+        "epoch": loaded.epoch,
+        "epoch_chosen": loaded.chosen,
+        "run_key": loaded.key,
+        "dataset": loaded.dataset,
+        "classes": loaded.classes,
+        "class_names": json.dumps(list(loaded.class_names or [])),
+        "input": INPUT,
+        "input_shape": json.dumps(["N", channels, height, width]),
+        "input_doc": INPUT_DOC,
+        "output": OUTPUT,
+        "output_doc": OUTPUT_DOC,
+        "spec_toml": model_to_toml(loaded.spec),
+    }
+    if format == "onnx":
+        fields["opset"] = ONNX_OPSET
+    return {key: str(value) for key, value in fields.items()}
+
+
+def _example(loaded: LoadedRun) -> torch.Tensor:
+    height, width, channels = loaded.image_shape
+    # Two images: an exporter specialises a batch of 1 into the graph.
+    return torch.rand(2, channels, height, width, generator=torch.Generator().manual_seed(0))
+
+
+def _onnx(loaded: LoadedRun, output: Path) -> list[Path]:
+    import onnx
+
+    batch = torch.export.Dim("batch", min=1)
+    with _quiet():
+        program = torch.onnx.export(
+            loaded.model,
+            (_example(loaded),),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
+    proto = program.model_proto
+    proto.doc_string = f"cnnlab {loaded.model_name} seed {loaded.seed} epoch {loaded.epoch}"
+    for key, value in metadata(loaded, "onnx").items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(output))
+    return [output]
+
+
+def _torchscript(loaded: LoadedRun, output: Path) -> list[Path]:
+    with _quiet():
+        traced = torch.jit.trace(loaded.model, _example(loaded), check_trace=False)
+        extra = {"cnnlab.json": json.dumps(metadata(loaded, "torchscript"), indent=1)}
+        torch.jit.save(traced, str(output), _extra_files=extra)
+    return [output]
+
+
+def _safetensors(loaded: LoadedRun, output: Path) -> list[Path]:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()}
+    save_file(state, str(output), metadata=metadata(loaded, "safetensors"))
+    spec_path = output.with_suffix(".toml")
+    spec_path.write_text(model_to_toml(loaded.spec), encoding="utf-8")
+    return [output, spec_path]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Without the exporters' chatter on the terminal: torch.jit's deprecation notice, and the
+    ONNX exporter's log lines about operators of packages not installed (torchvision)."""
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        onnx_log.setLevel(level)
