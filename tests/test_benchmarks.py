@@ -82,3 +82,36 @@ def test_bf16_is_compared_with_keras_under_its_own_mixed_precision_policy(epoch_
     assert (row["ratio_mean"], row["ratio_fastest"]) == (0.25, 0.25)
     # Against the best repeat of each estimate of the mixed-precision peer.
     assert (row["mixed_ratio_mean"], row["mixed_ratio_fastest"]) == (0.5, 0.5)
+
+
+@pytest.fixture(scope="module")
+def decide_benchmark():
+    spec = importlib.util.spec_from_file_location("decide", BENCHMARKS / "decide.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["decide"] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules["decide"]
+
+
+def test_the_decide_benchmark_counts_runs_misses_and_equal_models_called_worse(decide_benchmark):
+    import numpy as np
+
+    from cnnlab.sequential import SequentialSettings
+
+    bench = decide_benchmark
+    truth = bench.Truth(
+        "t",
+        ("a", "b", bench.TWIN),
+        np.array([0.99, 0.80, 0.99]),
+        np.array([0.001, 0.001, 0.001]),
+        10_000,
+    )
+    tallies = bench.simulate(truth, 1.0, 20, SequentialSettings(min_seeds=2, max_seeds=6), 0)
+    fixed, sequential = tallies["fixed 5"], tallies["until decided"]
+    assert fixed.runs == 20 * 15  # 5 seeds x 3 models, every study
+    assert sequential.runs < fixed.runs  # b, 19 points worse, stops after 2 seeds
+    assert fixed.missed_best <= 3 and sequential.missed_best <= 3  # a or its twin may lead
+    assert 1.8 <= sequential.best_set_size / sequential.reps <= 2.0  # a and its twin, not b

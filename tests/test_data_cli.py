@@ -39,7 +39,11 @@ def test_verify_of_missing_files_is_one_red_line_and_exit_2(tmp_path, capsys, mo
 def test_list_shows_each_dataset_with_mirrors_and_whether_present(mnist_dir, capsys):
     assert main(["data", "list", "--data-dir", str(mnist_dir), "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["datasets"]}
-    assert set(rows) == {"mnist", "fashion-mnist", "kmnist"}
+    assert set(rows) == {
+        *("mnist", "fashion-mnist", "kmnist"),
+        *("cifar10", "cifar100", "cifar100-coarse", "svhn"),
+    }
+    assert rows["cifar10"]["files"] == [None]
     assert rows["mnist"]["files"][0] == str(mnist_dir / "train-images-idx3-ubyte.gz")
     assert rows["mnist"]["problem"] is None
     assert "this is mnist's" in rows["kmnist"]["problem"]
@@ -47,6 +51,7 @@ def test_list_shows_each_dataset_with_mirrors_and_whether_present(mnist_dir, cap
     table = capsys.readouterr().out
     assert f"yes ({mnist_dir})" in table
     assert "no: files found fail their check" in table
+    assert "folder:DIR (DIR/train/<class>/*" in table  # the local sources are listed too
 
 
 def test_fetch_with_files_present_verifies_without_downloading(mnist_dir, capsys):

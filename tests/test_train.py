@@ -23,7 +23,7 @@ from cnnlab.spec import (
     OptimizerSpec,
     load_model,
 )
-from cnnlab.train import prepare_data, seed_streams, train_model
+from cnnlab.train import as_inputs, prepare_data, seed_streams, train_model
 
 # Measured: seed/reference after one epoch on the first 10,000 MNIST images (9,000 trained, 1,000
 # validating), seeds 0-3: test accuracy 0.915-0.928. A model that does not learn stays near 0.10.
@@ -114,8 +114,11 @@ def test_validation_split_holds_out_the_last_fraction_like_keras(mnist):
     data = prepare_data(mnist, 1000, 0.1, torch.device("cpu"))
     assert len(data.train_y) == 900 and len(data.val_y) == 100
     np.testing.assert_array_equal(data.val_y.numpy(), mnist.train_labels[900:1000])
+    # Bytes on the device; each batch becomes x / 255 in float32, as the notebook computes it.
+    np.testing.assert_array_equal(data.val_x.numpy(), mnist.train_images[900:1000])
+    assert data.train_x.dtype == torch.uint8
     expected = mnist.train_images[900:1000].astype("float32") / 255
-    np.testing.assert_array_equal(data.val_x.numpy(), expected)
+    np.testing.assert_array_equal(as_inputs(data.val_x).numpy(), expected)
 
 
 def test_validation_on_the_test_set_reuses_the_last_pass_as_the_test(mnist):

@@ -9,6 +9,7 @@ set against ours, point by point.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cnnlab import markdown, stats
+from cnnlab import design, markdown, sequential, stats
 from cnnlab.timing import DISTURBED_RATIO
 
 ALPHA = 0.05
@@ -63,6 +64,7 @@ class Evidence:
     dataset: str = ""  # the dataset's name ("mnist"), without its content hash
     alpha: float = ALPHA
     notes: tuple[str, ...] = ()  # caveats found while gathering the evidence
+    decisions: sequential.Decisions | None = None  # a study run with --until-decided
 
     def by_name(self) -> dict[str, ModelEvidence]:
         return {m.name: m for m in self.models}
@@ -70,7 +72,7 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Finding:
-    topic: str  # best, best set, across seeds, noise floor, factor, stability, cost
+    topic: str  # best, best set, across seeds, noise floor, design, factor, stability, cost
     text: str
 
 
@@ -157,9 +159,15 @@ def write_conclusions(evidence: Evidence) -> Conclusions:
         return Conclusions((nothing,), caveats)
     best = best_set(measured, evidence.alpha)
     by_name = {m.name: m for m in measured}
+    if evidence.decisions is not None:  # the sequential claims replace the fixed-seed tests
+        best = sequential_best_set(best, evidence.decisions)
     findings = [
         best_finding(by_name[best.best], evidence.n_images),
-        *best_set_findings(best),
+        *(
+            sequential_findings(evidence.decisions)
+            if evidence.decisions is not None
+            else best_set_findings(best)
+        ),
         noise_floor_finding(by_name[best.best], evidence.n_images),
         *factor_findings(measured),
         *stability_findings(evidence.models, evidence.n_images),
@@ -217,6 +225,59 @@ def best_set_findings(best: stats.BestSet) -> list[Finding]:
     return found
 
 
+def sequential_best_set(best: stats.BestSet, decisions: sequential.Decisions) -> stats.BestSet:
+    """The best set as the sequential procedure left it: every model not shown worse.
+
+    A fixed-sample test on the seeds a sequential study happened to stop at would be the
+    naive repeated test the procedure exists to avoid, so its "worse" claims are not used.
+    """
+    states = {d.model: d.state for d in decisions.models}
+    kept = [name for name in best.not_worse[1:] if states.get(name) != "worse"]
+    kept += [
+        c.model for c in best.comparisons if c.model not in kept and states.get(c.model) != "worse"
+    ]
+    comparisons = tuple(
+        dataclasses.replace(c, worse=states.get(c.model) == "worse") for c in best.comparisons
+    )
+    return dataclasses.replace(
+        best,
+        method=sequential.PROCEDURE,
+        comparisons=comparisons,
+        not_worse=(best.best, *kept),
+    )
+
+
+def sequential_findings(decisions: sequential.Decisions) -> list[Finding]:
+    """What `--until-decided` decided, per model with its seeds and why, and what it spent."""
+    settings = decisions.settings
+    budget = settings.budget
+    head = (
+        f"Seeds were added only while a model's place was open ({sequential.PROCEDURE}; "
+        f"alpha = {settings.alpha:g}, margin {100 * settings.margin:g} points, "
+        f"{settings.min_seeds} to {settings.max_seeds} seeds"
+        + (f", budget {budget}" if budget.runs or budget.seconds else "")
+        + ")."
+    )
+    found = [Finding("best set", head)]
+    groups = (
+        (("worse",), "Shown worse than another model"),
+        (("within margin",), f"Shown within {100 * settings.margin:g} points of every model"),
+        (("futile", "max seeds", "budget", "failed"), "Stopped without a decision"),
+        (("open",), "Still open (the study is not finished)"),
+    )
+    for states, title in groups:
+        chosen = decisions.by_state(*states)
+        if chosen:
+            listed = "; ".join(f"{d.model}: {d.reason}" for d in chosen)
+            found.append(Finding("best set", f"{title}: {listed}."))
+    seeds = ", ".join(f"{d.model} {d.seeds}" for d in decisions.models)
+    spent = f"{decisions.runs_spent} runs in all" + (
+        f" of a budget of {budget}" if budget.runs or budget.seconds else ""
+    )
+    found.append(Finding("best set", f"Seeds per model: {seeds}; {spent}."))
+    return found
+
+
 def noise_floor_finding(best: ModelEvidence, n_images: int | None) -> Finding | None:
     if not n_images:
         return None
@@ -232,24 +293,54 @@ def noise_floor_finding(best: ModelEvidence, n_images: int | None) -> Finding | 
 
 
 def factor_findings(measured: Sequence[ModelEvidence]) -> list[Finding]:
-    """Each grid factor's marginal means; a clear effect only where 95 % intervals separate."""
-    return [_factor_finding(effect) for effect in factor_effects_of(measured)]
+    """Each grid's design (what it can estimate), then each factor's marginal means; a clear
+    effect only where 95 % intervals separate. One factor at a time: a factor's levels are
+    compared with the other factors at their baseline only."""
+    findings = []
+    grids = dict.fromkeys(tuple(name for name, _ in m.factors) for m in measured if m.factors)
+    for names in grids:  # two grids: two designs, each with its own factors
+        members = [m for m in measured if tuple(n for n, _ in m.factors) == names]
+        note = design.describe([dict(m.factors) for m in members])
+        if len(members) > 1:
+            findings.append(
+                Finding("design", f"Design of the grid over {', '.join(names)}: " + note.text)
+            )
+        for name in names:
+            rows = [
+                {"model": m.name, "accuracy": acc, **dict(m.factors)}
+                for m in members
+                if _at_baseline(dict(m.factors), name, note.baseline)
+                for acc in m.accuracies
+            ]
+            findings.append(_factor_finding(stats.factor_effects(rows, name)))
+    return findings
 
 
 def factor_effects_of(measured: Sequence[ModelEvidence]) -> list[stats.FactorEffect]:
-    """Each grid factor's marginal means over the finished runs (the report plots them)."""
+    """Each grid factor's marginal means over the same runs as `factor_findings` (the report
+    plots them)."""
     measured = [m for m in measured if m.runs]
-    names = list(dict.fromkeys(name for m in measured for name, _ in m.factors))
     effects = []
-    for name in names:  # each factor over the models that have it (two grids: two sets)
-        rows = [
-            {"model": m.name, "accuracy": acc, **dict(m.factors)}
-            for m in measured
-            if name in dict(m.factors)
-            for acc in m.accuracies
-        ]
-        effects.append(stats.factor_effects(rows, name))
+    grids = dict.fromkeys(tuple(name for name, _ in m.factors) for m in measured if m.factors)
+    for names in grids:
+        members = [m for m in measured if tuple(n for n, _ in m.factors) == names]
+        note = design.describe([dict(m.factors) for m in members])
+        for name in names:
+            rows = [
+                {"model": m.name, "accuracy": acc, **dict(m.factors)}
+                for m in members
+                if _at_baseline(dict(m.factors), name, note.baseline)
+                for acc in m.accuracies
+            ]
+            effects.append(stats.factor_effects(rows, name))
     return effects
+
+
+def _at_baseline(factors: dict[str, Any], name: str, baseline: Mapping[str, Any] | None) -> bool:
+    """Whether a model's other factors sit at the baseline (always, without one)."""
+    if baseline is None:
+        return True
+    return all(factors.get(other) == value for other, value in baseline.items() if other != name)
 
 
 def _factor_finding(effect: stats.FactorEffect) -> Finding:

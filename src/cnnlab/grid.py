@@ -23,6 +23,8 @@ Rules, kept few on purpose:
 - A layer whose type key ends up `false` (`{ batchnorm = "{batchnorm}" }` with batchnorm = false)
   is left out; the spec parser does that, since it knows which key is the type.
 - `layers = [...]` may replace stem/block/repeat/head when nothing repeats.
+- `design = "full"` (default) | `"one-at-a-time"` | `"fractional"` | `"random:K"` picks which
+  combinations become models (`cnnlab.design`).
 - Every axis with more than one value must appear in the name, so each model has its own name;
   each generated model records its axis values (`ModelSpec.factors`).
 
@@ -33,11 +35,12 @@ This module works on plain dicts (it never imports `cnnlab.spec`); problems are 
 from __future__ import annotations
 
 import difflib
-import itertools
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Union
+
+from cnnlab import design
 
 Scalar = Union[str, int, float, bool]  # noqa: UP007 (a runtime alias, kept readable on 3.10)
 Path_ = tuple[Union[str, int], ...]  # noqa: UP007
@@ -52,6 +55,7 @@ GRID_KEYS = (
     "block",
     "repeat",
     "head",
+    "design",
 )
 # A study of more models than this is a typo (an axis of 1000 values), not a plan.
 MAX_MODELS = 10_000
@@ -80,8 +84,9 @@ class Variant:
     layer_paths: tuple[Path_, ...]
 
 
-def expand_grid(table: Any) -> list[Variant]:
-    """Every combination of the axes, in axis order (the last axis varies fastest)."""
+def expand_grid(table: Any, *, seed: int = 0) -> list[Variant]:
+    """The combinations of the axes that the grid's `design` keeps (default "full": every
+    one), in axis order (the last axis varies fastest); `random:K` draws with `seed`."""
     if not isinstance(table, dict):
         raise GridProblem(f"a grid must be a table, got {show(table)}")
     _check_grid_keys(table)
@@ -91,8 +96,12 @@ def expand_grid(table: Any) -> list[Variant]:
     if count > MAX_MODELS:
         raise GridProblem(f"grid makes {count} models, at most {MAX_MODELS} allowed", ("axes",))
     names = [name for name, _ in axes]
+    try:
+        combos = design.choose(axes, table.get("design", "full"), seed)
+    except design.DesignProblem as problem:
+        raise GridProblem(str(problem), ("design",)) from None
     variants, layers = [], 0
-    for combo in itertools.product(*(values for _, values in axes)):
+    for combo in combos:
         variants.append(_variant(table, dict(zip(names, combo, strict=True))))
         layers += len(variants[-1].layer_paths)
         if layers > MAX_LAYERS:

@@ -49,6 +49,7 @@ from cnnlab.train import (
     _result,
     _resume,
     _Run,
+    as_inputs,
     diverged_reason,
     epoch_record,
     prepare_data,
@@ -285,7 +286,7 @@ class _Group:
         ).to(device)  # (S, n): each seed's order, from its own generator as a separate run
         for batch in orders.split(run.options.batch_size, dim=1):
             size = batch.shape[1]
-            images = data.train_x.index_select(0, batch.reshape(-1))
+            images = as_inputs(data.train_x.index_select(0, batch.reshape(-1)))
             labels = data.train_y.index_select(0, batch.reshape(-1)).view(seeds, size)
             with _autocast(run):
                 logits = stack(stack_images(images.view(seeds, size, *images.shape[1:])))
@@ -341,7 +342,7 @@ class _Group:
         loss_sums = torch.zeros(seeds, device=self.lead.device)
         predictions = []
         for start in range(0, len(labels), EVAL_BATCH):
-            batch = repeat_images(images[start : start + EVAL_BATCH], seeds)
+            batch = repeat_images(as_inputs(images[start : start + EVAL_BATCH]), seeds)
             with _autocast(self.lead):
                 logits = self.stack(batch).float()  # (S, B, classes)
             target = labels[start : start + EVAL_BATCH]

@@ -259,6 +259,7 @@ class ConfusionData:
     model: str
     counts: np.ndarray  # (classes, classes) int64, rows true, columns predicted
     runs: int
+    class_names: tuple[str, ...] | None = None  # the dataset's, as the axes' tick labels
 
     @property
     def accuracy(self) -> float:
@@ -266,7 +267,12 @@ class ConfusionData:
 
 
 def confusion_counts(
-    model: str, labels: np.ndarray, predictions: Sequence[np.ndarray], classes: int
+    model: str,
+    labels: np.ndarray,
+    predictions: Sequence[np.ndarray],
+    classes: int,
+    *,
+    class_names: tuple[str, ...] | None = None,
 ) -> ConfusionData:
     """The confusion matrix of every run's predictions against the same labels, summed."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -274,7 +280,8 @@ def confusion_counts(
     for predicted in predictions:
         _check_same_images(labels, predicted)
         np.add.at(counts, (labels, np.asarray(predicted, dtype=np.int64)), 1)
-    return ConfusionData(model, counts, len(predictions))
+    names = class_names if class_names is not None and len(class_names) == classes else None
+    return ConfusionData(model, counts, len(predictions), names)
 
 
 def _check_same_images(labels: np.ndarray, predicted: np.ndarray) -> None:
@@ -298,6 +305,11 @@ class MisclassifiedGrid:
     items: tuple[Misclassified, ...]  # most often wrong first, then in test-set order
     runs: int
     total: int  # test images wrong in at least one run
+    class_names: tuple[str, ...] | None = None  # the dataset's, shown instead of indices
+
+    def name(self, index: int) -> str:
+        names = self.class_names
+        return names[index] if names is not None and 0 <= index < len(names) else str(index)
 
 
 def misclassified_digits(
@@ -306,6 +318,7 @@ def misclassified_digits(
     predictions: Sequence[np.ndarray],
     *,
     limit: int = MISCLASSIFIED_SHOWN,
+    class_names: tuple[str, ...] | None = None,
 ) -> MisclassifiedGrid:
     """The test images a model gets wrong, those wrong in most of its runs first."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -323,7 +336,7 @@ def misclassified_digits(
         Misclassified(int(i), int(labels[i]), _most_common(stacked[wrong[:, i], i]), int(counts[i]))
         for i in order[:limit]
     )
-    return MisclassifiedGrid(model, items, len(stacked), len(order))
+    return MisclassifiedGrid(model, items, len(stacked), len(order), class_names)
 
 
 def _most_common(values: np.ndarray) -> int:
@@ -861,6 +874,8 @@ def draw_confusion(data: ConfusionData) -> Figure:
         cmap="Blues",
         annot_kws={"fontsize": 7},
         square=True,
+        xticklabels=data.class_names or "auto",
+        yticklabels=data.class_names or "auto",
     )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -882,7 +897,8 @@ def draw_misclassified(grid: MisclassifiedGrid, images: np.ndarray) -> Figure:
     for ax, item in zip(axes, grid.items, strict=False):
         ax.imshow(_as_2d(images[item.index]), cmap="gray_r", interpolation="nearest")
         runs = f" ({item.wrong_in}/{grid.runs})" if grid.runs > 1 else ""
-        ax.set_title(f"true {item.true}, pred {item.predicted}{runs}", fontsize=7)
+        true, predicted = grid.name(item.true), grid.name(item.predicted)
+        ax.set_title(f"true {true}, pred {predicted}{runs}", fontsize=7)
     wrong = (
         "misclassified" if grid.runs == 1 else f"misclassified in at least one of {grid.runs} runs"
     )

@@ -30,7 +30,7 @@ from safetensors.numpy import load_file
 
 import cnnlab
 from cnnlab import conclusions as concl
-from cnnlab import plots, table
+from cnnlab import plots, sequential, table
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import model_to_toml
@@ -94,6 +94,7 @@ class StudyResults:
     predictions: dict[str, np.ndarray]  # run key -> predicted classes (only pairable ones)
     n_images: int | None  # test images each accuracy is measured on (None: unknown)
     notes: tuple[str, ...]  # what could not be read, in words
+    class_names: tuple[str, ...] | None = None  # the dataset's (CIFAR's, a folder's), if any
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -115,7 +116,7 @@ def read_study(directory: str | Path, *, data_dir: str | Path | None = None) -> 
         predicted = {run.key: store.get_predictions(run.key) for run in runs}
         where = sqlite_path(store.url).absolute().parent
     settings = dict(info.settings) if info else {}
-    labels, images, notes = load_test_set(dataset_source(settings, runs), data_dir)
+    labels, images, notes, names = load_test_set(dataset_source(settings, runs), data_dir)
     pairable, dropped = pairable_predictions(predicted, labels)
     pairable, damaged = consistent_predictions(pairable, labels, runs, where)
     dropped += damaged
@@ -130,6 +131,7 @@ def read_study(directory: str | Path, *, data_dir: str | Path | None = None) -> 
         predictions=pairable,
         n_images=len(labels) if labels is not None else stored_test_size(predicted),
         notes=notes + dropped,
+        class_names=names,
     )
 
 
@@ -158,20 +160,20 @@ def dataset_source(settings: dict[str, Any], runs: Sequence[RunRecord]) -> str:
 
 def load_test_set(
     source: str, data_dir: str | Path | None
-) -> tuple[np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
-    """The test labels and images, or None and a note saying why the report goes without.
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[str, ...], tuple[str, ...] | None]:
+    """The test labels, images, notes and class names; None and a note where it cannot load.
 
     Offline: a report is built from what is on disk and never downloads a dataset.
     """
     if not source:
-        return None, None, ("the study names no dataset: no confusion matrix or digits",)
+        return None, None, ("the study names no dataset: no confusion matrix or digits",), None
     try:
         data = load_dataset(source, data_dir=data_dir, offline=True)
     except CnnlabError as error:
         note = f"the test set could not be loaded ({error}); pass --data-dir to draw the "
         note += "confusion matrix and misclassified digits and to pair the models' predictions"
-        return None, None, (note,)
-    return data.test_labels, data.test_images, ()
+        return None, None, (note,), None
+    return data.test_labels, data.test_images, (), data.class_names
 
 
 def pairable_predictions(
@@ -230,6 +232,7 @@ def gather_evidence(results: StudyResults, results_table: table.ResultsTable) ->
         training=results.runs[0].training if results.runs else {},
         dataset=results.dataset_name,
         notes=results.notes,
+        decisions=sequential.decisions_of(results.settings, results.runs),
     )
 
 
@@ -499,8 +502,10 @@ def errors_section(results: StudyResults, best: str | None) -> PlannedSection:
     if best is None or labels is None or images is None or not predicted:
         return PlannedSection("The best model's errors", "", ())
     classes = int(max(labels.max(), max(p.max() for p in predicted))) + 1
-    confusion = plots.confusion_counts(best, labels, predicted, classes)
-    grid = plots.misclassified_digits(best, labels, predicted)
+    names = results.class_names
+    classes = max(classes, len(names or ()))
+    confusion = plots.confusion_counts(best, labels, predicted, classes, class_names=names)
+    grid = plots.misclassified_digits(best, labels, predicted, class_names=names)
     jobs = (
         plots.FigureJob(
             "confusion", f"{best}: confusion matrix", plots.draw_confusion, (confusion,)

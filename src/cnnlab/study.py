@@ -166,6 +166,7 @@ def run_study(
     data_dir: str | Path | None = None,
     retry_failed: bool = False,
     stack_seeds: bool = False,
+    annotations: Mapping[str, Any] | None = None,
 ) -> StudyOutcome:
     """Train every run of `study` that is not finished, into the store in its directory.
 
@@ -179,6 +180,8 @@ def run_study(
     executor only). Ray only: address (HOST:PORT of a running cluster; default a local one),
     gpus_per_run (a GPU share, 0.25: four runs per GPU), shared_dir (whether every node sees
     `directory`; None: detected; False: checkpoints travel through the driver).
+    annotations: extra entries for the study's stored settings (the `--until-decided`
+    procedure's, see `cnnlab.until_decided`).
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
@@ -206,7 +209,9 @@ def run_study(
     display = make_display(progress)
     with open_study_store(plan.directory) as store:
         setup = dataclasses.replace(setup, store_url=store.url)
-        before = register_runs(store, plan, retry_failed=retry_failed)
+        before = register_runs(
+            store, plan, retry_failed=retry_failed, annotations=annotations or {}
+        )
         todo = [run for run in before if run.status not in FINAL_STATUSES]
         if todo:
             check_disk_space(plan, todo, jobs or 1)
@@ -440,7 +445,13 @@ def open_study_store(directory: Path) -> Iterator[Store]:
         store.close()
 
 
-def register_runs(store: Store, plan: StudyPlan, *, retry_failed: bool = False) -> list[RunRecord]:
+def register_runs(
+    store: Store,
+    plan: StudyPlan,
+    *,
+    retry_failed: bool = False,
+    annotations: Mapping[str, Any] | None = None,
+) -> list[RunRecord]:
     """Add the plan's runs (existing keys keep their state) and record the study's settings."""
     info = store.get_study()
     if info is not None and info.name != plan.study.name:
@@ -448,7 +459,8 @@ def register_runs(store: Store, plan: StudyPlan, *, retry_failed: bool = False) 
             f"{plan.directory} holds study {info.name!r}, not {plan.study.name!r}: one directory "
             "keeps one study's results; choose another --dir (or give the study its old name)"
         )
-    store.set_study(plan.study.name, _study_settings(plan, _shown_keys(store, plan, info)))
+    settings = _study_settings(plan, _shown_keys(store, plan, info))
+    store.set_study(plan.study.name, {**settings, **(annotations or {})})
     records = store.add_runs(plan.new_runs())
     if retry_failed:
         records = [

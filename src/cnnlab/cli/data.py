@@ -16,7 +16,10 @@ DATA_DIR_HELP = (
 CHECK_WORDS = {
     "content SHA-256": "content SHA-256 matches",
     "archive MD5": "archive MD5 matches; no checksum of the content is published",
-    "structure only": "IDX structure checked; no checksum known",
+    "structure only": "structure checked; no checksum known",
+    "file SHA-256": "file SHA-256 matches",
+    "size only": "size matches; no checksum known",
+    "decoded": "images decoded",
 }
 
 
@@ -40,7 +43,8 @@ def list_datasets(
     directory = data.resolve_data_dir(data_dir)
     rows = [_list_row(info, directory) for info in data.list_datasets()]
     if as_json:
-        typer.echo(json.dumps({"data_dir": str(directory), "datasets": rows}, indent=2))
+        payload = {"data_dir": str(directory), "datasets": rows, "sources": list(data.SOURCES)}
+        typer.echo(json.dumps(payload, indent=2))
         return
     typer.echo(f"data dir: {directory}")
     typer.echo(f"{'name':<15}{'classes':>8}{'size':>10}{'mirrors':>9}  cached")
@@ -49,6 +53,9 @@ def list_datasets(
             f"{row['name']:<15}{row['classes']:>8}{row['size_mb']:>7.1f} MB"
             f"{row['mirrors']:>9}  {_cached_words(row)}"
         )
+    typer.echo("local sources (for --dataset and a study's dataset key):")
+    for source in data.SOURCES:
+        typer.echo(f"  {source}")
 
 
 def _list_row(info: data.DatasetInfo, directory: Path) -> dict:
@@ -85,7 +92,7 @@ def fetch(
     timeout: float = typer.Option(data.DOWNLOAD_TIMEOUT_S, help="Seconds before a mirror is left."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Download a dataset's missing files (trying each mirror) and verify all four."""
+    """Download a dataset's missing files (trying each mirror) and verify them all."""
     limits.check("timeout", timeout, what="--timeout")  # NaN passes typer's own range check
     report = None if as_json else (lambda line: typer.echo(line, err=True))
     fetched = data.fetch(name, data_dir=data_dir, offline=offline, timeout=timeout, report=report)
@@ -100,7 +107,9 @@ def fetch(
 
 
 def verify(
-    source: str = typer.Argument(..., help="A registered dataset, idx:DIR or npz:FILE."),
+    source: str = typer.Argument(
+        ..., help="A registered dataset, idx:DIR, npz:FILE, cifar:DIR or folder:DIR."
+    ),
     data_dir: Path = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
@@ -111,8 +120,14 @@ def verify(
         typer.echo(json.dumps(_verification_dict(checked), indent=2))
         return
     for item in checked.files:
-        typer.echo(f"valid  {item.role:<12}  {item.path}  ({CHECK_WORDS[item.check]})")
+        typer.echo(
+            f"valid  {item.role:<12}  {item.path}  ({CHECK_WORDS.get(item.check, item.check)})"
+        )
     typer.echo(f"{dataset.name}: {dataset.describe()}")
+    if dataset.class_names:
+        names = dataset.class_names
+        more = f", ... ({len(names)} in all)" if len(names) > 12 else ""
+        typer.echo(f"classes: {', '.join(names[:12])}{more}")
 
 
 def _verification_dict(checked: data.Verification) -> dict:
@@ -127,4 +142,5 @@ def _verification_dict(checked: data.Verification) -> dict:
         "test": len(dataset.test_images),
         "image_shape": list(dataset.image_shape),
         "classes": dataset.classes,
+        "class_names": list(dataset.class_names) if dataset.class_names else None,
     }

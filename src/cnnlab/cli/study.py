@@ -8,7 +8,7 @@ import logging
 import statistics
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -16,10 +16,12 @@ from rich.table import Table
 
 from cnnlab import limits
 from cnnlab.cli.interrupts import sigterm_as_interrupt
+from cnnlab.errors import SpecError
 from cnnlab.store import RunRecord
 
 if TYPE_CHECKING:
     from cnnlab import study
+    from cnnlab.sequential import Decisions
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +35,11 @@ def run_command(
     study_ref: str = typer.Argument(..., metavar="STUDY", help="A preset (seed) or a study file."),
     seeds: int = typer.Option(None, "--seeds", **limits.flag("seeds"), help="Train seeds 0..N-1."),
     epochs: int = typer.Option(None, "--epochs", **limits.flag("epochs"), help="Epochs per run."),
-    dataset: str = typer.Option(None, "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
+    dataset: str = typer.Option(
+        None,
+        "--dataset",
+        help="Dataset name, idx:DIR, npz:FILE, cifar:DIR or folder:DIR[?options].",
+    ),
     models: str = typer.Option(None, "--models", help="Only these models: A,B,... (by name)."),
     train_limit: int = typer.Option(
         None, "--train-limit", **limits.flag("train_limit"), help="Train on the first N images."
@@ -77,6 +83,17 @@ def run_command(
         "--stack-seeds",
         help="Train each model's seeds together as one computation (pays on a GPU).",
     ),
+    until_decided: bool = typer.Option(
+        False,
+        "--until-decided",
+        help="Add seeds only to models whose place is still open (docs/sequential.md).",
+    ),
+    min_seeds: int = typer.Option(None, "--min-seeds", help="--until-decided: first look (2)."),
+    max_seeds: int = typer.Option(None, "--max-seeds", help="--until-decided: at most (10)."),
+    margin: float = typer.Option(
+        None, "--margin", help="--until-decided: equal within this many accuracy points (0.1)."
+    ),
+    budget: str = typer.Option(None, "--budget", help="--until-decided: e.g. 500runs or 2h."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON at the end."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip building the HTML report."),
@@ -85,11 +102,13 @@ def run_command(
     from cnnlab import report, study  # here, not at the top: `cnnlab --help` loads no torch
     from cnnlab.devices import usable_cores
 
+    sequential = {"until_decided": until_decided, "min_seeds": min_seeds, "max_seeds": max_seeds}
+    sequential |= {"margin_points": margin, "budget": budget}
     with _notes_on_stderr(), sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
-        outcome = study.run_study(
+        outcome, decisions = _train(
             study_ref,
+            sequential,
             directory=directory,
-            seeds=seeds,
             epochs=epochs,
             dataset=dataset,
             models=models,
@@ -106,11 +125,14 @@ def run_command(
             data_dir=data_dir,
             retry_failed=retry_failed,
             stack_seeds=stack_seeds,
+            seeds=seeds,
         )
     if as_json:
         typer.echo(json.dumps([study.run_row(run) for run in outcome.runs], indent=2))
     else:
         print_outcome(outcome)
+        if decisions is not None:
+            print_decisions(decisions)
     if not no_report and not (
         outcome.nothing_to_do and report.report_is_current(outcome.directory)
     ):
@@ -148,6 +170,53 @@ def print_outcome(outcome: study.StudyOutcome) -> None:
         typer.echo("runs still pending or running elsewhere: `cnnlab status` follows them")
 
 
+def _train(
+    study_ref: str, sequential: dict[str, Any], **options: Any
+) -> tuple[study.StudyOutcome, Decisions | None]:
+    """`run_study`, or the sequential driver with --until-decided or a study file's
+    `seeds = { min, max }` (every setting checked before anything trains)."""
+    from cnnlab import study, until_decided
+    from cnnlab.spec import load_study
+
+    wanted = sequential.pop("until_decided")
+    named = [name for name, value in sequential.items() if value is not None]
+    if not wanted and named:
+        option = "--" + named[0].replace("_points", "").replace("_", "-")
+        raise SpecError(f"{option} belongs to --until-decided; add --until-decided")
+    if wanted and options["seeds"] is not None:
+        raise SpecError(
+            "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
+        )
+    spec = load_study(study_ref)
+    if not wanted and (spec.seed_range is None or options["seeds"] is not None):
+        return study.run_study(spec, **options), None
+    settings = until_decided.resolve_settings(spec.seed_range, **sequential)
+    options.pop("seeds")
+    result = until_decided.run_until_decided(spec, settings=settings, **options)
+    return result.study, result.decisions
+
+
+def print_decisions(decisions: Decisions) -> None:
+    """Each model's decision with its seeds and why, then the runs spent."""
+    console = _console()
+    console.print(decisions_table(decisions))
+    budget = decisions.settings.budget
+    spent = f"{decisions.runs_spent} runs" + (
+        f" of a budget of {budget}" if budget.runs or budget.seconds else ""
+    )
+    state = "every model decided or stopped" if decisions.finished else "still open"
+    typer.echo(f"until decided: {spent}; {state}")
+
+
+def decisions_table(decisions: Decisions) -> Table:
+    table = Table(title="until decided")
+    for column in ("model", "seeds", "decision", "why"):
+        table.add_column(column, justify="right" if column == "seeds" else "left")
+    for m in decisions.models:
+        table.add_row(m.model, str(m.seeds), m.state, m.reason)
+    return table
+
+
 def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
     """One row per model: its runs, test accuracy over seeds (mean and spread), size, time."""
     table = Table(title=f"study {name}")
@@ -178,13 +247,17 @@ def status_command(
     ),
 ) -> None:
     """Runs by state, epochs done of all, and the time left (from measured epochs)."""
-    from cnnlab import study
+    from cnnlab import study, until_decided
 
     if check:
         print_check(directory, study.check_store(directory))
     status = study.study_status(directory)
+    decisions = until_decided.study_decisions(directory)
     if as_json:
-        typer.echo(json.dumps(status.to_dict(), indent=2))
+        shown = status.to_dict()
+        if decisions is not None:
+            shown["until_decided"] = decisions.to_dict()
+        typer.echo(json.dumps(shown, indent=2))
         return
     typer.echo(f"study {status.name} ({status.directory})")
     typer.echo(f"runs: {_count_line(status.counts, of_all=True)}")
@@ -212,6 +285,8 @@ def status_command(
             f"{status.other_runs} older runs (other specs or settings): "
             f"`cnnlab runs {status.directory} --all`"
         )
+    if decisions is not None:
+        print_decisions(decisions)
 
 
 def print_check(directory: Path, problems: list[str]) -> None:

@@ -34,7 +34,11 @@ def train_command(
     seed: int = typer.Option(
         0, "--seed", **limits.flag("seed"), help="Fixes initial weights, shuffling and dropout."
     ),
-    dataset: str = typer.Option("mnist", "--dataset", help="Dataset name, idx:DIR or npz:FILE."),
+    dataset: str = typer.Option(
+        "mnist",
+        "--dataset",
+        help="Dataset name, idx:DIR, npz:FILE, cifar:DIR or folder:DIR[?options].",
+    ),
     train_limit: int = typer.Option(
         None, "--train-limit", **limits.flag("train_limit"), help="Train on the first N images."
     ),

@@ -50,6 +50,7 @@ from cnnlab.spec.types import (
     OptimizerSpec,
     Padding,
     Pair,
+    SeedRange,
     StudySpec,
     TrainingSpec,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "Padding",
     "Pair",
     "STUDY_KEYS",
+    "SeedRange",
     "StudySpec",
     "TRAINING_KEYS",
     "TrainingSpec",

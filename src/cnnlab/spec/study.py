@@ -13,12 +13,14 @@ from cnnlab.grid import GridProblem, did_you_mean, expand_grid, show
 from cnnlab.spec.files import read_ref
 from cnnlab.spec.model import default_name, load_model, parse_model
 from cnnlab.spec.places import At, Source
-from cnnlab.spec.types import ModelSpec, StudySpec, TrainingSpec
+from cnnlab.spec.types import ModelSpec, SeedRange, StudySpec, TrainingSpec
 from cnnlab.spec.values import (
     as_choice,
     as_fraction,
+    as_int,
     as_limited,
     as_name,
+    as_number,
     as_table,
     as_text,
     check_keys,
@@ -49,20 +51,31 @@ def study_from_dict(d: dict, *, source: str = "<dict>", base_dir: Path | None = 
 def _parse_study(data: Any, at: At, default_name: str, base: Path | None) -> StudySpec:
     table = as_table(data, at, "a study")
     check_keys(table, STUDY_KEYS, at, "study")
-    models = _study_models(table, at, base)
+    models = _study_models(table, at, base, _first_seed(table.get("seeds", 1)))
     if not models:
         raise at.error("a study needs models = [...], [[model]] or [[grid]] tables")
+    seeds = table.get("seeds", 1)
+    seed_range = _parse_seed_range(seeds, at.key("seeds")) if isinstance(seeds, dict) else None
     return StudySpec(
         name=as_name(table.get("name", default_name), at.key("name")),
         description=as_text(table.get("description", ""), at.key("description"), "description"),
         models=models,
-        seeds=_parse_seeds(table.get("seeds", 1), at.key("seeds")),
+        seeds=tuple(range(seed_range.min)) if seed_range else _parse_seeds(seeds, at.key("seeds")),
+        seed_range=seed_range,
         dataset=_dataset(table.get("dataset", "mnist"), at.key("dataset")),
         training=_parse_training(table.get("training", {}), at.key("training")),
     )
 
 
-def _study_models(table: dict, at: At, base: Path | None) -> tuple[ModelSpec, ...]:
+def _first_seed(seeds: Any) -> int:
+    """The study's first seed, which draws a grid's `random:K` models (a bad value is left to
+    the seeds' own check)."""
+    if isinstance(seeds, list) and seeds and isinstance(seeds[0], int):
+        return max(seeds[0], 0)
+    return 0
+
+
+def _study_models(table: dict, at: At, base: Path | None, seed: int = 0) -> tuple[ModelSpec, ...]:
     """models = [refs], then [[model]] tables, then [[grid]] variants; names must be unique."""
     refs = table.get("models", [])
     if not isinstance(refs, list):
@@ -74,7 +87,7 @@ def _study_models(table: dict, at: At, base: Path | None) -> tuple[ModelSpec, ..
         place = at.key("model", index, label=label or f"[[model]] {index + 1}")
         models.append(parse_model(item, place, default_name=f"model-{index + 1}"))
     for index, grid in enumerate(_array_of_tables(table.get("grid", []), at.key("grid"), "grid")):
-        models.extend(_grid_models(grid, at.key("grid", index, label=f"grid {index + 1}")))
+        models.extend(_grid_models(grid, at.key("grid", index, label=f"grid {index + 1}"), seed))
     _check_unique_names(models, at)
     return tuple(models)
 
@@ -103,9 +116,9 @@ def _model_ref(ref: Any, at: At, base: Path | None) -> ModelSpec:
     return load_model(text)
 
 
-def _grid_models(grid: dict, at: At) -> list[ModelSpec]:
+def _grid_models(grid: dict, at: At, seed: int = 0) -> list[ModelSpec]:
     try:
-        variants = expand_grid(grid)
+        variants = expand_grid(grid, seed=seed)
     except GridProblem as problem:
         raise at.key(*problem.path).error(problem.rule) from None
     models = []
@@ -144,6 +157,32 @@ def _parse_seeds(value: Any, at: At) -> tuple[int, ...]:
             raise at.error(f"seeds must be distinct, got {show(value)}")
         return seeds
     return tuple(range(as_limited(value, at, "seeds (a count or a list of seeds)", "seeds")))
+
+
+SEED_RANGE_KEYS = ("min", "max", "margin", "budget")
+
+
+def _parse_seed_range(table: dict, at: At) -> SeedRange:
+    """seeds = { min = 2, max = 10 } (margin in accuracy points, budget as --budget)."""
+    check_keys(table, SEED_RANGE_KEYS, at, "seeds")
+    if "max" not in table:
+        raise at.error("seeds = { min = ..., max = ... } needs max, the most seeds a model gets")
+    most = int(limits.LIMITS["seeds"].high)
+    low = as_int(table.get("min", 2), at.key("min"), "seeds.min", minimum=2, maximum=most)
+    high = as_int(table["max"], at.key("max"), "seeds.max", minimum=2, maximum=most)
+    if low > high:
+        raise at.error(f"seeds.min must not exceed seeds.max, got min {low} > max {high}")
+    margin = None
+    if "margin" in table:
+        margin = as_number(table["margin"], at.key("margin"), "seeds.margin (accuracy points)")
+        if not 0 < margin < 100:
+            raise at.key("margin").error(
+                f"seeds.margin must be above 0 and below 100 accuracy points, got {margin:g}"
+            )
+    budget = (
+        as_text(table["budget"], at.key("budget"), "seeds.budget") if "budget" in table else None
+    )
+    return SeedRange(low, high, margin, budget)
 
 
 def parse_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:

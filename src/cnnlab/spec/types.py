@@ -137,12 +137,24 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
+class SeedRange:
+    """`seeds = { min = 2, max = 10 }`: seeds added while a model's place is open
+    (`cnnlab run --until-decided`, docs/sequential.md); margin and budget as its options."""
+
+    min: int
+    max: int
+    margin: float | None = None  # accuracy points, as --margin
+    budget: str | None = None  # as --budget: "500runs", "2h"
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """Models x seeds on one dataset with one training recipe."""
 
     name: str
     models: tuple[ModelSpec, ...]
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0,)  # with seed_range: its minimum, 0..min-1
     dataset: str = "mnist"
     training: TrainingSpec = field(default_factory=TrainingSpec)
     description: str = ""
+    seed_range: SeedRange | None = None

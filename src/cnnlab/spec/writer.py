@@ -34,7 +34,7 @@ def study_to_toml(study: StudySpec) -> str:
     if study.description:
         lines.append(f"description = {_scalar(study.description)}")
     lines.append(f"dataset = {_scalar(study.dataset)}")
-    lines.append(f"seeds = {_array(list(study.seeds))}")
+    lines.append(f"seeds = {_seeds(study)}")
     lines += ["", "[training]"]
     lines.append(f"epochs = {study.training.epochs}")
     lines.append(f"batch_size = {study.training.batch_size}")
@@ -44,6 +44,19 @@ def study_to_toml(study: StudySpec) -> str:
     for model in study.models:
         lines += ["", "[[model]]", *_model_lines(model, "model.")]
     return "\n".join(lines) + "\n"
+
+
+def _seeds(study: StudySpec) -> str:
+    """The seed list, or the `{ min, max, ... }` table of a study run until decided."""
+    found = study.seed_range
+    if found is None:
+        return _array(list(study.seeds))
+    parts = [f"min = {found.min}", f"max = {found.max}"]
+    if found.margin is not None:
+        parts.append(f"margin = {_scalar(found.margin)}")
+    if found.budget is not None:
+        parts.append(f"budget = {_scalar(found.budget)}")
+    return "{ " + ", ".join(parts) + " }"
 
 
 def _model_lines(spec: ModelSpec, table_prefix: str) -> list[str]:

@@ -1,0 +1,134 @@
+"""`cnnlab run STUDY --until-decided`: train seeds only where a model's place is still open.
+
+The driver alternates between `cnnlab.sequential.decide` (pure, on the stored accuracies) and
+`cnnlab.study.run_study` (the models that need their next seed, seeds 0..n-1, so the order
+is the one a fixed study trains in). Everything it decides is replayed from the store, so a
+stopped study resumes to the same decisions with the same command, and `--max-seeds` raised
+extends it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab import sequential
+from cnnlab.errors import SpecError
+from cnnlab.sequential import Decisions, SequentialSettings
+from cnnlab.spec import SeedRange, StudySpec, load_study
+from cnnlab.store import FINAL_STATUSES, STORE_FILENAME
+from cnnlab.study import (
+    StudyOutcome,
+    default_directory,
+    open_existing_store,
+    run_study,
+    select_models,
+    study_runs,
+)
+
+
+def resolve_settings(
+    seed_range: SeedRange | None = None,
+    *,
+    min_seeds: int | None = None,
+    max_seeds: int | None = None,
+    margin_points: float | None = None,
+    budget: str | None = None,
+) -> SequentialSettings:
+    """The procedure's settings: the options given, else the study file's
+    `seeds = { min, max, margin, budget }`, else the defaults (2, 10, 0.1 points, none)."""
+    found = seed_range or SeedRange(sequential.DEFAULT_MIN_SEEDS, sequential.DEFAULT_MAX_SEEDS)
+    margin = margin_points if margin_points is not None else found.margin
+    return SequentialSettings(
+        min_seeds=found.min if min_seeds is None else min_seeds,
+        max_seeds=found.max if max_seeds is None else max_seeds,
+        margin=sequential.DEFAULT_MARGIN if margin is None else margin / 100,
+        budget=sequential.parse_budget(budget if budget is not None else found.budget),
+    )
+
+
+@dataclass(frozen=True)
+class UntilDecidedOutcome:
+    """The study's runs after the last round, and every model's decision."""
+
+    study: StudyOutcome
+    decisions: Decisions
+    rounds: int  # rounds that trained something in this call
+
+
+def run_until_decided(
+    study: StudySpec | str | Path,
+    *,
+    settings: SequentialSettings | None = None,
+    directory: str | Path | None = None,
+    models: str | Sequence[str] | None = None,
+    **run_options: Any,
+) -> UntilDecidedOutcome:
+    """Train each model's seeds 0..min-1, then one more seed at a time to the models whose
+    place is open, until every model is decided, max seeds is reached or the budget spent.
+
+    settings: default `resolve_settings(study.seed_range)`, the study file's `seeds = { min,
+    max }` or the defaults. run_options go to `cnnlab.run_study` (epochs, dataset,
+    train_limit, precision, jobs, ...); seeds are the procedure's to choose, so `seeds` is
+    refused. (`cnnlab.run_study` on a study with `seeds = { min, max }` trains the minimum.)
+    """
+    if run_options.get("seeds") is not None:
+        raise SpecError(
+            "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
+        )
+    spec = load_study(study) if isinstance(study, (str, Path)) else study
+    settings = settings or resolve_settings(spec.seed_range)
+    names = [m.name for m in (select_models(spec.models, models) if models else spec.models)]
+    settings.check_budget(len(names))
+    root = (Path(directory) if directory else default_directory(spec.name)).expanduser().absolute()
+    annotations = {sequential.SETTINGS_KEY: {**settings.to_dict(), "models": names}}
+    started, finished, rounds = time.perf_counter(), [], 0
+    decisions = _decide(root, names, settings)
+    outcome = None
+    while not decisions.finished:
+        seeds = max(decisions.needed.values())
+        outcome = run_study(
+            spec,
+            directory=root,
+            seeds=seeds,
+            models=list(decisions.needed),
+            annotations=annotations,
+            **run_options,
+        )
+        finished.extend(outcome.finished)
+        rounds += bool(outcome.finished)
+        if not outcome.complete:  # runs held by another process: it carries on from here
+            break
+        after = _decide(root, names, settings)
+        if after == decisions:  # nothing moved (cannot happen with complete runs; a guard)
+            break
+        decisions = after
+    whole = _whole_study(spec.name, root, names, finished, time.perf_counter() - started)
+    return UntilDecidedOutcome(whole, decisions, rounds)
+
+
+def _decide(root: Path, names: list[str], settings: SequentialSettings) -> Decisions:
+    """The decisions from what the study directory holds (nothing yet: every model open)."""
+    runs = study_runs(root) if (root / STORE_FILENAME).is_file() else []
+    chosen = [run for run in runs if run.model in names]
+    seconds = sum(run.seconds or 0.0 for run in chosen if run.status in FINAL_STATUSES)
+    results = {m: sequential.accuracies_by_seed(chosen, m) for m in names}
+    return sequential.decide(results, settings, seconds_spent=seconds)
+
+
+def _whole_study(
+    name: str, root: Path, names: list[str], finished: list[str], seconds: float
+) -> StudyOutcome:
+    runs = tuple(run for run in study_runs(root) if run.model in names) if root.exists() else ()
+    return StudyOutcome(name, root, runs, tuple(finished), seconds)
+
+
+def study_decisions(directory: str | Path) -> Decisions | None:
+    """The `--until-decided` decisions of the study in `directory` (None for a fixed study)."""
+    with open_existing_store(directory) as store:
+        info = store.get_study()
+        runs = store.list_runs()
+    return sequential.decisions_of(info.settings if info else {}, runs)
