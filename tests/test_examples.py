@@ -10,7 +10,7 @@ from cnnlab.spec import load_model, load_study
 from cnnlab.summary import summarize
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-STUDIES = ["depth-kernel-grid.toml", "fashion-vs-seed.toml"]
+STUDIES = ["depth-kernel-grid.toml", "fashion-vs-seed.toml", "plain-vs-residual.toml"]
 
 
 @pytest.mark.parametrize("name", STUDIES)
@@ -26,6 +26,22 @@ def test_the_grid_example_makes_every_depth_kernel_bn_combination():
     names = {model.name for model in study.models}
     assert len(names) == 12 and {"d3-k3", "d7-k5-bn"} <= names
     assert study.seeds == (0, 1, 2) and study.training.validation == 0.1
+
+
+def test_the_residual_grid_pairs_each_plain_model_with_its_residual_twin():
+    study = load_study(EXAMPLES / "plain-vs-residual.toml")
+    models = {model.name: model for model in study.models}
+    assert sorted(models) == ["identity-d2", "identity-d4", "none-d2", "none-d4"]
+    plain = summarize(models["none-d4"], (28, 28, 1), 10)
+    residual = summarize(models["identity-d4"], (28, 28, 1), 10)
+    assert plain.total_params == residual.total_params  # the identity shortcut adds no weights
+    assert [row.name for row in residual.rows if row.layer_type == "Add"] == [
+        "add",
+        "add_1",
+        "add_2",
+        "add_3",
+    ]
+    assert not [row for row in plain.rows if row.layer_type == "Add"]
 
 
 def test_the_single_model_example_loads():

@@ -129,7 +129,7 @@ def replace(text: str, old: str, new: str) -> str:
             'act = ["relu", "sigmoid"]',
             'act = ["relu", "sigmod"]',
             r"study\.toml:10: grid 1: model 'd1-k3-sigmod': layer 1 \(conv\): activation must be "
-            r"one of .*got 'sigmod'; did you mean 'sigmoid'\?",
+            r"one of .*got 'sigmod'; did you mean 'sigmoid'",
         ),
         (
             '  { batchnorm = "{batchnorm}" },',

@@ -32,8 +32,8 @@ def _import(code: str):
         ),
         (MODEL + "model.add(Conv2d(8, 3))\n", r"model\.py:3: .*'Conv2d'.*did you mean 'Conv2D'"),
         (
-            MODEL + "model.add(Conv2D(8, 3,\n    dilation_rate=2))\n",
-            r"^model\.py:4: Conv2D argument 'dilation_rate' is not supported with value 2; "
+            MODEL + "model.add(Conv2D(8, 3,\n    groups=2))\n",
+            r"^model\.py:4: Conv2D argument 'groups' is not supported with value 2; "
             r"only Keras's default 1 is \(supported: filters, kernel_size, strides, padding, ",
         ),
         (
@@ -46,7 +46,7 @@ def _import(code: str):
         ),
         (MODEL + "model.add(Conv2D(32, 3, 3))\n", r"model\.py:3: .*ambiguous.*kernel_size="),
         (MODEL + "model.add(Dense())\n", r"model\.py:3: Dense needs its argument 'units'"),
-        (MODEL + "model.add(Dense(8, activation='swish'))\n", r"'swish' is not supported"),
+        (MODEL + "model.add(Dense(8, activation='sparsemax'))\n", r"'sparsemax' is not supported"),
         (MODEL + "model.add(Dense(8, activation='Relu'))\n", r"'Relu'.*did you mean 'relu'"),
         (MODEL + "model.add(Conv2D(8, 3, padding='causal'))\n", r"'valid' or 'same'"),
         (MODEL + "model.add(Dropout(1.5))\n", r"Dropout argument 'rate' must be a number in"),
@@ -82,7 +82,7 @@ def _import(code: str):
             r"from_logits=True but the model ends in a softmax",
         ),
         ("model = Sequential()\n", r"model\.py:1: the Sequential model 'model' has no layers"),
-        ("x = 1\n", r"^model\.py: no Keras Sequential model found"),
+        ("x = 1\n", r"^model\.py: no Keras Sequential or functional model found"),
     ],
 )
 def test_what_cannot_be_built_is_named_with_its_line(code, message):

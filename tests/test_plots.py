@@ -155,7 +155,7 @@ def test_every_plot_draws_and_saves_as_png_and_svg(tmp_path):
     jobs = [
         plots.FigureJob("curves", "c", plots.draw_model_curves, (curves,)),
         plots.FigureJob("overview", "o", plots.draw_validation_overview, (curves,)),
-        plots.FigureJob("pareto", "p", plots.draw_pareto, ([pareto],)),
+        plots.FigureJob("pareto", "p", plots.draw_pareto, ([pareto], 10)),
         plots.FigureJob("confusion", "m", plots.draw_confusion, (confusion,)),
         plots.FigureJob("digits", "d", plots.draw_misclassified, (digits, images)),
     ]
@@ -193,6 +193,94 @@ def test_a_model_without_epochs_gets_a_panel_that_says_so_and_no_overview_line()
     ]
     overview = plots.draw_validation_overview(curves).axes[0]
     assert [t.get_text() for t in overview.get_legend().get_texts()] == ["ran"]
+
+
+# -- scale: shared axes, chance, labels, grids ------------------------------------------------
+
+
+def stuck_and_learning_curves(metric: str) -> tuple[plots.ModelCurves, ...]:
+    """A model stuck at the most common digit (11.22 % to 11.35 %) beside one that learns."""
+    stuck = plots.metric_band([{1: 0.1122, 2: 0.1130, 3: 0.1135}])
+    learns = plots.metric_band([{1: 0.90, 2: 0.97, 3: 0.985}])
+    if metric == "loss":
+        stuck = plots.metric_band([{1: 2.3015, 2: 2.3012, 3: 2.3011}])
+        learns = plots.metric_band([{1: 0.35, 2: 0.10, 3: 0.05}])
+    return (
+        plots.ModelCurves("stuck", metric, stuck, None),
+        plots.ModelCurves("learns", metric, learns, None),
+    )
+
+
+def test_every_panel_shares_one_y_range_that_shows_a_stuck_model_at_chance():
+    curves = stuck_and_learning_curves("accuracy")
+    shared = plots.shared_range(curves, 10)
+    assert shared.chance == pytest.approx(0.1) and shared.low < 0.1 and shared.high >= 1.0
+    panels = plots.draw_model_curves(curves, shared).axes
+    assert panels[0].get_ylim() == panels[1].get_ylim() == (shared.low, shared.high)
+    chance_lines = [line for line in panels[0].lines if list(line.get_ydata()) == [0.1, 0.1]]
+    assert len(chance_lines) == 1
+    loss = plots.shared_range(stuck_and_learning_curves("loss"), 10)
+    assert loss.low == 0 and loss.chance == pytest.approx(math.log(10))
+    assert loss.chance < loss.high
+
+
+def test_a_study_far_above_chance_keeps_its_resolution_and_draws_no_chance_line():
+    learns = plots.metric_band([{1: 0.97, 2: 0.985}])
+    shared = plots.shared_range([plots.ModelCurves("a", "accuracy", learns, None)], 10)
+    assert shared.low > 0.9
+    panel = plots.draw_model_curves([plots.ModelCurves("a", "accuracy", learns, None)], shared)
+    assert not [line for line in panel.axes[0].lines if list(line.get_ydata()) == [0.1, 0.1]]
+
+
+def many_models(n: int, *, stuck: int = 0) -> plots.ParetoData:
+    rng = np.random.default_rng(0)
+    models = [
+        (f"model-{i:03d}", float(rng.uniform(1e4, 1e6)), mean_ci(rng.normal(0.985, 0.004, 2)))
+        for i in range(n)
+    ]
+    models += [(f"stuck-{i}", 5e4 * (i + 1), mean_ci([0.1135, 0.1135])) for i in range(stuck)]
+    return plots.pareto_front("parameters", models)
+
+
+def test_cost_plot_labels_never_overlap_even_for_200_models():
+    fig = plots.draw_pareto([many_models(200)])
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    boxes = [text.get_window_extent(renderer) for text in ax.texts]
+    assert 5 <= len(boxes) <= plots.MAX_POINT_LABELS
+    inside = ax.get_window_extent(renderer)
+    for i, box in enumerate(boxes):
+        assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :])
+
+
+def test_models_at_chance_do_not_squash_the_cost_axis():
+    fig = plots.draw_pareto([many_models(12, stuck=2)], 10)
+    (ax,) = fig.axes
+    low, high = ax.get_ylim()
+    assert low > 90 and high <= 100.5  # the learning models' range, in percent
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "2 near chance (off the scale)" in legend
+    assert not any(t.get_text().startswith("stuck") for t in ax.texts)
+
+
+def test_parallel_coordinates_place_each_model_at_its_levels_in_order():
+    rows = [
+        ("d3-k5", {"depth": 3, "kernel": 5, "bn": True}, 0.99),
+        ("d1-k3", {"depth": 1, "kernel": 3, "bn": False}, 0.97),
+        ("d10-k3", {"depth": 10, "kernel": 3, "bn": False}, 0.1135),
+        ("no-factors", {}, 0.98),
+    ]
+    data = plots.parallel_coordinates(rows, 10)
+    assert data.factors == ("depth", "kernel", "bn")
+    assert data.levels == (("1", "3", "10"), ("3", "5"), ("false", "true"))  # sorted as numbers
+    assert data.models == ("d3-k5", "d1-k3", "d10-k3")
+    assert data.positions == ((1, 1, 1), (0, 0, 0), (2, 0, 0))
+    assert data.chance == (False, False, True)
+    fig = plots.draw_parallel_coordinates(data)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["depth", "kernel", "bn", "test accuracy"]
 
 
 def test_file_names_are_unique_per_model_even_where_slugs_clash():

@@ -178,11 +178,14 @@ def test_cli_lists_presets_with_conv_counts_and_kernels(capsys):
 def test_cli_lists_presets_as_json(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [row["name"] for row in rows] == SEED[1:] + ["seed/reference"]
+    names = [row["name"] for row in rows]
+    assert names == ["resnet/resnet20", *SEED[1:], "seed/reference", "separable/small"]
     by_name = {row["name"]: row for row in rows}
     assert by_name["seed/model-12"]["kernel_sizes"] == [[4, 4]]
     assert by_name["seed/model-3"]["optimizer"] == "adam"
-    assert [row["conv_layers"] for row in rows] == [CONV_LAYERS[row["name"]] for row in rows]
+    seed_rows = [row for row in rows if row["name"].startswith("seed/")]
+    assert [row["conv_layers"] for row in seed_rows] == [CONV_LAYERS[r["name"]] for r in seed_rows]
+    assert by_name["resnet/resnet20"]["conv_layers"] == 19  # the blocks' convolutions counted
 
 
 def test_cli_pattern_without_match_is_an_error(capsys):

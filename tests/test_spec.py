@@ -144,7 +144,7 @@ def test_model_without_name_is_named_after_its_file(tmp_path):
         ("{ conv = 8, kernel = 3, kernel_size = 3 }", r"option kernel given twice"),
         (
             '{ conv = 8, kernel = 3, activation = "rleu" }',
-            r"activation must be one of .*got 'rleu'; did you mean 'relu'\?",
+            r"activation must be one of .*got 'rleu'; did you mean 'relu'",
         ),
         (
             '{ conv = 8, kernel = 3, padding = "full" }',

@@ -30,6 +30,7 @@ def test_summary_json_is_for_scripts(capsys):
         "trainable_params": 84,
         "non_trainable_params": 84,
         "flops": 2 * 14 * 14 * 42,
+        "depth": 0,
     }
 
 

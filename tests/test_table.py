@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import html
 import io
@@ -119,7 +120,7 @@ def test_studies_without_reported_figures_have_no_reported_columns():
 
 
 def test_conv_count_kernels_params_flops_and_epoch_time_come_from_the_runs():
-    timed = (epoch(1, 3.0), epoch(2, 5.0))
+    timed = (epoch(1, 9.0), epoch(2, 4.0), epoch(3, 4.0))  # the first epoch is warm-up
     run = record("seed/model-12", 0, params=520_570, flops=15_830_972, epochs=timed)
     (row,) = table.build_results_table([run]).rows
     assert (row.conv_layers, row.kernels) == (4, ((4, 4),))
@@ -127,6 +128,35 @@ def test_conv_count_kernels_params_flops_and_epoch_time_come_from_the_runs():
     headers, (cells,) = table.display_rows(table.build_results_table([run]))
     shown = dict(zip(headers, cells, strict=True))
     assert (shown["params"], shown["MFLOPs"], shown["s/epoch"]) == ("520,570", "15.8", "4.00")
+
+
+def test_epochs_slowed_by_another_process_neither_set_the_time_nor_go_unmarked():
+    timed = tuple(epoch(e, s) for e, s in enumerate([9.0, 8.6, 8.7, 43.0, 43.0], start=1))
+    runs = [record("seed/model-1", 0, epochs=timed), record("seed/model-1", 1, epochs=timed[:3])]
+    results = table.build_results_table(runs)
+    (row,) = results.rows
+    assert row.seconds_per_epoch == pytest.approx(8.6) and results.disturbed == (row,)
+    headers, (cells,) = table.display_rows(results)
+    assert dict(zip(headers, cells, strict=True))["s/epoch"] == "8.60*"
+    (obj,) = json.loads(table.to_json(results))
+    assert obj["disturbed_epochs"] == 2 and obj["seconds_per_epoch_mean"] > 20
+
+
+def test_grid_factors_become_columns_in_every_format_also_for_models_outside_the_grid():
+    grid = dataclasses.replace(
+        record("d3", 0, spec="seed/model-1"),
+        spec={
+            **stored(load_model("seed/model-1")),
+            "name": "d3",
+            "factors": [["depth", 3], ["bn", True]],
+        },
+    )
+    results = table.build_results_table([record("plain", 0, spec="seed/model-1"), grid])
+    headers, cells = table.display_rows(results)
+    assert headers[:3] == ["model", "depth", "bn"]
+    assert [row[:3] for row in cells] == [["plain", "-", "-"], ["d3", "3", "true"]]
+    rows = list(csv.DictReader(io.StringIO(table.to_csv(results))))
+    assert [(r["factor_depth"], r["factor_bn"]) for r in rows] == [("", ""), ("3", "True")]
 
 
 @pytest.mark.parametrize("name", [n for n in list_presets() if n.startswith("seed/")])

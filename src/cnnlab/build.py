@@ -18,13 +18,7 @@ from torch import nn
 
 from cnnlab import layers as keras_layers
 from cnnlab import spec as s
-from cnnlab.shapes import (
-    Shape,
-    check_classifier_output,
-    dense_units,
-    infer_shapes,
-    keras_layer_names,
-)
+from cnnlab.shapes import Shape, check_classifier_output, infer_shapes, named_layers
 
 NamedLayer = tuple[str, s.Layer, nn.Module]
 
@@ -75,15 +69,16 @@ def build_model(
     check_classifier_output(shapes, classes)
     built_layers, output_softmax = without_output_softmax(spec.layers)
     inputs: list[Shape] = [tuple(input_shape), *shapes[:-1]]
+    names = named_layers(spec.layers)
     with _global_rng_kept(generator is not None):
         modules = [
-            make_module(layer, shape, classes)
-            for layer, shape in zip(built_layers, inputs, strict=True)
+            keras_layers.make_module(dataclasses.replace(item, layer=layer), shape, classes)
+            for item, layer, shape in zip(names, built_layers, inputs, strict=True)
         ]
     if generator is not None:
         reset_parameters(modules, generator)
     pool_before_relu(modules)
-    named = list(zip(keras_layer_names(spec.layers), spec.layers, modules, strict=True))
+    named = [(item.name, item.layer, module) for item, module in zip(names, modules, strict=True)]
     return KerasSequential(
         named,
         model_spec=spec,
@@ -98,35 +93,9 @@ def without_output_softmax(layers: tuple[s.Layer, ...]) -> tuple[tuple[s.Layer, 
     if not layers:
         return layers, False
     last = layers[-1]
-    if isinstance(last, (s.Dense, s.Activation)) and last.activation == "softmax":
+    if getattr(last, "activation", None) == "softmax" and not isinstance(last, s.Residual):
         return (*layers[:-1], dataclasses.replace(last, activation="linear")), True
     return layers, False
-
-
-def make_module(layer: s.Layer, input_shape: Shape, classes: int) -> nn.Module:
-    """The torch module for one layer spec receiving `input_shape` (Keras's H, W, C)."""
-    if isinstance(layer, s.Conv2D):
-        return keras_layers.Conv2D(layer, input_shape[2], input_shape[:2])
-    if isinstance(layer, s.MaxPooling2D):
-        return keras_layers.MaxPooling2D(layer, input_shape[:2])
-    if isinstance(layer, s.AveragePooling2D):
-        return keras_layers.AveragePooling2D(layer, input_shape[:2])
-    if isinstance(layer, s.Dense):
-        units = dense_units(layer, classes)
-        return keras_layers.Dense(input_shape[0], units, layer.activation, layer.use_bias)
-    if isinstance(layer, s.BatchNormalization):
-        if len(input_shape) == 3:
-            return keras_layers.BatchNormalization2d(layer, input_shape[2])
-        return keras_layers.BatchNormalization1d(layer, input_shape[0])
-    if isinstance(layer, s.Dropout):
-        return keras_layers.Dropout(layer.rate)
-    if isinstance(layer, s.Flatten):
-        return keras_layers.Flatten()
-    if isinstance(layer, s.GlobalAveragePooling2D):
-        return keras_layers.GlobalAveragePooling2D()
-    if isinstance(layer, s.Activation):
-        return keras_layers.make_activation(layer.activation)
-    raise TypeError(f"no module for layer type {type(layer).__name__}")
 
 
 def pool_before_relu(modules: list[nn.Module]) -> None:
@@ -149,8 +118,9 @@ def pool_before_relu(modules: list[nn.Module]) -> None:
 def reset_parameters(modules: list[nn.Module], generator: torch.Generator | None) -> None:
     """Draw every kernel again from `generator`, layer by layer in order (Keras's initialisers)."""
     for module in modules:
-        if isinstance(module, (keras_layers.Conv2D, keras_layers.Dense)):
-            module.reset_parameters(generator)
+        for part in module.modules():  # a block's layers in Keras's creation order
+            if isinstance(part, keras_layers.KerasInitialised):
+                part.reset_parameters(generator)
 
 
 @contextlib.contextmanager

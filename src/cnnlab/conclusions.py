@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cnnlab import design, markdown, sequential, stats
+from cnnlab.timing import DISTURBED_RATIO
 
 ALPHA = 0.05
 # The cost pick's practical margin: a model counts as a cheaper equal of the best only within
@@ -40,6 +41,7 @@ class ModelEvidence:
     diverged: int = 0
     unfinished: int = 0
     reported_accuracy: float | None = None  # the notebook's figure, where there is one
+    disturbed_timing: str = ""  # how other processes slowed its epochs (cnnlab.timing), if so
 
     @property
     def runs(self) -> int:
@@ -314,6 +316,26 @@ def factor_findings(measured: Sequence[ModelEvidence]) -> list[Finding]:
     return findings
 
 
+def factor_effects_of(measured: Sequence[ModelEvidence]) -> list[stats.FactorEffect]:
+    """Each grid factor's marginal means over the same runs as `factor_findings` (the report
+    plots them)."""
+    measured = [m for m in measured if m.runs]
+    effects = []
+    grids = dict.fromkeys(tuple(name for name, _ in m.factors) for m in measured if m.factors)
+    for names in grids:
+        members = [m for m in measured if tuple(n for n, _ in m.factors) == names]
+        note = design.describe([dict(m.factors) for m in members])
+        for name in names:
+            rows = [
+                {"model": m.name, "accuracy": acc, **dict(m.factors)}
+                for m in members
+                if _at_baseline(dict(m.factors), name, note.baseline)
+                for acc in m.accuracies
+            ]
+            effects.append(stats.factor_effects(rows, name))
+    return effects
+
+
 def _at_baseline(factors: dict[str, Any], name: str, baseline: Mapping[str, Any] | None) -> bool:
     """Whether a model's other factors sit at the baseline (always, without one)."""
     if baseline is None:
@@ -438,6 +460,15 @@ def caveats_of(evidence: Evidence) -> list[str]:
         found.append(
             "One run per model: the spread across seeds is unknown, and the paired tests "
             "compare these trained networks, not the architectures in general."
+        )
+    disturbed = [f"{m.name} ({m.disturbed_timing})" for m in evidence.models if m.disturbed_timing]
+    if disturbed:
+        found.append(
+            f"Timings disturbed (epochs over {DISTURBED_RATIO:g}x their model's steady time: "
+            "another process shared the CPU): " + "; ".join(disturbed) + ". Seconds per epoch "
+            "are steady estimates (the median of each model's fastest half of epochs), so the "
+            "cheapest-by-time pick rests on undisturbed epochs; a run slowed from start to end "
+            "cannot be told from a slow model: time again alone to be sure."
         )
     missing = sum(m.unfinished for m in evidence.models)
     if missing:

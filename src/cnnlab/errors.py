@@ -16,3 +16,7 @@ class SpecError(CnnlabError):
 
 class DataError(CnnlabError):
     """A dataset file is missing, corrupt, or cannot be downloaded."""
+
+
+class StudyError(CnnlabError):
+    """A study cannot start or go on (disk space, workers, executor); the message says why."""

@@ -34,7 +34,7 @@ import cnnlab
 from cnnlab.checkpoint import load_latest
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.devices import configure_threads, describe_device, resolve_device, usable_cores
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, StudyError
 from cnnlab.spec import ModelSpec, TrainingSpec
 from cnnlab.store import (
     HEARTBEAT_SECONDS,
@@ -59,10 +59,6 @@ EXECUTORS: tuple[ExecutorName, ...] = ("local", "ray")
 STOP_WAIT_SECONDS = 60.0  # how long a stopped worker may take to give its run back
 PARENT_CHECK_SECONDS = 1.0  # how often a worker process looks whether its parent still lives
 WAIT_SECONDS = 1.0  # how often the Ray driver looks up from waiting (for a stop asked for)
-
-
-class StudyError(CnnlabError):
-    """A study cannot start or go on (disk space, workers, executor); the message says why."""
 
 
 @dataclass(frozen=True)

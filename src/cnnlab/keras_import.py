@@ -1,4 +1,4 @@
-"""Import Keras Sequential code as a ModelSpec by reading it with `ast`, never by running it.
+"""Import Keras code (Sequential or functional) as a ModelSpec, read with `ast`, never run.
 
 People paste model code from notebooks and tutorials, so nothing here evaluates it: no
 eval/exec, no import of the user's modules, not even `ast.literal_eval`. A value is understood
@@ -7,7 +7,13 @@ earlier in the file (`k = (3, 3)`); anything computed (`2 ** 5`, `f(x)`) is refu
 line. Dense units named like the class count (`num_classes`) become `spec.CLASSES`.
 `input_shape=...` and `Input(...)` layers are dropped without a check: the dataset gives the
 input shape. An argument cnnlab cannot build is refused unless it has Keras's default value
-(`dilation_rate=(1, 1)` passes, `dilation_rate=2` does not): nothing is silently changed.
+(`groups=1` passes, `groups=2` does not): nothing is silently changed.
+
+Functional code (`x = layers.Conv2D(...)(x)`, `layers.Add()([x, shortcut])`,
+`keras.Model(inputs, outputs)`) is read by following each tensor name back to the layer call
+that made it, into a `cnnlab.keras_graph.Graph`, which finds the residual blocks; tensors made
+in loops or by helper functions, shared layers, several inputs or outputs are refused with the
+line. A model's JSON config goes through `cnnlab.keras_config`, with this module's rules.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab import spec
+from cnnlab import keras_graph, spec
 from cnnlab.errors import SpecError
 
 MAX_SOURCE_BYTES = 1_000_000  # far above any model's code; bounds parse time and memory
@@ -44,15 +50,16 @@ class ImportedModel:
     source: str  # the file name, as errors show it
     line: int  # line of `model = Sequential(...)`
     index: int  # 1-based among the Sequential models of the file
-    model_lines: tuple[int, ...]  # lines of all Sequential models of the file
+    model_lines: tuple[int, ...]  # lines of all models of the file
     notes: tuple[str, ...] = ()
+    kind: str = "Sequential"  # or "functional"
 
     def header(self) -> str:
         """TOML comment lines saying which model of the file this is, and any notes."""
         count = len(self.model_lines)
         lines = [
             f"Imported by `cnnlab import-keras` from {self.source}: "
-            f"Sequential model {self.index} of {count}, line {self.line}."
+            f"{self.kind} model {self.index} of {count}, line {self.line}."
         ]
         others = [str(line) for line in self.model_lines if line != self.line]
         if others:
@@ -80,7 +87,12 @@ def import_keras_source(
 def import_keras_file(
     path: str | Path, *, name: str | None = None, index: int | None = None
 ) -> ImportedModel:
-    """Read a .py file of Keras code and import one of its Sequential models."""
+    """Read a .py file of Keras code and import one of its models; a .json or .keras file is a
+    model's config (`cnnlab.keras_config`)."""
+    if Path(path).suffix.lower() in (".json", ".keras"):
+        from cnnlab import keras_config  # it builds on this module's rules
+
+        return keras_config.import_keras_config(path, name=name)
     return import_keras(read_keras_file(path), filename=str(path), name=name, index=index)
 
 
@@ -135,6 +147,7 @@ def import_keras(
         index=sites.index(site) + 1,
         model_lines=tuple(s.line for s in sites),
         notes=notes,
+        kind="functional" if site.functional else "Sequential",
     )
 
 
@@ -434,11 +447,13 @@ def _padding(source: _Source, node: ast.expr, what: str) -> str:
 def _activation(source: _Source, node: ast.expr, what: str) -> str:
     """'relu', None (linear), or a function reference such as tf.nn.relu or activations.relu."""
     reference = source.unbound_reference(node)
-    if reference in spec.ACTIVATIONS:
-        return reference
+    if reference in spec.ACTIVATIONS or reference in spec.ACTIVATION_ALIASES:
+        return spec.ACTIVATION_ALIASES.get(reference, reference)
     value = source.literal(node, what)
     if value is None:
         return "linear"  # Keras: activation=None applies none (keras/src/activations, get)
+    if isinstance(value, str) and value in spec.ACTIVATION_ALIASES:
+        return spec.ACTIVATION_ALIASES[value]  # "swish" is silu (keras/src/activations)
     if isinstance(value, str) and value in spec.ACTIVATIONS:
         return value
     hint = _close_match(value, list(spec.ACTIVATIONS)) if isinstance(value, str) else ""
@@ -497,21 +512,65 @@ _WEIGHT_DEFAULTS = {
     "bias_constraint": (None,),
 }
 _POOLING = {"pool_size": _pair, "strides": _pair_or_none, "padding": _padding}
+_WINDOW = {
+    "kernel_size": _pair,
+    "strides": _pair,
+    "padding": _padding,
+    "dilation_rate": _pair,
+    "activation": _activation,
+    "use_bias": _flag,
+}
+_DEPTHWISE_DEFAULTS = {
+    "depthwise_initializer": ("glorot_uniform",),
+    "depthwise_regularizer": (None,),
+    "depthwise_constraint": (None,),
+}
+_NORM_DEFAULTS = {
+    "center": (True,),
+    "scale": (True,),
+    "beta_initializer": ("zeros",),
+    "gamma_initializer": ("ones",),
+    "beta_regularizer": (None,),
+    "gamma_regularizer": (None,),
+    "beta_constraint": (None,),
+    "gamma_constraint": (None,),
+}
 
 _LAYERS: dict[str, _Rule] = {
+    # Keras's parameters in Keras's order (keras/src/layers/convolutional/*.py).
     "Conv2D": _Rule(
         spec.Conv2D,
         ("filters", "kernel_size", "strides", "padding"),
+        {"filters": _size, **_WINDOW},
+        {"data_format": _CHANNELS_LAST, "groups": (1,)} | _WEIGHT_DEFAULTS,
+    ),
+    "SeparableConv2D": _Rule(
+        spec.SeparableConv2D,
+        ("filters", "kernel_size", "strides", "padding"),
+        {"filters": _size, "depth_multiplier": _size, **_WINDOW},
         {
-            "filters": _size,
-            "kernel_size": _pair,
-            "strides": _pair,
-            "padding": _padding,
-            "activation": _activation,
-            "use_bias": _flag,
-        },
-        {"data_format": _CHANNELS_LAST, "dilation_rate": (1, (1, 1)), "groups": (1,)}
+            "data_format": _CHANNELS_LAST,
+            "pointwise_initializer": ("glorot_uniform",),
+            "pointwise_regularizer": (None,),
+            "pointwise_constraint": (None,),
+        }
+        | _DEPTHWISE_DEFAULTS
         | _WEIGHT_DEFAULTS,
+    ),
+    "DepthwiseConv2D": _Rule(
+        spec.DepthwiseConv2D,
+        ("kernel_size", "strides", "padding", "depth_multiplier"),
+        {"depth_multiplier": _size, **_WINDOW},
+        {"data_format": _CHANNELS_LAST} | _DEPTHWISE_DEFAULTS | _WEIGHT_DEFAULTS,
+    ),
+    "LayerNormalization": _Rule(
+        spec.LayerNormalization,
+        ("axis", "epsilon"),
+        {"epsilon": _positive},
+        {"axis": (-1, (-1,)), "rms_scaling": (False,)} | _NORM_DEFAULTS,
+    ),
+    "GlobalMaxPooling2D": _Rule(
+        spec.GlobalMaxPooling2D, (), {}, {"data_format": _CHANNELS_LAST, "keepdims": (False,)}
     ),
     "MaxPooling2D": _Rule(
         spec.MaxPooling2D, tuple(_POOLING), _POOLING, {"data_format": _CHANNELS_LAST}
@@ -542,6 +601,8 @@ _LAYERS: dict[str, _Rule] = {
             "renorm": (False,),
             "synchronized": (False,),
             "fused": (None, True, False),  # Keras 2: an implementation choice, same maths
+            "renorm_clipping": (None,),
+            "renorm_momentum": (0.99,),
         },
     ),
     "Flatten": _Rule(spec.Flatten, (), {}, {"data_format": _CHANNELS_LAST}),
@@ -552,7 +613,7 @@ _LAYERS: dict[str, _Rule] = {
         spec.Dense,
         ("units", "activation"),
         {"units": _units, "activation": _activation, "use_bias": _flag},
-        _WEIGHT_DEFAULTS,
+        _WEIGHT_DEFAULTS | {"quantization_config": (None,), "lora_rank": (None,)},
     ),
     "Activation": _Rule(spec.Activation, ("activation",), {"activation": _activation}),
 }
@@ -562,6 +623,8 @@ _LAYER_ALIASES = {
     "MaxPool2D": "MaxPooling2D",
     "AvgPool2D": "AveragePooling2D",
     "GlobalAvgPool2D": "GlobalAveragePooling2D",
+    "GlobalMaxPool2D": "GlobalMaxPooling2D",
+    "SeparableConvolution2D": "SeparableConv2D",
 }
 _INPUT_LAYERS = ("Input", "InputLayer")  # dropped: the dataset gives the input shape
 _ANY_LAYER_DEFAULTS = {"trainable": (True,), "dtype": (None, "float32")}
@@ -594,6 +657,16 @@ def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
     if missing:
         raise source.error(call, f"{keras_name} needs its argument {missing[0]!r}")
     return rule.build(**values)
+
+
+def layer_from_code(text: str, *, filename: str = "<string>") -> spec.Layer | None:
+    """The spec layer of one written-out Keras layer call, e.g. "Conv2D(32, (3, 3))";
+    None for an input layer. The rules are `import-keras`'s (the config importer uses them)."""
+    tree = _parse(text, filename)
+    statement = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(statement, ast.Expr):
+        raise SpecError(f"{filename}: expected one layer call, got {_show(text)}")
+    return _layer(_Source(tree, text, filename), statement.value)
 
 
 def _required_fields(cls: type) -> list[dataclasses.Field]:
@@ -694,12 +767,14 @@ def _is_one_of(source: _Source, node: ast.expr, what: str, allowed: tuple[object
 
 @dataclass(frozen=True)
 class _Site:
-    """`var = Sequential(...)` and the statements after it that still mean this model."""
+    """`var = Sequential(...)` (or `var = Model(inputs, outputs)`, functional) and the
+    statements after it that still mean this model."""
 
     var: str
     call: ast.Call
     line: int
     body: tuple[ast.stmt, ...]
+    functional: bool = False
 
 
 def _find_models(source: _Source) -> list[_Site]:
@@ -707,10 +782,11 @@ def _find_models(source: _Source) -> list[_Site]:
     sites = []
     for block in _blocks(source.tree):
         for position, statement in enumerate(block):
-            var = _sequential_target(source, statement)
+            var, functional = _model_target(source, statement)
             if var is not None:
                 body = _until_rebound(var, block[position + 1 :])
-                sites.append(_Site(var, statement.value, statement.lineno, body))  # type: ignore[arg-type]
+                call = statement.value
+                sites.append(_Site(var, call, statement.lineno, body, functional))  # type: ignore[arg-type]
     return sorted(sites, key=lambda site: site.line)
 
 
@@ -725,17 +801,29 @@ def _blocks(tree: ast.Module) -> list[list[ast.stmt]]:
     return found
 
 
-def _sequential_target(source: _Source, statement: ast.stmt) -> str | None:
+_FUNCTIONAL = ("Model", "Functional")  # keras.Model(inputs, outputs); Keras 3's class
+
+
+def _model_target(source: _Source, statement: ast.stmt) -> tuple[str | None, bool]:
+    """(var, functional) of `var = Sequential(...)` or `var = Model(...)`; `return Model(...)`
+    inside a function is a functional model too."""
+    value = (
+        statement.value if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.Return)) else None
+    )
+    if not isinstance(value, ast.Call):
+        return None, False
+    callee = source.callee(value)
+    if isinstance(statement, ast.Return):
+        return ("model", True) if callee in _FUNCTIONAL else (None, False)
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
         target = statement.targets[0]
     elif isinstance(statement, ast.AnnAssign):
         target = statement.target
     else:
-        return None
-    value = statement.value
-    if isinstance(target, ast.Name) and isinstance(value, ast.Call):
-        return target.id if source.callee(value) == "Sequential" else None
-    return None
+        return None, False
+    if isinstance(target, ast.Name) and callee in ("Sequential", *_FUNCTIONAL):
+        return target.id, callee != "Sequential"
+    return None, False
 
 
 def _until_rebound(var: str, statements: list[ast.stmt]) -> tuple[ast.stmt, ...]:
@@ -757,16 +845,17 @@ def _until_rebound(var: str, statements: list[ast.stmt]) -> tuple[ast.stmt, ...]
 def _choose_model(sites: list[_Site], index: int | None, filename: str) -> _Site:
     if not sites:
         raise SpecError(
-            f"{filename}: no Keras Sequential model found: expected `model = Sequential()` "
-            "then `model.add(...)` lines, or `model = Sequential([...])` (functional and "
-            "subclassed models are not supported)"
+            f"{filename}: no Keras Sequential or functional model found: expected "
+            "`model = Sequential()` then `model.add(...)` lines, `model = Sequential([...])`, "
+            "or functional code ending in `model = keras.Model(inputs, outputs)` (subclassed "
+            "models are not supported)"
         )
     if index is None:
         return sites[-1]
     if not 1 <= index <= len(sites):
         lines = ", ".join(str(site.line) for site in sites)
         raise SpecError(
-            f"{filename}: index {index} is out of range: the file has {len(sites)} Sequential "
+            f"{filename}: index {index} is out of range: the file has {len(sites)} "
             f"model(s), numbered from 1 (at lines {lines})"
         )
     return sites[index - 1]
@@ -776,10 +865,16 @@ def _read_model(
     source: _Source, site: _Site, name: str | None
 ) -> tuple[spec.ModelSpec, tuple[str, ...]]:
     """The spec of one model site, and notes for the reader of the generated file."""
-    nodes, compile_call = _model_calls(source, site)
-    if len(nodes) > MAX_LAYERS:
-        raise source.error(site.call, f"the model has {len(nodes)} layers; at most {MAX_LAYERS}")
-    layers = tuple(layer for node in nodes if (layer := _layer(source, node)) is not None)
+    if site.functional:
+        layers, nodes = _functional_layers(source, site.call), []
+        compile_call = _compile_call(source, site)
+    else:
+        nodes, compile_call = _model_calls(source, site)
+        if len(nodes) > MAX_LAYERS:
+            raise source.error(
+                site.call, f"the model has {len(nodes)} layers; at most {MAX_LAYERS}"
+            )
+        layers = tuple(layer for node in nodes if (layer := _layer(source, node)) is not None)
     if not layers:
         raise source.error(site.call, f"the Sequential model {site.var!r} has no layers")
     notes = []
@@ -804,7 +899,7 @@ def _read_model(
                 "Adadelta's learning rate is not given, so it is written as Keras 2's default, "
                 "1.0 (the seed notebook's Keras); Keras 3 and tf.keras default to 0.001"
             )
-    shape = _input_shape(source, nodes)
+    shape = _input_shape(source, nodes) if not site.functional else None
     if shape is not None:
         notes.append(
             f"the code's input shape {shape} is not kept: cnnlab takes the image shape from "
@@ -936,6 +1031,138 @@ def _model_name(source: _Source, site: _Site) -> str:
                 return value[:200]
     stem = Path(source.filename).stem
     return stem if stem and not source.filename.startswith("<") else "imported"
+
+
+# --- Functional models ------------------------------------------------------------------------
+
+
+def _functional_layers(source: _Source, call: ast.Call) -> tuple[spec.Layer, ...]:
+    """The layers of `Model(inputs, outputs)`, read by following the tensors back to the input."""
+    arguments = _bind_arguments(source, call, "Model", ("inputs", "outputs"))
+    for argument in ("inputs", "outputs"):
+        if argument not in arguments:
+            raise source.error(call, f"Model(...) needs its {argument}")
+    reader = _TensorReader(source)
+    inputs = [reader.tensor(node) for node in _tensor_list(source, arguments["inputs"])]
+    outputs = _tensor_list(source, arguments["outputs"])
+    if len(outputs) != 1:
+        raise source.error(call, f"the model has {len(outputs)} outputs; cnnlab models have one")
+    output = reader.tensor(outputs[0])
+    if any(node.kind != "input" for node in inputs):
+        raise source.error(call, "Model(inputs, ...): inputs must be keras.Input(...) tensors")
+    return reader.graph.layers(inputs, output)
+
+
+def _tensor_list(source: _Source, node: ast.expr) -> list[ast.expr]:
+    found = source.resolve(node, "a model's tensors")
+    if isinstance(found, (ast.List, ast.Tuple)):
+        return list(found.elts)
+    return [node]
+
+
+class _TensorReader:
+    """Follows tensor names back through the code to the layers applied, never running it."""
+
+    def __init__(self, source: _Source) -> None:
+        self.source = source
+        self.graph = keras_graph.Graph()
+        self.seen: dict[int, keras_graph.Node] = {}  # by the id of the expression making it
+        self.applied: dict[int, int] = {}  # a layer object's expression -> line first applied
+        self.in_loops = {
+            id(inner): loop.lineno
+            for loop in ast.walk(source.tree)
+            if isinstance(loop, (ast.For, ast.AsyncFor, ast.While))
+            for inner in ast.walk(loop)
+        }
+
+    def tensor(self, node: ast.expr, depth: int = 0) -> keras_graph.Node:
+        if depth > MAX_LAYERS:
+            raise self.source.error(node, f"more than {MAX_LAYERS} layers deep")
+        found = self._value(node)
+        if id(found) not in self.seen:
+            self.seen[id(found)] = self._make(found, depth)
+        return self.seen[id(found)]
+
+    def _value(self, node: ast.expr) -> ast.expr:
+        """The expression a tensor name was assigned (only straight assignments are read)."""
+        while isinstance(node, ast.Name):
+            binding = self.source.binding_before(node)
+            if binding is None:
+                raise self.source.error(node, f"tensor {node.id!r} is not assigned before its use")
+            if binding.value is None:
+                raise self.source.error(
+                    node,
+                    f"tensor {node.id!r} comes from code cnnlab does not run (a loop, a "
+                    f"function's parameter, ... at line {binding.line}); write each layer out",
+                )
+            if id(binding.value) in self.in_loops:
+                raise self.source.error(
+                    node,
+                    f"tensor {node.id!r} is made in the loop at line "
+                    f"{self.in_loops[id(binding.value)]}, which cnnlab does not run; write "
+                    "each layer out",
+                )
+            node = binding.value
+        return node
+
+    def _make(self, node: ast.expr, depth: int) -> keras_graph.Node:
+        where = f"{self.source.filename}:{getattr(node, 'lineno', '?')}"
+        if not isinstance(node, ast.Call):
+            raise self.source.error(node, f"expected a tensor, got {self.source.snippet(node)}")
+        callee = self.source.callee(node)
+        if callee in _INPUT_LAYERS:
+            return self.graph.input(where)
+        if callee == "add":  # keras.layers.add([a, b])
+            return self.graph.add(self._added(node, node.args), where)
+        layer_call = self._layer_call(node)
+        layer_name = self.source.callee(layer_call)
+        if layer_name == "Add":
+            return self.graph.add(self._added(node, node.args), where)
+        layer = _layer(self.source, layer_call)
+        if len(node.args) != 1 or node.keywords:
+            raise self.source.error(node, f"{layer_name}(...) must be applied to one tensor")
+        return self.graph.apply(layer, self.tensor(node.args[0], depth + 1), where)  # type: ignore[arg-type]
+
+    def _layer_call(self, node: ast.Call) -> ast.Call:
+        """`Conv2D(...)` of `Conv2D(...)(x)`, or of `conv(x)` after `conv = Conv2D(...)`."""
+        func = node.func
+        if isinstance(func, ast.Call):
+            return func
+        if isinstance(func, ast.Name) and self.source.binding_before(func) is not None:
+            made = self.source.resolve(func, "a layer")
+            if isinstance(made, ast.Call) and isinstance(self.source.callee(made), str):
+                other = self.applied.setdefault(id(made), node.lineno)
+                if other != node.lineno:
+                    lines = sorted((other, node.lineno))
+                    raise self.source.error(
+                        node,
+                        f"layer {func.id!r} is applied twice (lines {lines[0]} and {lines[1]}): "
+                        "a shared layer, which cnnlab's models do not have",
+                    )
+                return made
+        name = self.source.snippet(node.func)
+        raise self.source.error(
+            node,
+            f"{name}(...) is not a Keras layer call cnnlab can read (a helper function is not "
+            "run); write each layer out as x = layers.Conv2D(...)(x)",
+        )
+
+    def _added(self, node: ast.Call, args: list[ast.expr]) -> tuple[keras_graph.Node, ...]:
+        if len(args) != 1:
+            raise self.source.error(node, "Add()([a, b]) takes one list of tensors")
+        items = self.source.resolve(args[0], "Add's tensors")
+        if not isinstance(items, (ast.List, ast.Tuple)):
+            raise self.source.error(node, "Add()([a, b]) takes a written-out list of tensors")
+        return tuple(self.tensor(item) for item in items.elts)
+
+
+def _compile_call(source: _Source, site: _Site) -> ast.Call | None:
+    compile_call = None
+    for statement in site.body:
+        method, call = _method_call(statement, site.var)
+        if method == "compile":
+            compile_call = call
+    return compile_call
 
 
 # --- Compile: optimizer and loss --------------------------------------------------------------

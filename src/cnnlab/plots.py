@@ -8,6 +8,7 @@ Agg), never through pyplot: no global state, no window, safe in threads and on s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -29,13 +30,16 @@ from typing import Any, ParamSpec
 import matplotlib
 import numpy as np
 import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import Bbox
 from scipy.stats import gaussian_kde
 
 from cnnlab import spec as s
-from cnnlab.shapes import keras_layer_names
-from cnnlab.stats import MeanCI
+from cnnlab.shapes import module_paths
+from cnnlab.stats import FactorEffect, MeanCI
 from cnnlab.store import RunRecord
 
 P = ParamSpec("P")
@@ -47,7 +51,13 @@ VIOLIN_COLUMNS = 6  # violins per row; deep models wrap instead of growing a met
 MISCLASSIFIED_SHOWN = 40
 DPI = 110
 PANEL_COLUMNS = 4
+PANEL_WIDTH, PANEL_HEIGHT = 3.0, 2.2  # inches: a 4-column page fits the report's 1200 px
 OVERVIEW_BANDS = 4  # more models than this on one chart: means only, bands would overlap
+OVERVIEW_NAMED = 10  # models the overview colours and names; more are grey lines
+NEAR_CHANCE_FACTOR = 2.0  # accuracy at most twice chance (20 % of 10 classes): not learned
+LOSS_CAP_FACTOR = 3.0  # loss axes end at 3 x ln(classes): an exploding epoch stays off-scale
+MAX_POINT_LABELS = 30  # cost plots name at most this many points, the front first
+CHANCE_STYLE = {"color": "0.35", "linestyle": ":", "linewidth": 1.0}
 # Log axes label 2e5 as "2x10^5" by default; "200,000" reads at a glance.
 PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 10 else f"{value:g}")
 
@@ -200,7 +210,8 @@ def weighted_layer_names(layers: Sequence[s.Layer], state: Mapping[str, Any]) ->
     A safetensors file lists its tensors sorted by name (dense before conv2d_1), so the order
     comes from the spec; the names are those of the checkpoint, `<name>.weight` in it.
     """
-    named = [name for name in keras_layer_names(list(layers)) if f"{name}.weight" in state]
+    # Layers inside a residual block are named by it: residual_1.conv2d_4.
+    named = [name for name in module_paths(list(layers)) if f"{name}.weight" in state]
     others = sorted(
         key.removesuffix(".weight")
         for key in state
@@ -335,6 +346,109 @@ def _most_common(values: np.ndarray) -> int:
     return min(tally, key=lambda v: (-tally[v], v))
 
 
+# -- shared axes and chance ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """The y-range every panel of a metric shares, and the chance level drawn across it."""
+
+    low: float
+    high: float
+    chance: float | None  # accuracy 1/classes, loss ln(classes): a model that learned nothing
+
+
+def chance_level(metric: str, classes: int | None) -> float | None:
+    """What a model that learned nothing scores: accuracy 1/classes (a uniform guess, or
+    about it when always saying one class), cross-entropy ln(classes) (a uniform output)."""
+    if classes is None or classes < 2:
+        return None
+    return 1.0 / classes if metric == "accuracy" else math.log(classes)
+
+
+def shared_range(curves: Sequence[ModelCurves], classes: int | None) -> ValueRange | None:
+    """One y-range for every model's panel of a metric, so a model stuck at chance looks flat
+    next to one that learns (on its own axis, 0.1122 to 0.1135 looks like learning).
+
+    Accuracy spans from the lowest value to 1 (down to chance when a value is near it); loss
+    from 0 to the highest value,
+    but at most LOSS_CAP_FACTOR x chance, so one exploding epoch does not flatten the rest.
+    """
+    bands = [b for c in curves for b in (c.train, c.validation) if b is not None and b.epochs]
+    if not bands:
+        return None
+    metric = curves[0].metric
+    chance = chance_level(metric, classes)
+    lows = [v for b in bands for v in b.low if math.isfinite(v)]
+    highs = [v for b in bands for v in b.high if math.isfinite(v)]
+    if not lows or not highs:
+        return None
+    if metric == "accuracy":
+        low = min(lows)
+        if chance is not None and low <= NEAR_CHANCE_FACTOR * chance:
+            low = min(low, chance)  # a model near chance: show where chance is
+        pad = 0.04 * (1.0 - low)
+        return ValueRange(max(0.0, low - pad), 1.0 + pad / 2, chance)
+    high = max(highs)
+    if chance is not None:
+        high = min(high, LOSS_CAP_FACTOR * chance)
+    return ValueRange(0.0, high * 1.05, chance)
+
+
+def near_chance(accuracy: float, classes: int | None) -> bool:
+    """A model no better than NEAR_CHANCE_FACTOR x chance has not learned the task."""
+    chance = chance_level("accuracy", classes)
+    return chance is not None and accuracy <= NEAR_CHANCE_FACTOR * chance
+
+
+# -- grid factors --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParallelData:
+    """A grid's models as lines across its factors' axes and, last, test accuracy."""
+
+    factors: tuple[str, ...]
+    levels: tuple[tuple[str, ...], ...]  # each factor's levels as shown, in order
+    models: tuple[str, ...]
+    positions: tuple[tuple[int, ...], ...]  # per model: its level's index on each factor
+    accuracy: tuple[float, ...]  # per model: mean test accuracy
+    chance: tuple[bool, ...]  # per model: near chance (drawn apart, below the scale)
+
+
+def parallel_coordinates(
+    rows: Sequence[tuple[str, Mapping[str, Any], float]], classes: int | None
+) -> ParallelData:
+    """(model, factors, mean accuracy) rows as parallel coordinates; models without every
+    factor of the first grid are left out (two grids in one study: the first one's)."""
+    names = tuple(dict.fromkeys(name for _, factors, _ in rows for name in factors))
+    kept = [r for r in rows if all(name in r[1] for name in names) and math.isfinite(r[2])]
+    levels = tuple(_ordered_levels([r[1][name] for r in kept]) for name in names)
+    positions = tuple(
+        tuple(levels[i].index(_shown_level(r[1][name])) for i, name in enumerate(names))
+        for r in kept
+    )
+    return ParallelData(
+        factors=names,
+        levels=levels,
+        models=tuple(r[0] for r in kept),
+        positions=positions,
+        accuracy=tuple(float(r[2]) for r in kept),
+        chance=tuple(near_chance(r[2], classes) for r in kept),
+    )
+
+
+def _ordered_levels(values: Sequence[Any]) -> tuple[str, ...]:
+    distinct = list(dict.fromkeys(values))
+    with contextlib.suppress(TypeError):  # levels of mixed kinds keep their order of appearance
+        distinct = sorted(distinct)
+    return tuple(dict.fromkeys(_shown_level(v) for v in distinct))
+
+
+def _shown_level(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 # -- drawing ----------------------------------------------------------------------------------
 
 
@@ -389,49 +503,129 @@ def _draw_band(
 
 
 @plain_text
-def draw_model_curves(curves: Sequence[ModelCurves]) -> Figure:
-    """One panel per model: train vs validation per epoch, the seeds' range as a band
-    (the notebook's `plt_dynamic`, in its colours: train red, validation blue)."""
-    fig, axes = _panel_grid(len(curves))
-    for ax, c in zip(axes, curves, strict=True):
-        ax.set_title(c.model, fontsize=9)
+def draw_model_curves(
+    curves: Sequence[ModelCurves], value_range: ValueRange | None = None
+) -> Figure:
+    """One panel per model, all on one y-range with the chance level dotted: train vs
+    validation per epoch, the seeds' range as a band (the notebook's `plt_dynamic`, in its
+    colours: train red, validation blue). Shared axes keep the tick labels at the edges."""
+    columns = min(PANEL_COLUMNS, max(1, len(curves)))
+    rows = max(1, math.ceil(len(curves) / columns))
+    fig = Figure(figsize=(PANEL_WIDTH * columns, PANEL_HEIGHT * rows + 0.5), dpi=DPI)
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel().tolist()
+    fig.subplots_adjust(
+        left=0.75 / (PANEL_WIDTH * columns),
+        right=0.99,
+        bottom=0.55 / (PANEL_HEIGHT * rows + 0.5),
+        top=1 - 0.45 / (PANEL_HEIGHT * rows + 0.5),
+        wspace=0.06,
+        hspace=0.32,
+    )
+    for ax in axes[len(curves) :]:
+        ax.set_visible(False)
+    epochs = tuple(e for c in curves for e in c.train.epochs)
+    for ax, c in zip(axes, curves, strict=False):
+        ax.set_title(c.model, fontsize=8, pad=2)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
         if not c.train.epochs:
-            _say_empty(ax, "no epochs to show:\nnot started, failed or diverged")
+            ax.text(
+                0.5,
+                0.5,
+                "no epochs to show:\nnot started, failed or diverged",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="gray",
+                fontsize=7,
+            )
             continue
         _draw_band(ax, c.train, "tab:red", "train")
         if c.validation is not None:
             _draw_band(ax, c.validation, "tab:blue", "validation", style="--")
-        _epoch_axis(ax, c.train.epochs)
-        ax.set_ylabel(_metric_label(c.metric))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _chance_line(ax, value_range)
+    _epoch_axis(axes[0], epochs)
+    if value_range is not None:
+        axes[0].set_ylim(value_range.low, value_range.high)
+    for ax in axes[: len(curves)]:
+        ax.label_outer()
+        ax.set_xlabel("")
+    metric = curves[0].metric if curves else "loss"
+    fig.supxlabel("epoch", fontsize=8)
+    fig.supylabel(_metric_label(metric), fontsize=8)
+    handles = [
+        Line2D([], [], color="tab:red", marker=".", label="train"),
+        Line2D([], [], color="tab:blue", linestyle="--", marker=".", label="validation"),
+    ]
+    if _shows_chance(value_range):
+        handles.append(Line2D([], [], **CHANCE_STYLE, label="chance"))
+    fig.legend(handles=handles, loc="upper right", ncols=len(handles), fontsize=7, frameon=False)
     return fig
 
 
+def _chance_line(ax: Any, value_range: ValueRange | None) -> None:
+    if _shows_chance(value_range):
+        ax.axhline(value_range.chance, **CHANCE_STYLE)  # type: ignore[union-attr]
+
+
+def _shows_chance(value_range: ValueRange | None) -> bool:
+    """Whether the chance level lies on the shared range (a study far above it leaves it out)."""
+    if value_range is None or value_range.chance is None:
+        return False
+    return value_range.low <= value_range.chance <= value_range.high
+
+
 @plain_text
-def draw_validation_overview(curves: Sequence[ModelCurves]) -> Figure:
-    """Every model's validation curve (train where there is no validation) on one chart;
-    the seeds' bands only for a few models, where they do not hide each other."""
+def draw_validation_overview(
+    curves: Sequence[ModelCurves], value_range: ValueRange | None = None
+) -> Figure:
+    """Every model's validation curve (train where there is no validation) on one chart, the
+    chance level dotted. Up to OVERVIEW_NAMED models each get a colour and a legend entry; with
+    more, the best OVERVIEW_NAMED do (by last validation value) and the rest are thin grey
+    lines. The seeds' bands only for a few models, where they do not hide each other."""
     fig = Figure(figsize=(8, 4.5), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     curves = [c for c in curves if c.train.epochs]
     spread = len(curves) <= OVERVIEW_BANDS
-    for color, c in zip(_palette(len(curves)), curves, strict=True):
-        band = c.validation or c.train
-        label = c.model if c.validation else f"{c.model} (train)"
-        _draw_band(ax, band, color, label, spread=spread)
+    named = _overview_named(curves)
+    for c in curves:
+        if c.model not in named:
+            band = c.validation or c.train
+            ax.plot(band.epochs, band.mean, color="0.75", linewidth=0.7, zorder=1)
+    colours = dict(zip(named, _palette(len(named)), strict=True))
+    for c in curves:
+        if c.model in named:
+            band = c.validation or c.train
+            label = c.model if c.validation else f"{c.model} (train)"
+            _draw_band(ax, band, colours[c.model], label, spread=spread)
+    _chance_line(ax, value_range)
     metric = curves[0].metric if curves else "loss"
     _epoch_axis(ax, tuple(e for c in curves for e in c.train.epochs))
+    if value_range is not None:
+        ax.set_ylim(value_range.low, value_range.high)
     ax.set_ylabel(f"validation {_metric_label(metric)}")
+    if len(named) < len(curves):
+        ax.set_title(
+            f"{len(curves)} models; coloured: the {len(named)} best by last validation "
+            f"{metric}, grey: the others",
+            fontsize=9,
+        )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=2 if len(curves) > 8 else 1)
+    ax.legend(fontsize=7, ncols=2 if len(named) > 8 else 1)
     return fig
 
 
-def _say_empty(ax: Any, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="gray")
-    ax.set_xticks([])
-    ax.set_yticks([])
+def _overview_named(curves: Sequence[ModelCurves]) -> list[str]:
+    """The models the overview names: all up to OVERVIEW_NAMED, else the best by last value."""
+    if len(curves) <= OVERVIEW_NAMED:
+        return [c.model for c in curves]
+
+    def last(c: ModelCurves) -> float:
+        value = (c.validation or c.train).mean[-1]
+        return value if c.metric == "accuracy" else -value
+
+    best = {c.model for c in sorted(curves, key=last, reverse=True)[:OVERVIEW_NAMED]}
+    return [c.model for c in curves if c.model in best]
 
 
 def _epoch_axis(ax: Any, epochs: Sequence[int]) -> None:
@@ -478,30 +672,39 @@ def _draw_violin(ax: Any, layer: LayerWeights, color: Any) -> None:
 
 
 @plain_text
-def draw_pareto(fronts: Sequence[ParetoData]) -> Figure:
-    """Accuracy against each cost, the front joined by a step line and labelled."""
-    fig = Figure(figsize=(6.2 * max(1, len(fronts)), 4.6), dpi=DPI, layout="constrained")
+def draw_pareto(fronts: Sequence[ParetoData], classes: int | None = None) -> Figure:
+    """Accuracy against each cost, the front joined by a step line. Labels never overlap:
+    each is placed where it collides with no other (front first, then by accuracy) or left
+    out. Models near chance sit on the bottom edge, outside the scale, so they do not squash
+    the axis the others are read on."""
+    fig = Figure(figsize=(6.2 * max(1, len(fronts)), 4.8), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, max(1, len(fronts)), squeeze=False)[0]
     for ax, data in zip(axes, fronts, strict=False):
-        _draw_one_pareto(ax, data)
+        _draw_one_pareto(ax, data, classes)
+    fig.draw_without_rendering()  # run the layout: labels are placed in final positions
+    for ax, data in zip(axes, fronts, strict=False):
+        _label_points(fig, ax, data, classes)
     return fig
 
 
-def _draw_one_pareto(ax: Any, data: ParetoData) -> None:
-    for p in data.points:
+def _draw_one_pareto(ax: Any, data: ParetoData, classes: int | None) -> None:
+    shown = [p for p in data.points if not near_chance(p.accuracy, classes)]
+    low_points = [p for p in data.points if near_chance(p.accuracy, classes)]
+    for p in shown:
         err = (
             None if p.low is None else [[100 * (p.accuracy - p.low)], [100 * (p.high - p.accuracy)]]
         )
         color = "tab:red" if p.on_front else "tab:gray"
-        ax.errorbar(p.cost, 100 * p.accuracy, yerr=err, fmt="o", color=color, capsize=3)
-        ax.annotate(
-            p.model,
-            (p.cost, 100 * p.accuracy),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
+        ax.errorbar(
+            p.cost,
+            100 * p.accuracy,
+            yerr=err,
+            fmt="o",
+            color=color,
+            capsize=3,
+            markersize=4 if len(shown) > 40 else 6,
         )
-    front = data.front
+    front = [p for p in data.front if not near_chance(p.accuracy, classes)]
     if front:
         ax.step(
             [p.cost for p in front],
@@ -511,13 +714,151 @@ def _draw_one_pareto(ax: Any, data: ParetoData) -> None:
             alpha=0.6,
             label="Pareto front",
         )
-        ax.legend(fontsize=8)
+    if shown:
+        low = min(100 * (p.low if p.low is not None else p.accuracy) for p in shown)
+        high = max(100 * (p.high if p.high is not None else p.accuracy) for p in shown)
+        pad = max(0.05, 0.08 * (high - low))
+        ax.set_ylim(low - pad, min(100.0 + pad / 4, high + pad))
+    if low_points:
+        bottom = ax.get_ylim()[0]
+        ax.plot(
+            [p.cost for p in low_points],
+            [bottom] * len(low_points),
+            "v",
+            color="0.45",
+            clip_on=False,
+            label=f"{len(low_points)} near chance (off the scale)",
+        )
+    if front or low_points:
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(PLAIN_NUMBER)
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(data.cost + " (log scale)")
     ax.set_ylabel("test accuracy % (mean, 95 % CI)")
+
+
+LABEL_OFFSETS = ((5, 4), (5, -11), (-5, 4), (-5, -11), (6, 12), (6, -19), (-6, 12), (-6, -19))
+
+
+def _label_points(fig: Figure, ax: Any, data: ParetoData, classes: int | None) -> None:
+    """Name the points (front first, then the most accurate) where a label overlaps no other
+    label and stays inside the axes; the rest stay unnamed (the table has them all)."""
+    renderer = FigureCanvasAgg(fig).get_renderer()  # what PNG output measures text with
+    inside = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    points = [p for p in data.points if not near_chance(p.accuracy, classes)]
+    points.sort(key=lambda p: (not p.on_front, -p.accuracy))
+    marks = [ax.transData.transform((p.cost, 100 * p.accuracy)) for p in points]
+    dots = [Bbox.from_bounds(x - 3, y - 3, 6, 6) for x, y in marks]
+    for p in points[:MAX_POINT_LABELS]:
+        for dx, dy in LABEL_OFFSETS:
+            text = ax.annotate(
+                p.model,
+                (p.cost, 100 * p.accuracy),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize=7,
+                ha="left" if dx > 0 else "right",
+            )
+            text.set_in_layout(False)
+            box = text.get_window_extent(renderer)
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            clear = not any(box.overlaps(other) for other in placed + dots)
+            if fits and clear:
+                placed.append(box)
+                break
+            text.remove()
+
+
+@plain_text
+def draw_factor_effects(effects: Sequence[FactorEffect]) -> Figure:
+    """A grid's main effects: per factor, the mean test accuracy at each level with its 95 %
+    interval (from `stats.factor_effects`), on one y-scale, the overall mean dashed."""
+    fig, axes = _panel_grid(len(effects), width=3.4, height=3.0)
+    means = [lv.ci.mean for e in effects for lv in e.levels]
+    overall = 100 * float(np.mean(means)) if means else None
+    for ax, effect in zip(axes, effects, strict=True):
+        x = np.arange(len(effect.levels))
+        y = [100 * lv.ci.mean for lv in effect.levels]
+        below = [
+            100 * (lv.ci.mean - lv.ci.low) if lv.ci.low is not None else 0 for lv in effect.levels
+        ]
+        above = [
+            100 * (lv.ci.high - lv.ci.mean) if lv.ci.high is not None else 0 for lv in effect.levels
+        ]
+        ax.errorbar(x, y, yerr=[below, above], fmt="o-", color="tab:blue", capsize=4)
+        if overall is not None:
+            ax.axhline(overall, color="0.5", linestyle="--", linewidth=0.8)
+        ax.set_xticks(x, [_shown_level(lv.level) for lv in effect.levels], fontsize=8)
+        ax.set_xlim(-0.5, len(effect.levels) - 0.5)
+        ax.set_title(effect.factor, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+        ax.ticklabel_format(axis="y", useOffset=False)
+    if axes:
+        axes[0].set_ylabel("test accuracy % (mean, 95 % CI)")
+        low = min(ax.get_ylim()[0] for ax in axes)
+        high = max(ax.get_ylim()[1] for ax in axes)
+        for ax in axes:
+            ax.set_ylim(low, high)
+    return fig
+
+
+@plain_text
+def draw_parallel_coordinates(data: ParallelData) -> Figure:
+    """One line per model through its level of each factor and on to its test accuracy,
+    coloured by accuracy; models near chance dashed grey, below the accuracy scale."""
+    fig = Figure(figsize=(2.0 * (len(data.factors) + 1) + 1.5, 4.8), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    learned = [a for a, c in zip(data.accuracy, data.chance, strict=True) if not c]
+    low, high = (min(learned), max(learned)) if learned else (0.0, 1.0)
+    span = max(high - low, 1e-9)
+    cmap = matplotlib.colormaps["viridis"]
+    xs = np.arange(len(data.factors) + 1)
+    order = np.argsort(data.accuracy)  # the best drawn last, on top
+    for i in order:
+        levels = [pos / max(1, len(data.levels[f]) - 1) for f, pos in enumerate(data.positions[i])]
+        if data.chance[i]:
+            ys = [*levels, -0.08]
+            ax.plot(xs, ys, color="0.6", linestyle="--", linewidth=0.8, alpha=0.7)
+        else:
+            share = (data.accuracy[i] - low) / span
+            ax.plot(xs, [*levels, share], color=cmap(share), linewidth=1.2, alpha=0.8)
+    for x in xs:
+        ax.axvline(x, color="black", linewidth=0.8)
+    for f, levels in enumerate(data.levels):
+        for j, level in enumerate(levels):
+            y = j / max(1, len(levels) - 1)
+            ax.text(
+                xs[f] - 0.04,
+                y,
+                level,
+                ha="right",
+                va="center",
+                fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1, "alpha": 0.8},
+            )
+    for share in np.linspace(0, 1, 5):
+        ax.text(
+            xs[-1] + 0.04,
+            share,
+            f"{100 * (low + share * span):.2f} %",
+            ha="left",
+            va="center",
+            fontsize=8,
+        )
+    if any(data.chance):
+        ax.text(
+            xs[-1] + 0.04, -0.08, "near chance", ha="left", va="center", fontsize=8, color="0.4"
+        )
+    ax.set_xticks(xs, [*data.factors, "test accuracy"], fontsize=9)
+    ax.set_xlim(-0.45, xs[-1] + 0.45)
+    ax.set_ylim(-0.14, 1.06)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    return fig
 
 
 @plain_text

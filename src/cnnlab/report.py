@@ -15,10 +15,12 @@ import datetime
 import hashlib
 import html
 import json
+import math
 import os
 import platform
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +39,25 @@ from cnnlab.store import (
     RunRecord,
     Store,
     StudyInfo,
+    count_statuses,
     labels_hash,
     sqlite_path,
 )
-from cnnlab.study import count_statuses, open_existing_store
+from cnnlab.studydir import open_existing_store
+from cnnlab.timing import DISTURBED_RATIO
 
 REPORT_DIRNAME = "report"
 REPORT_FILENAME = "report.html"
 SOURCE_FILENAME = "built-from.sha256"  # the runs the report shows (report_is_current)
 PLOTS_DIRNAME = "plots"
-# The page may show inline styles and data: images and fetch nothing else (no CDN, no fonts).
-CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CHECKPOINT_MODEL_PREFIX = "model/"  # cnnlab.checkpoint stores the model's tensors under it
+CURVE_PAGE = 16  # models per page of learning-curve panels (4 x 4, readable at page width)
+WEIGHT_MODELS = 16  # weight violins for at most this many models, the most accurate
+OPEN_FIGURES = 4  # a section's figures after these start collapsed (a click opens each)
+# The table's sorting and filtering: the page's only script, allowed by its hash alone, so a
+# script that reached the page any other way (an unescaped name) would still not run.
+TABLE_SCRIPT = (files("cnnlab") / "assets" / "sortable-table.js").read_text(encoding="utf-8")
+SCRIPT_HASH = base64.b64encode(hashlib.sha256(TABLE_SCRIPT.encode()).digest()).decode("ascii")
 
 __all__ = [
     "StudyResults",
@@ -60,6 +69,13 @@ __all__ = [
     "study_table",
 ]
 
+
+# The page may show inline styles, data: images and its own script, and fetch nothing else
+# (no CDN, no fonts).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    f"script-src 'sha256-{SCRIPT_HASH}'"
+)
 
 # -- reading a study ----------------------------------------------------------------------------
 
@@ -236,6 +252,7 @@ def model_evidence(
         diverged=row.diverged,
         unfinished=row.unfinished,
         reported_accuracy=row.reported_accuracy,
+        disturbed_timing=row.timing.describe() if row.timing and row.timing.is_disturbed else "",
     )
 
 
@@ -261,15 +278,17 @@ class PlotSection:
     title: str
     intro: str
     files: tuple[plots.PlotFile, ...]
+    folded: frozenset[str] = frozenset()  # stems shown collapsed, opened by a click
 
 
 @dataclass(frozen=True)
 class PlannedSection:
-    """A section whose figures are still to be drawn."""
+    """A section whose figures are still to be drawn; `folded` ones start collapsed."""
 
     title: str
     intro: str
     jobs: tuple[plots.FigureJob, ...]
+    folded: frozenset[str] = frozenset()
     missing: bool = False  # it says what could not be drawn: shown even without figures
 
 
@@ -279,44 +298,88 @@ def draw_plots(
     best: str | None,
     directory: Path,
     *,
+    evidence: concl.Evidence,
     processes: int = 1,
 ) -> tuple[PlotSection, ...]:
     """Every plot of the report, written as PNG and SVG into `directory`, drawn in up to
     `processes` worker processes (`plots.save_figures`)."""
     models = [row.model for row in results_table.rows]
+    classes = study_classes(results)
     planned = [
-        curve_section(results.runs, models),
-        cost_section(results_table),
-        weight_section(results, models),
+        curve_section(results.runs, ranked_models(results_table), classes),
+        cost_section(results_table, classes),
+        factor_section(results_table, evidence, classes),
+        weight_section(results, ranked_models(results_table)[:WEIGHT_MODELS], len(models)),
         errors_section(results, best),
     ]
     jobs = [job for section in planned for job in section.jobs]
     files = iter(plots.save_figures(jobs, directory, processes=processes))
-    sections = [PlotSection(s.title, s.intro, tuple(next(files) for _ in s.jobs)) for s in planned]
+    sections = [
+        PlotSection(s.title, s.intro, tuple(next(files) for _ in s.jobs), s.folded) for s in planned
+    ]
     return tuple(s for s, plan in zip(sections, planned, strict=True) if s.files or plan.missing)
 
 
-def curve_section(runs: Sequence[RunRecord], models: list[str]) -> PlannedSection:
-    jobs = []
+def study_classes(results: StudyResults) -> int | None:
+    """How many classes the task has (for the chance level): from the test labels."""
+    labels = results.test_labels
+    return int(labels.max()) + 1 if labels is not None and labels.size else None
+
+
+def ranked_models(results_table: table.ResultsTable) -> list[str]:
+    """The models in the study's order; past one page of panels, most accurate first (the
+    first page, shown open, then holds the models a reader looks for)."""
+    rows = list(results_table.rows)
+    if len(rows) > CURVE_PAGE:
+        rows.sort(key=lambda row: -row.accuracy.mean if row.accuracy else math.inf)
+    return [row.model for row in rows]
+
+
+def curve_section(
+    runs: Sequence[RunRecord], models: list[str], classes: int | None
+) -> PlannedSection:
+    """Per-model panels in pages of CURVE_PAGE (pages after the first collapsed), all on one
+    y-range with the chance level; the overview puts every model on one chart."""
+    jobs, folded = [], set()
+    pages = [models[i : i + CURVE_PAGE] for i in range(0, len(models), CURVE_PAGE)]
     for metric in ("loss", "accuracy"):
         curves = plots.curves_by_model(runs, models, metric)
         if not any(c.train.epochs for c in curves):
             continue
-        title = f"Train and validation {metric} per epoch, each model (band: the seeds' range)"
-        jobs.append(plots.FigureJob(f"curves-{metric}", title, plots.draw_model_curves, (curves,)))
+        shared = plots.shared_range(curves, classes)
+        by_model = {c.model: c for c in curves}
+        for number, page in enumerate(pages, start=1):
+            stem = f"curves-{metric}" + (f"-{number}" if number > 1 else "")
+            title = f"Train and validation {metric} per epoch (band: the seeds' range)"
+            if len(pages) > 1:
+                first = (number - 1) * CURVE_PAGE + 1
+                title += (
+                    f", models {first}-{first + len(page) - 1} of {len(models)} by test "
+                    f"accuracy: {', '.join(page)}"
+                )
+            data = (tuple(by_model[m] for m in page), shared)
+            jobs.append(plots.FigureJob(stem, title, plots.draw_model_curves, data))
+            if number > 1:
+                folded.add(stem)
         jobs.append(
             plots.FigureJob(
                 f"validation-{metric}",
                 f"Validation {metric} of every model on one chart",
                 plots.draw_validation_overview,
-                (curves,),
+                (curves, shared),
             )
         )
-    intro = "The notebook's plt_dynamic, per model: mean over seeds, the band spans min to max."
-    return PlannedSection("Learning curves", intro, tuple(jobs))
+    intro = (
+        "The notebook's plt_dynamic, per model: mean over seeds, the band spans min to max. "
+        "Every panel shares one y-axis; the dotted line is chance (accuracy 1/classes, loss "
+        "ln(classes)) where it lies in range."
+    )
+    if len(pages) > 1:
+        intro += f" {CURVE_PAGE} models per page, the most accurate first; click a page to open it."
+    return PlannedSection("Learning curves", intro, tuple(jobs), frozenset(folded))
 
 
-def cost_section(results_table: table.ResultsTable) -> PlannedSection:
+def cost_section(results_table: table.ResultsTable, classes: int | None) -> PlannedSection:
     fronts = [
         plots.pareto_front(
             cost, [(row.model, value(row), row.accuracy) for row in results_table.rows]
@@ -330,12 +393,52 @@ def cost_section(results_table: table.ResultsTable) -> PlannedSection:
     if not fronts:
         return PlannedSection("Accuracy against cost", "", ())
     title = "Test accuracy against parameters and time; red: the Pareto front"
-    job = plots.FigureJob("pareto", title, plots.draw_pareto, (fronts,))
-    intro = "A model is on the front when no other is both cheaper and more accurate."
+    job = plots.FigureJob("pareto", title, plots.draw_pareto, (fronts, classes))
+    intro = (
+        "A model is on the front when no other is both cheaper and more accurate. Seconds per "
+        "epoch are steady estimates (epochs slowed by other processes left out). Labels that "
+        "would overlap are left out, the front's first; models near chance sit on the bottom "
+        "edge, off the scale."
+    )
     return PlannedSection("Accuracy against cost", intro, (job,))
 
 
-def weight_section(results: StudyResults, models: list[str]) -> PlannedSection:
+def factor_section(
+    results_table: table.ResultsTable, evidence: concl.Evidence, classes: int | None
+) -> PlannedSection:
+    """For grids: each factor's main effect with its interval, and the parallel coordinates
+    of factors against accuracy."""
+    effects = concl.factor_effects_of(evidence.models)
+    if not effects:
+        return PlannedSection("Grid factors", "", ())
+    rows = [
+        (row.model, dict(row.factors), row.accuracy.mean)
+        for row in results_table.rows
+        if row.factors and row.accuracy
+    ]
+    jobs = [
+        plots.FigureJob(
+            "factor-effects",
+            "Main effects: mean test accuracy at each level of each factor, 95 % interval",
+            plots.draw_factor_effects,
+            (tuple(effects),),
+        ),
+        plots.FigureJob(
+            "parallel-coordinates",
+            "Every model through its factor levels to its test accuracy (colour: accuracy)",
+            plots.draw_parallel_coordinates,
+            (plots.parallel_coordinates(rows, classes),),
+        ),
+    ]
+    intro = (
+        "Each level's mean over the models at that level (each model's seeds averaged first), "
+        "with a t-interval over those models; the dashed line is the mean of all levels. A "
+        "factor matters where its levels' intervals separate (see the conclusions)."
+    )
+    return PlannedSection("Grid factors", intro, tuple(jobs))
+
+
+def weight_section(results: StudyResults, models: list[str], total: int) -> PlannedSection:
     jobs, unread = [], []
     stems = plots.unique_slugs(models)
     for model in models:
@@ -359,7 +462,10 @@ def weight_section(results: StudyResults, models: list[str]) -> PlannedSection:
                 " (A checkpoint whose tensors do not add up to the model's parameter count is"
                 " damaged and not drawn.)"
             )
-    return PlannedSection("Trained weights", intro, tuple(jobs), missing=bool(unread))
+    if total > len(models):
+        intro += f" The {len(models)} most accurate of {total} models."
+    folded = frozenset(job.stem for job in jobs[OPEN_FIGURES:])
+    return PlannedSection("Trained weights", intro, tuple(jobs), folded, missing=bool(unread))
 
 
 def model_violins(results: StudyResults, model: str) -> plots.WeightViolins | None:
@@ -460,9 +566,12 @@ def refuse_links(*directories: Path) -> None:
 
 def _write_report(results: StudyResults, processes: int, out: Path) -> Path:
     results_table = table.build_results_table(results.runs, order=results.order)
-    found = concl.write_conclusions(gather_evidence(results, results_table))
+    evidence = gather_evidence(results, results_table)
+    found = concl.write_conclusions(evidence)
     best = found.best.best if found.best else None
-    sections = draw_plots(results, results_table, best, out / PLOTS_DIRNAME, processes=processes)
+    sections = draw_plots(
+        results, results_table, best, out / PLOTS_DIRNAME, evidence=evidence, processes=processes
+    )
     exports = write_exports(results_table, found, out)
     page = render_html(results, results_table, found, sections, exports)
     written = plots.write_atomic(out / REPORT_FILENAME, page.encode())
@@ -538,6 +647,7 @@ def render_html(
         title=esc(f"cnnlab report: {results.name}"),
         style=STYLE,
         body="\n".join(part for part in body if part),
+        script=TABLE_SCRIPT,
     )
 
 
@@ -574,11 +684,23 @@ def results_table_html(results_table: table.ResultsTable) -> str:
     body = "\n".join(
         "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in cells) + "</tr>" for cells in rows
     )
+    disturbed = results_table.disturbed
     notes = (
         "<p class=note>Test accuracy and loss: mean ± standard deviation over each model's "
         "finished runs (seeds); 95 % CI: Student-t interval of the mean over seeds (none for "
         "one run). MFLOPs: forward FLOPs per image in millions (a multiply-add counts 2). s/epoch: "
-        "wall time of an epoch, training and validation."
+        "wall time of an epoch, training and validation: the steady estimate, the median of "
+        "the model's fastest half of epochs (each run's first left out), so epochs slowed by "
+        "other processes do not count."
+        + (
+            f" {table.DISTURBED_MARK} timings disturbed (epochs over "
+            f"{DISTURBED_RATIO:g}x the steady time: another process shared the CPU): "
+            + "; ".join(f"{row.model}: {row.timing.describe()}" for row in disturbed)  # type: ignore[union-attr]
+            + "."
+            if disturbed
+            else ""
+        )
+        + " Click a column's header to sort by it (again: the other way)."
         + (
             " Reported: the figures the notebook printed for the model (its Test accuracy / "
             "Test loss lines)."
@@ -587,7 +709,10 @@ def results_table_html(results_table: table.ResultsTable) -> str:
         )
         + "</p>"
     )
-    return f"<table class=results>\n<tr>{head}</tr>\n{body}\n</table>\n{notes}"
+    return (
+        f"<table class='results sortable'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n"
+        f"</tbody>\n</table>\n{notes}"
+    )
 
 
 def exports_html(exports: dict[str, str]) -> str:
@@ -665,19 +790,26 @@ def failed_html(runs: Iterable[RunRecord]) -> str:
 
 
 def plot_section_html(plot_section: PlotSection) -> str:
-    figures = "\n".join(figure_html(f) for f in plot_section.files)
+    figures = "\n".join(
+        figure_html(f, folded=f.stem in plot_section.folded) for f in plot_section.files
+    )
     intro = f"<p class=note>{esc(plot_section.intro)}</p>" if plot_section.intro else ""
     anchor = "plots-" + plots.slug(plot_section.title.lower())
     return section(plot_section.title, f"{intro}\n{figures}", anchor)
 
 
-def figure_html(plot: plots.PlotFile) -> str:
+def figure_html(plot: plots.PlotFile, *, folded: bool = False) -> str:
+    """A figure, or (folded) a one-line summary that opens to it: a 200-model report stays a
+    page to scroll, and every title stays text the browser's search finds."""
     data = base64.b64encode(plot.png_bytes).decode("ascii")
-    return (
+    figure = (
         f'<figure><img src="data:image/png;base64,{data}" alt="{esc(plot.title)}">'
         f"<figcaption>{esc(plot.title)} (also <code>{esc(plot.svg.name)}</code>)</figcaption>"
         "</figure>"
     )
+    if not folded:
+        return figure
+    return f"<details class=figure><summary>{esc(plot.title)}</summary>{figure}</details>"
 
 
 def settings_html(results: StudyResults) -> str:
@@ -759,6 +891,11 @@ figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9em; }
 pre { background: #f6f6f8; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 code { font-size: 0.92em; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
+table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
+input.table-filter { width: 28em; max-width: 100%; padding: 3px 6px; margin: 0.3em 0; }
+details.figure > summary { cursor: pointer; color: #1d4f91; margin: 0.4em 0; }
 """
 
 PAGE = """<!DOCTYPE html>
@@ -772,6 +909,7 @@ PAGE = """<!DOCTYPE html>
 </head>
 <body>
 {body}
+<script>{script}</script>
 </body>
 </html>
 """

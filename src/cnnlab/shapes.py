@@ -1,33 +1,20 @@
 """Per-layer output shapes of a layer list, by Keras's rules, without building anything.
 
 Shapes are Keras's channels_last shapes without the batch axis: (H, W, C) for maps, (units,)
-for vectors. The arithmetic is Keras's (`keras/src/ops/operation_utils.py`,
-`compute_conv_output_shape` and `compute_pooling_output_shape`):
-'valid': out = floor((n - k) / s) + 1, an error when that is < 1; 'same': out = ceil(n / s).
-Pooling strides default to the pool size (`keras/src/layers/pooling/base_pooling.py`).
+for vectors. Each layer kind's rule is its row's in the layer table (`cnnlab.spec.kinds`, which
+cites Keras's arithmetic); this module walks a model through them and names Keras's layers.
 """
 
 from __future__ import annotations
 
-import math
 import re
+from dataclasses import dataclass
 
 from cnnlab.errors import SpecError
-from cnnlab.spec import (
-    CLASSES,
-    Activation,
-    AveragePooling2D,
-    BatchNormalization,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    GlobalAveragePooling2D,
-    Layer,
-    MaxPooling2D,
-)
+from cnnlab.spec import Layer, Residual, kind_of
+from cnnlab.spec.kinds import Shape, dense_units
 
-Shape = tuple[int, ...]
+__all__ = ["Shape", "dense_units", "infer_shapes", "layer_output_shape", "same_padding"]
 
 
 def infer_shapes(
@@ -59,35 +46,8 @@ def infer_shapes(
 
 def layer_output_shape(layer: Layer, shape: Shape, classes: int, *, index: int) -> Shape:
     """One layer's output shape for an input of `shape`; `index` counts from 1 as in spec errors."""
-    where = f"layer {index} ({type(layer).__name__})"
-    if isinstance(layer, Conv2D):
-        _require_map(shape, where)
-        height, width = _window_output(
-            shape, layer.kernel_size, layer.strides, layer.padding, where
-        )
-        return (height, width, layer.filters)
-    if isinstance(layer, (MaxPooling2D, AveragePooling2D)):
-        _require_map(shape, where)
-        strides = layer.strides or layer.pool_size
-        height, width = _window_output(shape, layer.pool_size, strides, layer.padding, where)
-        return (height, width, shape[2])
-    if isinstance(layer, GlobalAveragePooling2D):
-        _require_map(shape, where)
-        return (shape[2],)
-    if isinstance(layer, Flatten):
-        # Keras flattens a vector to itself, so Flatten after Flatten is accepted as Keras does.
-        return (math.prod(shape),)
-    if isinstance(layer, Dense):
-        _require_vector(shape, where)
-        return (dense_units(layer, classes),)
-    if isinstance(layer, (Dropout, BatchNormalization, Activation)):
-        return shape
-    raise SpecError(f"{where}: unknown layer type {type(layer).__name__}")
-
-
-def dense_units(layer: Dense, classes: int) -> int:
-    """Dense's width, with `units = "classes"` meaning the dataset's class count."""
-    return classes if layer.units == CLASSES else int(layer.units)
+    kind = kind_of(layer)
+    return kind.output_shape(layer, shape, classes, f"layer {index} ({kind.keras_class})")
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -102,40 +62,6 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _window_output(shape: Shape, window, strides, padding: str, where: str) -> tuple[int, int]:
-    """Output (H, W) of a convolution or pooling window; below 1x1 is an error."""
-    if padding == "same":
-        return -(-shape[0] // strides[0]), -(-shape[1] // strides[1])
-    height = (shape[0] - window[0]) // strides[0] + 1
-    width = (shape[1] - window[1]) // strides[1] + 1
-    if height < 1 or width < 1:
-        raise SpecError(
-            f"{where}: a {window[0]}x{window[1]} window (strides {strides[0]}x{strides[1]}, "
-            f"padding 'valid') on a {shape[0]}x{shape[1]} map shrinks it below 1x1; use "
-            "padding='same', a smaller window, or fewer layers that shrink the map before it"
-        )
-    return height, width
-
-
-def _require_map(shape: Shape, where: str) -> None:
-    if len(shape) != 3:
-        raise SpecError(
-            f"{where}: needs a (height, width, channels) feature map but gets a flat vector "
-            f"{shape}; move it before Flatten/GlobalAveragePooling2D"
-        )
-
-
-def _require_vector(shape: Shape, where: str) -> None:
-    # Keras's Dense on a 4-D tensor acts on the last axis only (a 1x1 convolution), giving a
-    # (H, W, units) output that no classifier loss accepts; in a Sequential CNN that is always
-    # a forgotten Flatten, so it is rejected here with the fix instead of silently built.
-    if len(shape) != 1:
-        raise SpecError(
-            f"{where}: gets a feature map of shape {shape}, not a vector; "
-            "put Flatten (or GlobalAveragePooling2D) before Dense"
-        )
-
-
 def check_classifier_output(shapes: list[Shape], classes: int) -> None:
     """A trainable classifier ends in a vector of `classes` scores (the loss needs that)."""
     last = shapes[-1] if shapes else None
@@ -146,20 +72,71 @@ def check_classifier_output(shapes: list[Shape], classes: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class NamedLayer:
+    """A layer with the name Keras gives it; a residual block also names what it holds.
+
+    Keras names layers in the order they are created; a block's are created as its layers,
+    then its shortcut's Conv2D and BatchNormalization (projection), then Add, then the
+    Activation after it (when not linear). `name` of a block is cnnlab's own ("residual").
+    """
+
+    name: str
+    layer: Layer
+    body: tuple[NamedLayer, ...] = ()
+    shortcut: tuple[str, ...] = ()
+    add: str = ""
+    activation: str = ""
+
+
+def named_layers(layers: tuple[Layer, ...] | list[Layer]) -> list[NamedLayer]:
+    """Keras's names of these layers (and those inside blocks) in a fresh session."""
+    seen: dict[str, int] = {}
+    return [_named(layer, seen) for layer in layers]
+
+
+def _named(layer: Layer, seen: dict[str, int]) -> NamedLayer:
+    if not isinstance(layer, Residual):
+        return NamedLayer(_next_name(kind_of(layer).keras_class, seen), layer)
+    name = _next_name("Residual", seen)
+    body = tuple(_named(item, seen) for item in layer.layers)
+    shortcut: tuple[str, ...] = ()
+    if layer.shortcut == "projection":
+        shortcut = (_next_name("Conv2D", seen), _next_name("BatchNormalization", seen))
+    add = _next_name("Add", seen) if layer.shortcut != "none" else ""
+    activation = _next_name("Activation", seen) if layer.activation != "linear" else ""
+    return NamedLayer(name, layer, body, shortcut, add, activation)
+
+
+def _next_name(class_name: str, seen: dict[str, int]) -> str:
+    # Keras 3 names a layer by its class in snake_case, numbered from the second of a kind
+    # (`auto_name` and `uniquify` in keras/src/utils/naming.py).
+    base = _snake_case(class_name)
+    count = seen.get(base, 0)
+    seen[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def module_paths(layers: tuple[Layer, ...] | list[Layer]) -> list[str]:
+    """Every layer's path in the built torch model, blocks' layers included, in Keras's order:
+    conv2d, residual.conv2d_1, ..., residual.conv2d_3 (a projection), dense."""
+    return [path for named in named_layers(layers) for path in _paths(named, "")]
+
+
+def _paths(named: NamedLayer, prefix: str) -> list[str]:
+    path = prefix + named.name
+    if not isinstance(named.layer, Residual):
+        return [path]
+    inner = [found for item in named.body for found in _paths(item, f"{path}.")]
+    return [path, *inner, *(f"{path}.{name}" for name in named.shortcut)]
+
+
 def keras_layer_names(layers: tuple[Layer, ...] | list[Layer]) -> list[str]:
     """The names Keras gives these layers in a fresh session: conv2d, conv2d_1, dense, ...
 
-    Keras 3 names a layer by its class in snake_case, numbered from the second of a kind
-    (`auto_name` and `uniquify` in keras/src/utils/naming.py).
+    Layers inside residual blocks take their numbers too (see `named_layers`).
     """
-    seen: dict[str, int] = {}
-    names = []
-    for layer in layers:
-        base = _snake_case(type(layer).__name__)
-        count = seen.get(base, 0)
-        names.append(base if count == 0 else f"{base}_{count}")
-        seen[base] = count + 1
-    return names
+    return [named.name for named in named_layers(layers)]
 
 
 def _snake_case(class_name: str) -> str:

@@ -23,6 +23,7 @@ from torch import nn
 
 from cnnlab import layers as keras_layers
 from cnnlab.build import KerasSequential
+from cnnlab.spec import kind_of
 
 Layout = Literal["map", "vector"]
 
@@ -87,9 +88,14 @@ class StackedSeeds(nn.Module):
         self.buffer_bindings: list[Binding] = []
         layout: Layout = "map"
         stacked = []
-        for position, first in enumerate(models[0]):
-            same = [list(model)[position] for model in models]
-            module, layout = self._stack_layer(first, same, layout, dropout_generators)
+        for position, (name, layer, first) in enumerate(models[0].keras_layers):
+            same = [model.keras_layers[position][2] for model in models]
+            kind = kind_of(layer)
+            try:
+                module, layout = self._stack_layer(layer, first, same, layout, dropout_generators)
+            except CannotStack as error:
+                where = f"layer {position + 1} ({kind.keras_class} {name!r})"
+                raise CannotStack(f"{where}: {error}") from None
             stacked.append(module)
         self.layers = nn.Sequential(*stacked)
         self.output_layout = layout
@@ -110,28 +116,39 @@ class StackedSeeds(nn.Module):
 
     def _stack_layer(
         self,
+        layer: object,
         first: nn.Module,
         same: list[nn.Module],
         layout: Layout,
         generators: Sequence[torch.Generator],
     ) -> tuple[nn.Module, Layout]:
-        if isinstance(first, keras_layers.Conv2D):
+        """The stacked form of one layer by its row's stacking rule (cnnlab.spec.kinds)."""
+        rule = kind_of(layer).stacking
+        if rule == "residual":
+            return StackedResidual(self, layer, same, generators), "map"
+        if rule == "conv":
             return StackedConv2D(same, self._bind), "map"
-        if isinstance(first, keras_layers.Dense):
+        if rule == "depthwise":
+            return StackedDepthwiseConv2D(same, self._bind), "map"
+        if rule == "separable":
+            return StackedSeparableConv2D(same, self._bind), "map"
+        if rule == "dense":
             return StackedDense(same, self._bind), "vector"
-        if isinstance(first, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if rule == "batchnorm":
             return StackedBatchNorm(same, layout, self._bind, self._bind_buffer), layout
-        if isinstance(first, keras_layers.Dropout):
+        if rule == "layernorm":
+            return StackedLayerNorm(same, layout, self.seeds, self._bind), layout
+        if rule == "dropout":
             return StackedDropout(first.rate, generators, layout), layout
-        if isinstance(first, keras_layers.Flatten):
+        if rule == "flatten":
             return StackedFlatten(self.seeds, layout), "vector"
-        if isinstance(first, keras_layers.GlobalAveragePooling2D):
-            return StackedGlobalAveragePooling(self.seeds), "vector"
-        if isinstance(first, (keras_layers.MaxPooling2D, keras_layers.AveragePooling2D)):
-            _check_elementwise(getattr(first, "activation", None))  # a ReLU moved after it
-            return first, layout  # per channel already, and without weights
-        _check_elementwise(first)
-        return first, layout  # an activation layer
+        if rule in ("global_average", "global_max"):
+            return StackedGlobalPooling(self.seeds, rule == "global_max"), "vector"
+        if rule == "as_is":  # per channel already, without weights: pooling, activations
+            _check_elementwise(first)
+            _check_elementwise(getattr(first, "activation", None))  # a ReLU moved after a pool
+            return first, layout
+        raise CannotStack("--stack-seeds cannot stack this layer kind; train its seeds apart")
 
     def _bind(self, pieces: list[torch.Tensor], how: Literal["cat", "stack"]) -> nn.Parameter:
         joined = Binding(pieces[0], tuple(pieces), how).join([p.detach() for p in pieces])
@@ -152,6 +169,32 @@ def _check_elementwise(activation: nn.Module | None) -> None:
         raise CannotStack("a softmax inside the network normalises across channels")
 
 
+class StackedResidual(nn.Module):
+    """The seeds' residual blocks: their layers and shortcuts stacked, then added per channel."""
+
+    def __init__(self, stacker: StackedSeeds, block, blocks: list[nn.Module], generators) -> None:
+        super().__init__()
+        first = blocks[0]
+        _check_elementwise(first.after_add)
+        self.after_add = first.after_add
+        parts = []
+        for name, layer in zip(first.body_names, block.layers, strict=True):
+            same = [getattr(seed, name) for seed in blocks]
+            parts.append(stacker._stack_layer(layer, same[0], same, "map", generators)[0])
+        self.body = nn.Sequential(*parts)
+        shortcut = []
+        for name, rule in zip(first.shortcut_names, ("conv", "batchnorm"), strict=False):
+            same = [getattr(seed, name) for seed in blocks]
+            if rule == "conv":
+                shortcut.append(StackedConv2D(same, stacker._bind))
+            else:
+                shortcut.append(StackedBatchNorm(same, "map", stacker._bind, stacker._bind_buffer))
+        self.shortcut = nn.Sequential(*shortcut)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_add(self.body(x) + self.shortcut(x))
+
+
 class StackedConv2D(nn.Module):
     """The seeds' Conv2D layers as one convolution with groups = seeds (TF 'same' padding kept)."""
 
@@ -159,8 +202,10 @@ class StackedConv2D(nn.Module):
         super().__init__()
         first = convs[0]
         _check_elementwise(first.activation)
-        self.groups = len(convs)
+        # Each seed's groups side by side: seeds x the layer's own groups (depthwise: channels).
+        self.groups = len(convs) * first.groups
         self.stride, self.padding, self.pre_pad = first.stride, first.padding, first.pre_pad
+        self.dilation = first.dilation
         self.activation = first.activation
         self.weight = bind([conv.weight for conv in convs], "cat")  # (S*out, in, kh, kw)
         self.bias = bind([conv.bias for conv in convs], "cat") if first.bias is not None else None
@@ -168,8 +213,42 @@ class StackedConv2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre_pad is not None:
             x = F.pad(x, self.pre_pad)
-        y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, groups=self.groups)
+        y = F.conv2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
         return self.activation(y)
+
+
+class StackedDepthwiseConv2D(StackedConv2D):
+    """The seeds' DepthwiseConv2D layers: groups = seeds x channels, kernels side by side.
+
+    Seed s's channel c is group s*C + c, whose outputs are seed s's c*m ... c*m + m - 1: the
+    seeds' kernels concatenated in order.
+    """
+
+
+class StackedSeparableConv2D(nn.Module):
+    """The seeds' SeparableConv2D layers: a stacked depthwise, then a pointwise grouped by seed."""
+
+    def __init__(self, convs: list[keras_layers.SeparableConv2D], bind) -> None:
+        super().__init__()
+        first = convs[0]
+        _check_elementwise(first.activation)
+        self.seeds = len(convs)
+        self.stride, self.symmetric, self.pre_pad = first.stride, first.symmetric, first.pre_pad
+        self.dilation, self.groups = first.dilation, first.groups * self.seeds
+        self.activation = first.activation
+        self.depthwise_weight = bind([conv.depthwise_weight for conv in convs], "cat")
+        self.weight = bind([conv.weight for conv in convs], "cat")
+        self.bias = bind([conv.bias for conv in convs], "cat") if first.bias is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_pad is not None:
+            x = F.pad(x, self.pre_pad)
+        y = F.conv2d(
+            x, self.depthwise_weight, None, self.stride, self.symmetric, self.dilation, self.groups
+        )
+        return self.activation(F.conv2d(y, self.weight, self.bias, groups=self.seeds))
 
 
 class StackedDense(nn.Module):
@@ -275,16 +354,38 @@ class StackedFlatten(nn.Module):
         return per_seed.permute(1, 0, 3, 4, 2).reshape(self.seeds, batch, -1)
 
 
-class StackedGlobalAveragePooling(nn.Module):
-    """The mean over height and width per channel, then the seeds apart: (S, N, C)."""
+class StackedGlobalPooling(nn.Module):
+    """The mean (or maximum) over height and width per channel, then the seeds apart: (S, N, C)."""
 
-    def __init__(self, seeds: int) -> None:
+    def __init__(self, seeds: int, maximum: bool = False) -> None:
         super().__init__()
-        self.seeds = seeds
+        self.seeds, self.maximum = seeds, maximum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = x.mean(dim=(2, 3))
+        pooled = x.amax(dim=(2, 3)) if self.maximum else x.mean(dim=(2, 3))
         return pooled.view(x.shape[0], self.seeds, -1).transpose(0, 1)
+
+
+class StackedLayerNorm(nn.Module):
+    """The seeds' LayerNormalization layers: each seed's channels (or units) normalised apart."""
+
+    def __init__(
+        self, norms: list[keras_layers.LayerNormalization], layout: Layout, seeds: int, bind
+    ) -> None:
+        super().__init__()
+        self.layout, self.seeds, self.epsilon = layout, seeds, norms[0].epsilon
+        self.weight = bind([norm.weight for norm in norms], "stack")  # (S, C)
+        self.bias = bind([norm.bias for norm in norms], "stack")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "vector":  # (S, N, F)
+            y = F.layer_norm(x, x.shape[-1:], None, None, self.epsilon)
+            return y * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
+        batch, channels, height, width = x.shape  # (N, S*C, H, W) -> (N, H, W, S, C)
+        per_seed = x.permute(0, 2, 3, 1).reshape(batch, height, width, self.seeds, -1)
+        y = F.layer_norm(per_seed, per_seed.shape[-1:], None, None, self.epsilon)
+        y = y * self.weight + self.bias
+        return y.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 def stack_images(batches: torch.Tensor) -> torch.Tensor:

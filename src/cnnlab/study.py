@@ -11,12 +11,8 @@ A study directory holds `store.sqlite` (the results) and `runs/<run-key>/` (chec
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import re
 import shutil
-import sqlite3
 import sys
 import threading
 import time
@@ -57,7 +53,6 @@ from cnnlab.spec import (
 from cnnlab.store import (
     FINAL_STATUSES,
     STALE_AFTER_SECONDS,
-    STATUSES,
     STORE_FILENAME,
     NewRun,
     RunRecord,
@@ -65,11 +60,16 @@ from cnnlab.store import (
     StudyInfo,
     canonical_json,
     claim_is_stale,
+    count_statuses,
     open_store,
+)
+from cnnlab.studydir import (  # study_directory: re-exported for cnnlab.trained and trackers
+    default_directory,
+    open_existing_store,
+    study_directory,  # noqa: F401
 )
 from cnnlab.summary import summarize
 
-DEFAULT_ROOT = Path("studies")  # studies/<name> under the current directory (git-ignored)
 RUNS_DIRNAME = "runs"
 # A checkpoint holds the weights and up to two optimizer buffers of the same size (Adam's m and
 # v, Adadelta's two accumulators), in float32.
@@ -424,14 +424,6 @@ def expand_runs(
     return tuple(tasks)
 
 
-def default_directory(name: str) -> Path:
-    """studies/<name> under the current directory, the name made safe as one path component."""
-    safe = re.sub(r"[^\w.-]+", "-", name).strip("-.")  # \w: letters of any script
-    if not safe:  # nothing left (e.g. only emoji): distinct names must not share "study"
-        safe = "study-" + hashlib.sha256(name.encode()).hexdigest()[:8]
-    return DEFAULT_ROOT / safe
-
-
 # -- the study directory -----------------------------------------------------------------------
 
 
@@ -585,57 +577,6 @@ def study_runs(directory: str | Path, *, all_runs: bool = False) -> list[RunReco
         return _current_runs(store, all_runs=all_runs)[1]
 
 
-@contextmanager
-def open_existing_store(directory: str | Path) -> Iterator[Store]:
-    """A study's store, refusing to create one where a mistyped path points.
-
-    A bare study name finds `studies/<name>`, where `cnnlab run` puts it by default.
-    """
-    given = Path(directory).expanduser()
-    path = given if given.is_file() else study_directory(directory)
-    store_path = path / STORE_FILENAME if path.is_dir() else path
-    if not store_path.is_file():
-        raise StudyError(
-            f"no study in {directory}: {store_path} does not exist; start one with "
-            f"`cnnlab run STUDY --dir {directory}`"
-        )
-    if not is_study_store(store_path):
-        raise StudyError(
-            f"{store_path} is not a cnnlab study store (give the directory `cnnlab run` wrote, "
-            "or its store.sqlite); left untouched"
-        )
-    store = open_store(store_path, read_only=True)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def study_directory(directory: str | Path) -> Path:
-    """The study directory a command names: DIR, its store file's folder, or a bare study name
-    (`studies/<name>`, where `cnnlab run` puts it by default)."""
-    path = Path(directory).expanduser()
-    if not path.exists() and default_directory(str(directory)).is_dir():
-        return default_directory(str(directory))
-    return path.parent if path.is_file() else path
-
-
-def is_study_store(path: Path) -> bool:
-    """False only where `path` is surely no cnnlab store (not SQLite, or SQLite without its
-    tables): a read command must not turn someone's empty or foreign file into a database.
-    Where the schema cannot be read (a read-only or full disk), opening the store says why."""
-    try:
-        with path.open("rb") as file:
-            if file.read(16) != b"SQLite format 3\x00":
-                return False
-        uri = f"{path.absolute().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as connection:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-    except (OSError, sqlite3.Error):
-        return True
-    return {"study", "runs"} <= tables
-
-
 def _current_runs(store: Store, *, all_runs: bool) -> tuple[str, list[RunRecord], int]:
     info = store.get_study()
     runs = store.list_runs()
@@ -683,13 +624,6 @@ def _abandoned(run: RunRecord) -> bool:
         now=time.time(),
         stale_after=STALE_AFTER_SECONDS,
     )
-
-
-def count_statuses(runs: Sequence[RunRecord]) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
-    for run in runs:
-        counts[run.status] += 1
-    return counts
 
 
 def estimate_remaining_seconds(runs: Sequence[RunRecord], *, workers: int) -> float | None:

@@ -15,13 +15,16 @@ from pathlib import Path
 from cnnlab import data
 from cnnlab import spec as s
 from cnnlab.errors import SpecError
-from cnnlab.shapes import Shape, infer_shapes, keras_layer_names
+from cnnlab.shapes import NamedLayer, Shape, infer_shapes, named_layers
+from cnnlab.spec.kinds import layer_shapes, projection
 
 FLOPS_CONVENTION = (
     "forward FLOPs per image; a multiply-add counts 2. Conv2D: 2*kh*kw*cin*cout*Hout*Wout, "
     "Dense: 2*in*out, plus 1 per output for a bias; BatchNormalization: 2 per element "
     "(inference: one scale, one shift); pooling: kh*kw per output element, "
-    "GlobalAveragePooling2D: 1 per input element; activations, Dropout, Flatten: 0"
+    "global pooling: 1 per input element; SeparableConv2D: its depthwise and pointwise parts; "
+    "LayerNormalization: 8 per element; a residual block's Add: 1 per output element; "
+    "activations, Dropout, Flatten: 0"
 )
 
 
@@ -34,6 +37,9 @@ class LayerRow:
     trainable_params: int
     non_trainable_params: int
     flops: int
+    # 0 for the model's own layers; 1 for the layers inside a residual block (its shortcut's
+    # Conv2D and BatchNormalization and its Add included), whose totals the block's row holds.
+    depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,70 +61,83 @@ class Summary:
 def summarize(spec: s.ModelSpec, input_shape: tuple[int, int, int], classes: int) -> Summary:
     """The summary of `spec` on inputs of `input_shape` (H, W, C) with `classes` classes.
 
-    Raises `SpecError` as `infer_shapes` does when a layer cannot take its input.
+    A residual block is a row with the block's totals, followed by its layers one level deeper;
+    totals count the model's own rows. Raises `SpecError` as `infer_shapes` does when a layer
+    cannot take its input.
     """
     outputs = infer_shapes(spec.layers, input_shape, classes, spec.layer_places)
-    inputs = [tuple(input_shape), *outputs[:-1]]
-    rows = tuple(
-        _row(name, layer, shape_in, shape_out)
-        for name, layer, shape_in, shape_out in zip(
-            keras_layer_names(spec.layers), spec.layers, inputs, outputs, strict=True
-        )
-    )
+    rows = _rows(named_layers(spec.layers), tuple(input_shape), outputs, classes, 0)
+    top = [row for row in rows if row.depth == 0]
     return Summary(
         model=spec.name,
         input_shape=tuple(input_shape),
         classes=classes,
-        rows=rows,
-        total_params=sum(row.params for row in rows),
-        trainable_params=sum(row.trainable_params for row in rows),
-        non_trainable_params=sum(row.non_trainable_params for row in rows),
-        flops=sum(row.flops for row in rows),
+        rows=tuple(rows),
+        total_params=sum(row.params for row in top),
+        trainable_params=sum(row.trainable_params for row in top),
+        non_trainable_params=sum(row.non_trainable_params for row in top),
+        flops=sum(row.flops for row in top),
     )
 
 
-def _row(name: str, layer: s.Layer, shape_in: Shape, shape_out: Shape) -> LayerRow:
+def _rows(
+    named: list[NamedLayer] | tuple[NamedLayer, ...],
+    shape_in: Shape,
+    outputs: list[Shape],
+    classes: int,
+    depth: int,
+) -> list[LayerRow]:
+    rows = []
+    for item, shape_out in zip(named, outputs, strict=True):
+        rows.append(_row(item.name, item.layer, shape_in, shape_out, depth))
+        if isinstance(item.layer, s.Residual):
+            rows += _block_rows(item, shape_in, shape_out, classes, depth + 1)
+        shape_in = shape_out
+    return rows
+
+
+def _block_rows(
+    item: NamedLayer, shape_in: Shape, shape_out: Shape, classes: int, depth: int
+) -> list[LayerRow]:
+    """A residual block's layers, its shortcut's, its Add and the activation after it."""
+    block = item.layer
+    inner = layer_shapes(block.layers, shape_in, classes, "")
+    rows = _rows(item.body, shape_in, inner, classes, depth)
+    if item.shortcut:
+        conv, norm = projection(block, shape_in, shape_out)
+        rows.append(_row(item.shortcut[0], conv, shape_in, shape_out, depth))
+        rows.append(_row(item.shortcut[1], norm, shape_out, shape_out, depth))
+    if item.add:
+        rows.append(LayerRow(item.add, "Add", shape_out, 0, 0, 0, math.prod(shape_out), depth))
+    if item.activation:
+        rows.append(
+            _row(item.activation, s.Activation(block.activation), shape_out, shape_out, depth)
+        )
+    return rows
+
+
+def _row(name: str, layer: s.Layer, shape_in: Shape, shape_out: Shape, depth: int = 0) -> LayerRow:
     trainable, non_trainable = layer_params(layer, shape_in, shape_out)
     return LayerRow(
         name=name,
-        layer_type=type(layer).__name__,
+        layer_type=s.kind_of(layer).keras_class,
         output_shape=shape_out,
         params=trainable + non_trainable,
         trainable_params=trainable,
         non_trainable_params=non_trainable,
         flops=layer_flops(layer, shape_in, shape_out),
+        depth=depth,
     )
 
 
 def layer_params(layer: s.Layer, shape_in: Shape, shape_out: Shape) -> tuple[int, int]:
     """(trainable, non-trainable) parameter counts of one layer, as Keras counts them."""
-    if isinstance(layer, s.Conv2D):
-        kernel = math.prod(layer.kernel_size) * shape_in[-1] * layer.filters
-        return kernel + (layer.filters if layer.use_bias else 0), 0
-    if isinstance(layer, s.Dense):
-        units = shape_out[0]
-        return shape_in[0] * units + (units if layer.use_bias else 0), 0
-    if isinstance(layer, s.BatchNormalization):
-        # gamma and beta are trained; moving mean and variance are not (Keras's summary too).
-        return 2 * shape_in[-1], 2 * shape_in[-1]
-    return 0, 0
+    return s.kind_of(layer).params(layer, shape_in, shape_out)
 
 
 def layer_flops(layer: s.Layer, shape_in: Shape, shape_out: Shape) -> int:
     """Forward FLOPs per image of one layer, by `FLOPS_CONVENTION`."""
-    outputs = math.prod(shape_out)
-    if isinstance(layer, s.Conv2D):
-        per_output = 2 * math.prod(layer.kernel_size) * shape_in[-1]
-        return outputs * (per_output + (1 if layer.use_bias else 0))
-    if isinstance(layer, s.Dense):
-        return outputs * (2 * shape_in[0] + (1 if layer.use_bias else 0))
-    if isinstance(layer, s.BatchNormalization):
-        return 2 * outputs
-    if isinstance(layer, (s.MaxPooling2D, s.AveragePooling2D)):
-        return outputs * math.prod(layer.pool_size)
-    if isinstance(layer, s.GlobalAveragePooling2D):
-        return math.prod(shape_in)
-    return 0
+    return s.kind_of(layer).flops(layer, shape_in, shape_out)
 
 
 def keras_shape(shape: Shape) -> str:

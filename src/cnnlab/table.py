@@ -24,8 +24,10 @@ from cnnlab import markdown
 from cnnlab import spec as specs
 from cnnlab.stats import MeanCI, mean_ci
 from cnnlab.store import RunRecord
+from cnnlab.timing import EpochTiming, epoch_timing
 
 CONFIDENCE = 0.95
+DISTURBED_MARK = "*"  # after s/epoch: some epochs were slowed by other processes
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class ModelRow:
     kernels: tuple[tuple[int, int], ...]  # distinct Conv2D kernel sizes, in layer order
     params: int | None
     flops: int | None
-    seconds_per_epoch: float | None  # mean over the finished runs' epochs
+    seconds_per_epoch: float | None  # the steady estimate over the finished runs' epochs
     accuracy: MeanCI | None  # over finished runs (None when none finished)
     loss: MeanCI | None
     runs: int  # all runs of the model in the study
@@ -46,6 +48,8 @@ class ModelRow:
     diverged: int
     unfinished: int  # pending or running
     reported: tuple[tuple[str, float], ...] = ()  # figures reported elsewhere (the notebook's)
+    timing: EpochTiming | None = None  # how seconds_per_epoch was estimated, what disturbed it
+    factors: tuple[tuple[str, Any], ...] = ()  # a grid model's axis values
 
     @property
     def reported_accuracy(self) -> float | None:
@@ -67,6 +71,16 @@ class ResultsTable:
     @property
     def has_reported(self) -> bool:
         return any(row.reported for row in self.rows)
+
+    @property
+    def factor_names(self) -> tuple[str, ...]:
+        """The grid factors of the models, in order of first appearance."""
+        return tuple(dict.fromkeys(name for row in self.rows for name, _ in row.factors))
+
+    @property
+    def disturbed(self) -> tuple[ModelRow, ...]:
+        """The models whose epoch timings were disturbed (see cnnlab.timing)."""
+        return tuple(row for row in self.rows if row.timing and row.timing.is_disturbed)
 
 
 def stored_spec(spec: dict[str, Any]) -> specs.ModelSpec:
@@ -99,9 +113,10 @@ def _pairs(values: list[Any]) -> tuple[tuple[str, Any], ...]:
 
 
 def conv_kernels(spec: specs.ModelSpec) -> tuple[int, tuple[tuple[int, int], ...]]:
-    """The number of Conv2D layers of a spec and its distinct kernel sizes, in layer order."""
-    kernels = [layer.kernel_size for layer in spec.layers if isinstance(layer, specs.Conv2D)]
-    return len(kernels), tuple(dict.fromkeys(kernels))
+    """The number of convolutions of a spec (separable, depthwise and those inside residual
+    blocks included) and its distinct kernel sizes, in layer order."""
+    overview = specs.describe_model(spec)
+    return overview.conv_layers, overview.kernel_sizes
 
 
 def model_order(runs: Iterable[RunRecord], preferred: Sequence[str] = ()) -> list[str]:
@@ -125,13 +140,14 @@ def model_row(model: str, runs: Sequence[RunRecord], confidence: float) -> Model
     done = [run for run in runs if run.status == "done" and run.test is not None]
     spec = stored_spec(runs[0].spec)
     count, kernels = conv_kernels(spec)
+    timing = epoch_timing([[epoch.seconds for epoch in run.epochs] for run in done])
     return ModelRow(
         model=model,
         conv_layers=count,
         kernels=kernels,
         params=_first(run.params for run in runs),
         flops=_first(run.flops for run in runs),
-        seconds_per_epoch=seconds_per_epoch(done),
+        seconds_per_epoch=timing.steady if timing else None,
         accuracy=_mean_ci_of([run.test.accuracy for run in done if run.test], confidence, 1.0),
         loss=_mean_ci_of([run.test.loss for run in done if run.test], confidence, math.inf),
         runs=len(runs),
@@ -140,13 +156,9 @@ def model_row(model: str, runs: Sequence[RunRecord], confidence: float) -> Model
         diverged=sum(run.status == "diverged" for run in runs),
         unfinished=sum(run.status in ("pending", "running") for run in runs),
         reported=spec.reported,
+        timing=timing,
+        factors=spec.factors,
     )
-
-
-def seconds_per_epoch(runs: Iterable[RunRecord]) -> float | None:
-    """Mean wall time of an epoch (training plus validation) over the runs' recorded epochs."""
-    seconds = [epoch.seconds for run in runs for epoch in run.epochs]
-    return sum(seconds) / len(seconds) if seconds else None
 
 
 def _mean_ci_of(values: list[float], confidence: float, upper: float) -> MeanCI | None:
@@ -215,8 +227,10 @@ def format_runs(row: ModelRow) -> str:
 def display_rows(table: ResultsTable) -> tuple[list[str], list[list[str]]]:
     """Headers and cells as people read them (percent accuracy), shared by rich and Markdown."""
     level = f"{round(table.confidence * 100)} % CI"
+    factors = table.factor_names
     headers = [
         "model",
+        *factors,
         "conv",
         "kernels",
         "params",
@@ -229,17 +243,19 @@ def display_rows(table: ResultsTable) -> tuple[list[str], list[list[str]]]:
     ]
     if table.has_reported:
         headers += ["reported acc %", "reported loss"]
-    return headers, [_display_row(row, table.has_reported) for row in table.rows]
+    return headers, [_display_row(row, table.has_reported, factors) for row in table.rows]
 
 
-def _display_row(row: ModelRow, with_reported: bool) -> list[str]:
+def _display_row(row: ModelRow, with_reported: bool, factors: Sequence[str] = ()) -> list[str]:
+    levels = dict(row.factors)
     cells = [
         row.model,
+        *(format_level(levels[name]) if name in levels else "-" for name in factors),
         str(row.conv_layers),
         format_kernels(row.kernels),
         format_count(row.params),
         format_count(None if row.flops is None else row.flops / 1e6, digits=1),
-        format_count(row.seconds_per_epoch, digits=2),
+        format_count(row.seconds_per_epoch, digits=2) + DISTURBED_MARK * _disturbed(row),
         format_mean_std(row.accuracy, percent=True, digits=2),
         format_interval(row.accuracy, percent=True, digits=2),
         format_mean_std(row.loss, percent=False, digits=4),
@@ -252,6 +268,15 @@ def _display_row(row: ModelRow, with_reported: bool) -> list[str]:
             "-" if loss is None else f"{loss:.4f}",
         ]
     return cells
+
+
+def _disturbed(row: ModelRow) -> bool:
+    return row.timing is not None and row.timing.is_disturbed
+
+
+def format_level(value: Any) -> str:
+    """A factor's level as the grid spec writes it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def to_rich(table: ResultsTable, *, title: str | None = None) -> Table:
@@ -279,10 +304,11 @@ def _md_line(cells: Sequence[str]) -> str:
 
 def to_records(table: ResultsTable) -> list[dict[str, Any]]:
     """Machine-readable rows: fractions (not percent), full precision, None where unknown."""
-    return [_record(row, table.confidence) for row in table.rows]
+    return [_record(row, table.confidence, table.factor_names) for row in table.rows]
 
 
-def _record(row: ModelRow, confidence: float) -> dict[str, Any]:
+def _record(row: ModelRow, confidence: float, factors: Sequence[str] = ()) -> dict[str, Any]:
+    levels = dict(row.factors)
     record: dict[str, Any] = {
         "model": row.model,
         "conv_layers": row.conv_layers,
@@ -290,6 +316,9 @@ def _record(row: ModelRow, confidence: float) -> dict[str, Any]:
         "params": row.params,
         "flops": row.flops,
         "seconds_per_epoch": row.seconds_per_epoch,
+        "seconds_per_epoch_mean": row.timing.mean if row.timing else None,
+        "disturbed_epochs": row.timing.disturbed if row.timing else None,
+        **{f"factor_{name}": levels.get(name) for name in factors},  # every row: same columns
     }
     for name, ci in (("test_accuracy", row.accuracy), ("test_loss", row.loss)):
         record[f"{name}_mean"] = None if ci is None else ci.mean

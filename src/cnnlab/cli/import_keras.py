@@ -12,7 +12,11 @@ from cnnlab.keras_import import import_keras_file
 
 
 def import_keras(
-    file: Path = typer.Argument(..., help="A .py file with Keras Sequential model code."),
+    file: Path = typer.Argument(
+        ...,
+        help="A .py file of Keras code (Sequential or functional), or a model's JSON config "
+        "(a .json file from model.to_json(), or a .keras file).",
+    ),
     output: Path | None = typer.Option(
         None, "-o", "--output", help="Write the spec here instead of printing it."
     ),
@@ -21,11 +25,11 @@ def import_keras(
         None,
         "--index",
         **limits.flag("index"),
-        help="Which Sequential model of the file, from 1 (default: the last).",
+        help="Which model of the file, from 1 (default: the last).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
 ) -> None:
-    """Read Keras Sequential code (never running it) and print the equivalent model spec."""
+    """Read Keras code or a model config (never running it) and print the equivalent spec."""
     if output is not None:
         check_output(file, output, force=force)
     imported = import_keras_file(file, name=name, index=index)
@@ -40,7 +44,7 @@ def import_keras(
     count = len(imported.model_lines)
     typer.echo(
         f"wrote {output}: {imported.spec.name!r}, {len(imported.spec.layers)} layers "
-        f"(Sequential model {imported.index} of {count}, line {imported.line} of {file})"
+        f"({imported.kind} model {imported.index} of {count}, line {imported.line} of {file})"
     )
 
 

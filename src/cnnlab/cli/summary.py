@@ -66,7 +66,7 @@ def summary_table(result: summary.Summary) -> Table:
     table.add_column("FLOPs", justify="right")
     for row in result.rows:
         table.add_row(
-            f"{row.name} ({row.layer_type})",
+            "  " * row.depth + f"{row.name} ({row.layer_type})",
             summary.keras_shape(row.output_shape),
             f"{row.params:,}",
             f"{row.flops:,}",

@@ -19,9 +19,10 @@ A model file (the full format is in docs/spec-format.md):
     [reported]                        # optional figures reported elsewhere
     test_accuracy = 0.9949
 
-Type keys: conv, maxpool, avgpool, dropout, batchnorm, flatten, globalavgpool, dense, activation
-(Keras class names such as Conv2D or MaxPooling2D are accepted, in any case). Options: kernel
-(or kernel_size), strides, padding, activation, use_bias, momentum, epsilon. A study names models
+Type keys are the layer table's (`cnnlab.spec.kinds.KINDS`): conv, separableconv,
+depthwiseconv, maxpool, avgpool, globalavgpool, globalmaxpool, dropout, batchnorm, layernorm,
+flatten, dense, activation, residual (Keras class names such as Conv2D or MaxPooling2D are
+accepted, in any case). A study names models
 (presets or files), seeds, a dataset and training settings, and may generate models from grids
 (`cnnlab.grid`).
 """
@@ -29,33 +30,40 @@ Type keys: conv, maxpool, avgpool, dropout, batchnorm, flatten, globalavgpool, d
 from __future__ import annotations
 
 from cnnlab.spec.files import parse_toml
+from cnnlab.spec.kinds import KINDS, LAYER_TYPES, LayerKind, kind_of
 from cnnlab.spec.model import load_model, model_from_dict, model_from_toml
 from cnnlab.spec.overview import ModelOverview, describe_model
 from cnnlab.spec.study import load_study, parse_seeds, study_from_dict
 from cnnlab.spec.toml_lines import toml_positions
 from cnnlab.spec.types import (
+    ACTIVATION_ALIASES,
     ACTIVATIONS,
     CLASSES,
+    SHORTCUTS,
     Activation,
     AveragePooling2D,
     BatchNormalization,
     Conv2D,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     Layer,
+    LayerNormalization,
     MaxPooling2D,
     ModelSpec,
     OptimizerSpec,
     Padding,
     Pair,
+    Residual,
     SeedRange,
+    SeparableConv2D,
     StudySpec,
     TrainingSpec,
 )
 from cnnlab.spec.vocabulary import (
-    LAYER_TYPES,
     MODEL_KEYS,
     OPTIMIZERS,
     PADDINGS,
@@ -67,6 +75,16 @@ from cnnlab.spec.writer import layer_to_toml, model_to_toml, study_to_toml
 
 __all__ = [
     "ACTIVATIONS",
+    "ACTIVATION_ALIASES",
+    "DepthwiseConv2D",
+    "GlobalMaxPooling2D",
+    "KINDS",
+    "LayerKind",
+    "LayerNormalization",
+    "Residual",
+    "SHORTCUTS",
+    "SeparableConv2D",
+    "kind_of",
     "Activation",
     "AveragePooling2D",
     "BatchNormalization",

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnnlab.spec.types import Conv2D, ModelSpec, Pair
+from cnnlab.spec.types import (
+    Conv2D,
+    DepthwiseConv2D,
+    Layer,
+    ModelSpec,
+    Pair,
+    Residual,
+    SeparableConv2D,
+)
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,11 @@ class ModelOverview:
 
 def describe_model(spec: ModelSpec) -> ModelOverview:
     """The overview of one model (layer counts, kernel sizes, optimizer)."""
-    convs = [layer for layer in spec.layers if isinstance(layer, Conv2D)]
+    convs = [
+        layer
+        for layer in _all_layers(spec.layers)
+        if isinstance(layer, (Conv2D, SeparableConv2D, DepthwiseConv2D))
+    ]
     return ModelOverview(
         name=spec.name,
         layers=len(spec.layers),
@@ -32,3 +44,11 @@ def describe_model(spec: ModelSpec) -> ModelOverview:
         optimizer_params=spec.optimizer.params,
         description=spec.description,
     )
+
+
+def _all_layers(layers: tuple[Layer, ...]) -> list[Layer]:
+    """The layers, those inside residual blocks included, in order."""
+    found: list[Layer] = []
+    for layer in layers:
+        found += _all_layers(layer.layers) if isinstance(layer, Residual) else [layer]
+    return found

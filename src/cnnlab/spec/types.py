@@ -14,21 +14,42 @@ from cnnlab.spec.training import checked_fields
 Padding = Literal["valid", "same"]
 Pair = tuple[int, int]
 
+# Keras 3's activation names (keras/src/activations/__init__.py, ALL_OBJECTS_DICT), each an
+# `activation =` value and a layer; cnnlab.layers.ACTIVATIONS holds their torch modules.
 ACTIVATIONS = (
     "relu",
+    "relu6",
     "sigmoid",
+    "hard_sigmoid",
     "tanh",
+    "hard_tanh",
     "elu",
     "selu",
+    "celu",
     "leaky_relu",
     "gelu",
+    "silu",
+    "hard_silu",
+    "mish",
+    "softplus",
+    "softsign",
+    "log_sigmoid",
+    "tanh_shrink",
+    "exponential",
     "softmax",
     "linear",
 )
+# Keras's other names of the same functions; a spec keeps the name Keras's get_config() writes.
+ACTIVATION_ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 
 # Dense(units=CLASSES) means "as many units as the dataset has classes" (the notebook's
 # `num_classes`), so one spec serves MNIST and any other dataset.
 CLASSES = "classes"
+
+
+# A field added after runs were stored: left out of run keys while it has its default, so
+# studies stored before it was added still resume (cnnlab.store.identity).
+NEW_FIELD = {"omit_default": True}
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,36 @@ class Conv2D:
     strides: Pair = (1, 1)
     padding: Padding = "valid"  # Keras default
     activation: str = "linear"  # Keras default: activation=None
+    use_bias: bool = True
+    # keras/src/layers/convolutional/conv2d.py: dilation_rate=(1, 1); Keras refuses
+    # strides > 1 together with dilation_rate > 1 (base_conv.py), and so does the parser.
+    dilation_rate: Pair = field(default=(1, 1), metadata=NEW_FIELD)
+
+
+@dataclass(frozen=True)
+class SeparableConv2D:
+    """keras/src/layers/convolutional/separable_conv2d.py: its defaults, in its order."""
+
+    filters: int
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    dilation_rate: Pair = (1, 1)
+    depth_multiplier: int = 1
+    activation: str = "linear"
+    use_bias: bool = True
+
+
+@dataclass(frozen=True)
+class DepthwiseConv2D:
+    """keras/src/layers/convolutional/depthwise_conv2d.py: its defaults, in its order."""
+
+    kernel_size: Pair
+    strides: Pair = (1, 1)
+    padding: Padding = "valid"
+    depth_multiplier: int = 1
+    dilation_rate: Pair = (1, 1)
+    activation: str = "linear"
     use_bias: bool = True
 
 
@@ -77,6 +128,18 @@ class GlobalAveragePooling2D:
 
 
 @dataclass(frozen=True)
+class GlobalMaxPooling2D:
+    pass
+
+
+@dataclass(frozen=True)
+class LayerNormalization:
+    # keras/src/layers/normalization/layer_normalization.py: axis=-1 (channels, or units),
+    # epsilon=1e-3, center and scale on.
+    epsilon: float = 1e-3
+
+
+@dataclass(frozen=True)
 class Dense:
     units: int | Literal["classes"]
     activation: str = "linear"
@@ -88,16 +151,40 @@ class Activation:
     activation: str
 
 
+SHORTCUTS = ("identity", "projection", "none")
+
+
+@dataclass(frozen=True)
+class Residual:
+    """A block whose output is activation(layers(x) + shortcut(x)), as in Keras's ResNet v1.
+
+    shortcut: "identity" adds x itself (the layers must keep x's shape); "projection" adds
+    Conv2D(1x1, the block's strides) then BatchNormalization of x, for a block that changes the
+    shape (keras/src/applications/resnet.py, `residual_block_v1`); "none" adds nothing (a plain
+    block: the other level of a plain-vs-residual grid axis). Written out, never inferred, so
+    the file shows the structure and layer names do not depend on the input shape.
+    """
+
+    layers: tuple[Layer, ...]
+    shortcut: str = "identity"
+    activation: str = "linear"  # after the addition; ResNet v1 writes "relu"
+
+
 Layer = Union[  # noqa: UP007 (a runtime alias, kept readable on 3.10)
     Conv2D,
+    SeparableConv2D,
+    DepthwiseConv2D,
     MaxPooling2D,
     AveragePooling2D,
     Dropout,
     BatchNormalization,
+    LayerNormalization,
     Flatten,
     GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
     Dense,
     Activation,
+    Residual,
 ]
 
 

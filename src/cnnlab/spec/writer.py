@@ -6,23 +6,9 @@ from typing import Any
 
 import tomli_w
 
+from cnnlab.spec.kinds import Block, kind_of
 from cnnlab.spec.recipes import KerasObject
-from cnnlab.spec.types import (
-    AveragePooling2D,
-    BatchNormalization,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    GlobalAveragePooling2D,
-    Layer,
-    MaxPooling2D,
-    ModelSpec,
-    OptimizerSpec,
-    Pair,
-    StudySpec,
-    TrainingSpec,
-)
+from cnnlab.spec.types import Layer, ModelSpec, OptimizerSpec, StudySpec, TrainingSpec
 
 
 def model_to_toml(spec: ModelSpec) -> str:
@@ -108,50 +94,31 @@ def _optimizer_toml(optimizer: OptimizerSpec) -> str:
     return _inline([("name", optimizer.name), *optimizer.params])
 
 
-def layer_to_toml(layer: Layer) -> str:
-    """One layer in the compact form: `{ conv = 32, kernel = 3, activation = "relu" }`."""
-    if isinstance(layer, (Flatten, GlobalAveragePooling2D)):
-        return '"flatten"' if isinstance(layer, Flatten) else '"globalavgpool"'
-    if isinstance(layer, BatchNormalization) and layer == BatchNormalization():
-        return '"batchnorm"'
-    return _inline(_layer_fields(layer))
+def layer_to_toml(layer: Layer, indent: str = "  ") -> str:
+    """One layer in the compact form: `{ conv = 32, kernel = 3, activation = "relu" }`.
+
+    The layer table's writer gives the fields; a layer at its defaults whose type key takes
+    `true` is written as a bare string ("flatten"). A block's layers go one per line, indented
+    past `indent` (TOML allows newlines inside an array, even in an inline table).
+    """
+    kind = kind_of(layer)
+    fields = kind.fields(layer)
+    if kind.bare and fields[0][1] is True and layer == kind.spec_type():
+        return f'"{kind.key}"'
+    return _inline(fields, indent)
 
 
-def _layer_fields(layer: Layer) -> list[tuple[str, Any]]:
-    """The layer's type key first, then only the options that differ from Keras's defaults."""
-    if isinstance(layer, Conv2D):
-        fields = [("conv", layer.filters), ("kernel", _short_pair(layer.kernel_size))]
-        if layer.activation != "linear":
-            fields.append(("activation", layer.activation))
-        if layer.padding != "valid":
-            fields.append(("padding", layer.padding))
-        if layer.strides != (1, 1):
-            fields.append(("strides", _short_pair(layer.strides)))
-        return fields + ([("use_bias", False)] if not layer.use_bias else [])
-    if isinstance(layer, (MaxPooling2D, AveragePooling2D)):
-        kind = "maxpool" if isinstance(layer, MaxPooling2D) else "avgpool"
-        fields = [(kind, _short_pair(layer.pool_size))]
-        if layer.strides is not None:
-            fields.append(("strides", _short_pair(layer.strides)))
-        return fields + ([("padding", layer.padding)] if layer.padding != "valid" else [])
-    if isinstance(layer, Dropout):
-        return [("dropout", layer.rate)]
-    if isinstance(layer, BatchNormalization):
-        return [("batchnorm", True), ("momentum", layer.momentum), ("epsilon", layer.epsilon)]
-    if isinstance(layer, Dense):
-        fields = [("dense", layer.units)]
-        fields += [("activation", layer.activation)] if layer.activation != "linear" else []
-        return fields + ([("use_bias", False)] if not layer.use_bias else [])
-    return [("activation", layer.activation)]
-
-
-def _short_pair(pair: Pair) -> int | list[int]:
-    return pair[0] if pair[0] == pair[1] else list(pair)
-
-
-def _inline(fields: list[tuple[str, Any]]) -> str:
-    body = ", ".join(f"{_key(key)} = {_scalar(value)}" for key, value in fields)
+def _inline(fields: list[tuple[str, Any]], indent: str = "") -> str:
+    body = ", ".join(f"{_key(key)} = {_field_value(value, indent)}" for key, value in fields)
     return "{ " + body + " }"
+
+
+def _field_value(value: Any, indent: str) -> str:
+    if not isinstance(value, Block):
+        return _scalar(value)
+    inner = indent + "    "
+    lines = [f"{inner}{layer_to_toml(layer, inner)}," for layer in value]
+    return "[\n" + "\n".join(lines) + f"\n{indent}  ]"
 
 
 def _array(values: list[Any]) -> str:

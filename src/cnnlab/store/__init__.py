@@ -26,6 +26,7 @@ from cnnlab.store.interface import (
     TestMetrics,
     Worker,
     claim_is_stale,
+    count_statuses,
 )
 from cnnlab.store.sqlite import SqliteStore
 
@@ -93,6 +94,7 @@ __all__ = [
     "Worker",
     "canonical_json",
     "claim_is_stale",
+    "count_statuses",
     "labels_hash",
     "open_store",
     "run_key",

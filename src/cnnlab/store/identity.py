@@ -79,10 +79,12 @@ def _jsonable(value: Any) -> Any:
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         # compare=False marks bookkeeping that is not part of the value (a spec's layer_places)
+        # and a field added after runs were stored is left out at its default (their keys stay).
         fields = {
             f.name: _jsonable(getattr(value, f.name))
             for f in dataclasses.fields(value)
             if f.compare
+            and not (f.metadata.get("omit_default") and getattr(value, f.name) == f.default)
         }
         return {"type": type(value).__name__, **fields}
     if isinstance(value, Mapping):

@@ -192,6 +192,14 @@ class RunRecord:
     epochs: tuple[EpochMetrics, ...] = field(default=())
 
 
+def count_statuses(runs: Iterable[RunRecord]) -> dict[str, int]:
+    """How many runs are in each state, every state named (zeros included), in STATUSES order."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for run in runs:
+        counts[run.status] += 1
+    return counts
+
+
 @dataclass(frozen=True)
 class StudyInfo:
     """What the store knows of the study it holds: its name and settings."""

@@ -1,0 +1,211 @@
+"""Import a Keras model's JSON config (`model.to_json()`, or `config.json` in a `.keras` file).
+
+The config is data, read with `json` only; each layer's config goes through the same rules as
+`import-keras` applies to code (the arguments cnnlab builds, the rest refused unless at Keras's
+default), so both importers accept and refuse the same things. Functional configs are graphs
+(each layer's `inbound_nodes`), read by `cnnlab.keras_graph` into chains and residual blocks;
+Keras 3's node format (`keras_history`) and Keras 2's (`[name, node, tensor, kwargs]`) are both
+read. Weights are never read: a `.keras` file's `model.weights.h5` is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from cnnlab import keras_graph, keras_import, spec
+from cnnlab.errors import SpecError
+
+MAX_CONFIG_BYTES = 20_000_000  # a ResNet-152's config is ~1 MB; far above any real one
+
+# Keras's initializer classes that are the defaults cnnlab builds, by the name a call uses.
+_INITIALIZERS = {"GlorotUniform": "glorot_uniform", "Zeros": "zeros", "Ones": "ones"}
+# Config keys that are bookkeeping, not part of what the layer computes.
+_DROPPED = ("name", "build_config", "batch_shape", "sparse", "ragged", "optional")
+
+
+def import_keras_config(path: str | Path, *, name: str | None = None) -> keras_import.ImportedModel:
+    """The model of a `.json` config file or a `.keras` archive, as an `ImportedModel`."""
+    path = Path(path)
+    config = _read(path)
+    where = str(path)
+    model = config.get("config") if isinstance(config, dict) else None
+    kind = config.get("class_name") if isinstance(config, dict) else None
+    if kind not in ("Sequential", "Functional", "Model") or not isinstance(model, dict):
+        raise SpecError(
+            f"{where}: not a Keras model config: expected class_name Sequential or Functional "
+            f"with a config, got {keras_import._show(kind)}"
+        )
+    layers = _sequential(model, where) if kind == "Sequential" else _functional(model, where)
+    model_name = name or _model_name(model, path)
+    imported = spec.ModelSpec(
+        name=model_name,
+        layers=layers,
+        description=f"Imported from the Keras config {path.name}.",
+    )
+    note = (
+        "a config holds no optimizer (compile arguments live elsewhere), so the optimizer is "
+        f"cnnlab's default, {imported.optimizer.name}"
+    )
+    return keras_import.ImportedModel(
+        spec=imported,
+        source=where,
+        line=1,
+        index=1,
+        model_lines=(1,),
+        notes=(note,),
+        kind=f"{kind} config",
+    )
+
+
+def _read(path: Path) -> Any:
+    try:
+        if path.suffix == ".keras" or zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                text = _bounded(archive.open("config.json").read(MAX_CONFIG_BYTES + 1), path)
+        else:
+            with path.open("rb") as stream:
+                text = _bounded(stream.read(MAX_CONFIG_BYTES + 1), path)
+        return json.loads(text)
+    except KeyError:
+        raise SpecError(
+            f"{path}: a .keras file without config.json; save it with model.save"
+        ) from None
+    except (OSError, zipfile.BadZipFile) as error:
+        raise SpecError(
+            f"{path}: cannot read it: {getattr(error, 'strerror', None) or error}"
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError(f"{path}: not a JSON model config: {error}") from None
+
+
+def _bounded(data: bytes, path: Path) -> str:
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SpecError(f"{path}: a config larger than {MAX_CONFIG_BYTES:,} bytes")
+    return data.decode("utf-8")
+
+
+def _model_name(model: dict, path: Path) -> str:
+    name = model.get("name")
+    if isinstance(name, str) and name.strip() and name.isprintable():
+        return name[:200]
+    return path.stem
+
+
+def _layer_entries(model: dict, where: str) -> list[dict]:
+    entries = model.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise SpecError(f"{where}: the model config has no layers list")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+            raise SpecError(
+                f"{where}: a layer entry without a class_name: {keras_import._show(entry)}"
+            )
+    return entries
+
+
+def _sequential(model: dict, where: str) -> tuple[spec.Layer, ...]:
+    layers = [_layer(entry, where) for entry in _layer_entries(model, where)]
+    found = tuple(layer for layer in layers if layer is not None)
+    if not found:
+        raise SpecError(f"{where}: the Sequential config has no layers")
+    return found
+
+
+def _layer(entry: dict, where: str) -> spec.Layer | None:
+    """One layer config through `import-keras`'s rules for the same Keras class."""
+    kind = entry["class_name"]
+    config = entry.get("config") or {}
+    name = config.get("name") or entry.get("name") or "?"
+    if not isinstance(config, dict):
+        raise SpecError(f"{where}: layer {name!r}: its config is not a table")
+    arguments = ", ".join(
+        f"{key}={_python(value)}" for key, value in config.items() if key not in _DROPPED
+    )
+    text = f"{kind}({arguments})"
+    try:
+        return keras_import.layer_from_code(text, filename=where)
+    except SpecError as error:
+        reason = re.sub(rf"^{re.escape(where)}:\d+: ", "", str(error))
+        raise SpecError(f"{where}: layer {name!r} ({kind}): {reason}") from None
+
+
+def _python(value: Any) -> str:
+    """A config value as the Python literal a call would have written."""
+    if isinstance(value, dict) and "class_name" in value:
+        inner = value.get("config") or {}
+        if value["class_name"] == "DTypePolicy":
+            return repr(inner.get("name"))
+        if value["class_name"] in _INITIALIZERS and all(v is None for v in inner.values()):
+            return repr(_INITIALIZERS[value["class_name"]])
+        return repr(f"{value['class_name']}({inner})")  # not a default: refused, shown
+    if isinstance(value, list):
+        return "(" + "".join(f"{_python(item)}, " for item in value) + ")"
+    if isinstance(value, (dict, str, int, float, bool)) or value is None:
+        return repr(value)
+    return repr(str(value))
+
+
+# --- Functional configs: the graph of inbound nodes --------------------------------------------
+
+
+def _functional(model: dict, where: str) -> tuple[spec.Layer, ...]:
+    graph = keras_graph.Graph()
+    tensors: dict[str, keras_graph.Node] = {}
+    for entry in _layer_entries(model, where):
+        name = entry.get("name") or (entry.get("config") or {}).get("name")
+        place = f"{where}: layer {name!r}"
+        sources = _inbound(entry, place)
+        if entry["class_name"] == "InputLayer":
+            tensors[name] = graph.input(place)
+        elif entry["class_name"] == "Add":
+            tensors[name] = graph.add(tuple(_tensor(tensors, s, place) for s in sources), place)
+        else:
+            layer = _layer(entry, where)
+            if len(sources) != 1:
+                raise SpecError(f"{place}: applied to {len(sources)} tensors; cnnlab reads one")
+            tensors[name] = graph.apply(layer, _tensor(tensors, sources[0], place), place)  # type: ignore[arg-type]
+    inputs = [_tensor(tensors, n, where) for n in _endpoints(model.get("input_layers"), where)]
+    outputs = _endpoints(model.get("output_layers"), where)
+    if len(outputs) != 1:
+        raise SpecError(f"{where}: the model has {len(outputs)} outputs; cnnlab models have one")
+    return graph.layers(inputs, _tensor(tensors, outputs[0], where))
+
+
+def _tensor(tensors: dict[str, keras_graph.Node], name: str, place: str) -> keras_graph.Node:
+    if name not in tensors:
+        raise SpecError(f"{place}: takes the output of {name!r}, which no earlier layer makes")
+    return tensors[name]
+
+
+def _inbound(entry: dict, place: str) -> list[str]:
+    """The names of the layers whose outputs this layer takes (one call of the layer only)."""
+    nodes = entry.get("inbound_nodes") or []
+    if len(nodes) > 1:
+        raise SpecError(f"{place}: the layer is called {len(nodes)} times (shared weights)")
+    if not nodes:
+        return []
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3: {"args": [tensor or [tensors]], "kwargs": {...}}
+        return [history[0] for history in _histories(node.get("args"))]
+    return [item[0] for item in node if isinstance(item, list) and item]  # Keras 2
+
+
+def _histories(value: Any) -> list[list]:
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        return [value["config"]["keras_history"]]
+    if isinstance(value, list):
+        return [history for item in value for history in _histories(item)]
+    return []
+
+
+def _endpoints(value: Any, where: str) -> list[str]:
+    """input_layers / output_layers: ["name", 0, 0] for one, [["name", 0, 0], ...] for more."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return [value[0]]
+    if isinstance(value, list) and all(isinstance(item, list) and item for item in value):
+        return [item[0] for item in value]
+    raise SpecError(f"{where}: the config's input_layers / output_layers are not readable")
