@@ -144,7 +144,6 @@ def test_each_epochs_learning_rate_is_the_schedules_value_at_the_steps_taken(mni
     steps = 5  # ceil(540 / 128)
     expected = [learning_rate_at(training.learning_rate_schedule, e * steps) for e in (1, 2)]
     assert [r.learning_rate for r in result.history] == pytest.approx(expected)
-    assert result.keras_history["learning_rate"] == pytest.approx(expected)
 
 
 def test_test_metrics_come_from_the_restored_best_epochs_weights(mnist):

@@ -134,7 +134,7 @@ class TrainResult:
     @property
     def keras_history(self) -> dict[str, list[float]]:
         """The history as Keras's `History.history`: {"loss": [...], "val_loss": [...], ...}."""
-        keys = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
         return {
             key: [getattr(record, key) for record in self.history]
             for key in keys
