@@ -211,7 +211,9 @@ def interrupt(command: tuple, jobs: str) -> None:
     child = start(*command, "--jobs", jobs)
     signal_when(command[1], child, signal.SIGINT, lambda s: "pending" in s.statuses)
     out, err = child.communicate(timeout=120)
-    assert child.returncode == 130, (out, err)
+    # A shell shows both as $? = 130. Once in about five clean runs the process ended by SIGINT
+    # itself after printing its message (seen 2026-12-03, not yet explained; see the issue notes).
+    assert child.returncode in (130, -signal.SIGINT), (out, err)
     assert "interrupted: finished runs are kept" in err
     with open_store(command[1]) as store:
         statuses = [run.status for run in store.list_runs()]
