@@ -299,3 +299,39 @@ def test_killing_the_driver_then_running_again_loses_no_finished_epoch(
     assert len(after) == EPOCHS
     for epoch, at in before.items():
         assert after[epoch] == at
+
+
+def test_a_run_whose_ray_retries_are_spent_is_pending_again_and_resumes_later(
+    cluster, study_file, tmp_path, mnist_dir, capsys, monkeypatch
+):
+    from cnnlab import ray_executor
+
+    monkeypatch.setattr(ray_executor, "TASK_RETRIES", 0)  # the node's loss spends them all
+    ray_cluster, workers = cluster
+    directory = tmp_path / "study"
+    driving = in_thread(lambda: on_ray(study_file, directory, mnist_dir))
+    wait_for(
+        lambda: (directory / STORE_FILENAME).exists() and len(epoch_records(directory)) >= 1,
+        "an epoch recorded",
+    )
+    key = study.study_runs(directory)[0].key
+    node = wait_for(lambda: node_dir_of(workers, key), "the node training the run")
+    ray_cluster.remove_node(node, allow_graceful=False)
+    try:
+        outcome = joined(driving)
+    finally:
+        ray_cluster.add_node(num_cpus=1, **node_options(workers[node]))
+    # Given back, not failed: no --retry-failed needed, and the finished epochs stay.
+    assert outcome.counts["failed"] == 0 and outcome.counts["pending"] == 1
+    (run,) = study.study_runs(directory)
+    assert run.status == "pending"
+    before = epoch_records(directory)
+    assert len(before) >= 1
+
+    monkeypatch.setattr(ray_executor, "TASK_RETRIES", 3)
+    resumed = joined(in_thread(lambda: on_ray(study_file, directory, mnist_dir)))
+    assert resumed.counts["done"] == 1
+    after = epoch_records(directory)
+    assert len(after) == EPOCHS
+    for epoch, at in before.items():  # resumed from its last checkpoint, not from epoch 0
+        assert after[epoch] == at
