@@ -406,6 +406,15 @@ def test_status_of_a_directory_without_a_study_says_how_to_start_one(tmp_path):
         study.study_status(tmp_path / "nothing")
 
 
+def test_an_empty_study_path_is_refused_instead_of_read_as_the_working_directory(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    open_store(tmp_path).close()  # a study here: "" must still not mean "."
+    with pytest.raises(StudyError, match="no study directory given"):
+        study.study_status("")
+
+
 def test_read_commands_leave_a_file_that_is_no_study_untouched(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_bytes(b"")

@@ -42,6 +42,8 @@ def open_existing_store(directory: str | Path) -> Iterator[Store]:
 
     A bare study name finds `studies/<name>`, where `cnnlab run` puts it by default.
     """
+    if not str(directory).strip():  # Path("") is "." and would look there
+        raise StudyError("no study directory given (an empty path): name the study's directory")
     given = Path(directory).expanduser()
     path = given if given.is_file() else study_directory(directory)
     store_path = path / STORE_FILENAME if path.is_dir() else path
