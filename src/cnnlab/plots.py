@@ -148,8 +148,8 @@ def stopped_epoch(run: RunRecord) -> int | None:
 
 
 def kept_epoch(run: RunRecord) -> int | None:
-    """The epoch whose weights a finished run was tested with when it is not simply the last
-    one: EarlyStopping's best epoch under restore_best_weights (Keras's on_train_end)."""
+    """The epoch whose weights a finished run was tested with under restore_best_weights:
+    EarlyStopping's best (Keras's on_train_end restores it). None: tested as it ended."""
     early = run.training.get("early_stopping") or {}
     if run.status != "done" or not early.get("restore_best_weights"):
         return None
@@ -795,23 +795,30 @@ def draw_learning_rates(rates: Sequence[ModelRates]) -> Figure:
         ax.set_xlabel("epoch", fontsize=8)
         if logarithmic:
             ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.yaxis.set_major_formatter(PLAIN_NUMBER)
             ax.yaxis.set_minor_formatter(NullFormatter())
         if not model.rates:
             ax.text(0.5, 0.5, "no rates recorded", ha="center", va="center",
                     transform=ax.transAxes, color="gray", fontsize=7)  # fmt: skip
-    if values:
-        low, high = min(values), max(values)
-        pad = (high / low) ** 0.05 if logarithmic and high > low else None
-        if pad is not None:
-            for ax in axes:
-                ax.set_ylim(low / pad, high * pad)
-        elif high > low:
-            for ax in axes:
-                ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    _share_rate_range(axes, values, logarithmic)
     if axes:
         axes[0].set_ylabel("learning rate (end of epoch)", fontsize=8)
     return fig
+
+
+def _share_rate_range(axes: Sequence[Any], values: Sequence[float], logarithmic: bool) -> None:
+    """One y-range for every panel, with 5 % of it (on a log axis, of its span) as room."""
+    if not values or min(values) == max(values):
+        return
+    low, high = min(values), max(values)
+    if logarithmic:
+        room = (high / low) ** 0.05
+        limits = (low / room, high * room)
+    else:
+        room = 0.05 * (high - low)
+        limits = (low - room, high + room)
+    for ax in axes:
+        ax.set_ylim(*limits)
 
 
 def _overview_named(curves: Sequence[ModelCurves]) -> list[str]:
