@@ -182,6 +182,94 @@ def test_each_schedule_gives_keras_rates_at_chosen_steps(case):
     assert ours == pytest.approx(KERAS[case], rel=2e-6, abs=1e-9)
 
 
+# CosineDecay's warm-up as Keras 3 defines it (learning_rate_schedule.py, CosineDecay.__call__):
+# linear from initial_learning_rate to warmup_target over warmup_steps, then the cosine from
+# warmup_target down to alpha * warmup_target over decay_steps, the step capped at
+# warmup_steps + decay_steps. Values from Keras 3.15.1 (torch backend) in /work/kerasenv; the
+# steps cross the warm-up's end (200), the decay's end (1200) and go past it.
+WARMUP_STEPS = [*STEPS[:13], 1199, 1200, 1201, 2500]  # 0 ... 1001, then the decay's end
+WARMUPS = {
+    "from_a_rate_with_alpha": (
+        {"initial_learning_rate": 0.01, "alpha": 0.1, "warmup_target": 0.1, "warmup_steps": 200},
+        [
+            0.009999999776482582,
+            0.010449999943375587,
+            0.032499998807907104,
+            0.054999999701976776,
+            0.05544999986886978,
+            0.07750000059604645,
+            0.09955000132322311,
+            0.10000000149011612,
+            0.09999977797269821,
+            0.08145033568143845,
+            0.018677502870559692,
+            0.01859423518180847,
+            0.018511315807700157,
+            0.01000022329390049,
+            0.010000000707805157,
+            0.010000000707805157,
+            0.010000000707805157,
+        ],
+    ),
+    "down_to_a_lower_target": (
+        {"initial_learning_rate": 0.05, "alpha": 0.2, "warmup_target": 0.01, "warmup_steps": 100},
+        [
+            0.05000000074505806,
+            0.04960000142455101,
+            0.030000001192092896,
+            0.009999999776482582,
+            0.00999997928738594,
+            0.009950753301382065,
+            0.009808090515434742,
+            0.009804225526750088,
+            0.009800323285162449,
+            0.007236067671328783,
+            0.002199675887823105,
+            0.0021957741118967533,
+            0.002191909123212099,
+            0.0020000000949949026,
+            0.0020000000949949026,
+            0.0020000000949949026,
+            0.0020000000949949026,
+        ],
+    ),
+    # warmup_target without warm-up steps: the decay starts from warmup_target, not the
+    # initial rate.
+    "target_without_steps": (
+        {"initial_learning_rate": 0.05, "alpha": 0.2, "warmup_target": 0.1},
+        [
+            0.10000000149011612,
+            0.09999980032444,
+            0.09950753301382065,
+            0.09804226458072662,
+            0.09800323843955994,
+            0.09564026445150375,
+            0.09243438392877579,
+            0.09236067533493042,
+            0.09228665381669998,
+            0.05999999865889549,
+            0.020000198855996132,
+            0.020000001415610313,
+            0.020000001415610313,
+            0.020000001415610313,
+            0.020000001415610313,
+            0.020000001415610313,
+            0.020000001415610313,
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WARMUPS))
+def test_cosine_decay_warms_up_and_decays_from_warmup_target_as_keras_does(case):
+    arguments, keras = WARMUPS[case]
+    schedule = resolve_schedule(
+        {"name": "CosineDecay", "decay_steps": 1000, **arguments}, ("learning_rate_schedule",)
+    )
+    ours = [learning_rate_at(schedule, step) for step in WARMUP_STEPS]
+    assert ours == pytest.approx(keras, rel=2e-6, abs=1e-9)
+
+
 # (loss, val_loss, accuracy, val_accuracy) per epoch, fed to Keras's EarlyStopping and ours.
 HISTORY = [
     (1.0, 0.9, 0.5, 0.6),

@@ -44,6 +44,51 @@ def test_a_step_beyond_the_memory_available_is_refused_with_both_figures(monkeyp
     assert small.total < 200e6
 
 
+def test_stacked_seeds_need_each_seeds_share_of_a_step():
+    wide = summary.summarize(WIDE, (28, 28, 1), 10)
+    one = memory.estimate_step_memory(wide, 64, "fp32")
+    five = memory.estimate_step_memory(wide, 64, "fp32", seeds=5)
+    assert (five.params, five.activations, five.gradients) == (
+        5 * one.params,
+        5 * one.activations,
+        5 * one.gradients,
+    )
+
+
+def test_stacked_seeds_beyond_the_memory_left_are_refused_with_both_figures(monkeypatch):
+    wide = summary.summarize(WIDE, (28, 28, 1), 10)
+    one = memory.estimate_step_memory(wide, 64, "fp32").total
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: int(2.5 * one))
+    assert memory.stacking_refused(wide, 64, "fp32", 2) is None
+    note = memory.stacking_refused(wide, 64, "fp32", 3)
+    assert note == (
+        f"--stack-seeds: the 3 seeds stacked need at least {3 * one / 1e9:,.1f} GB per training "
+        f"step, more than the {2.5 * one / 1e9:,.1f} GB of cpu memory available; trained one "
+        "after another instead"
+    )
+
+
+@pytest.mark.slow
+def test_stacked_seeds_that_do_not_fit_train_one_after_another_and_say_so(monkeypatch, mnist_dir):
+    from cnnlab.data import load_dataset
+    from cnnlab.multiseed import train_seeds
+
+    tiny = spec.model_from_dict(
+        {"name": "tiny", "layers": ["flatten", {"dense": "classes", "activation": "softmax"}]}
+    )
+    one = memory.estimate_step_memory(summary.summarize(tiny, (28, 28, 1), 10), 64, "fp32")
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: int(1.5 * one.total))
+    mnist = load_dataset("mnist", data_dir=mnist_dir)
+    options = {"epochs": 1, "train_limit": 256, "batch_size": 64, "progress": "quiet"}
+    results = train_seeds(tiny, mnist, seeds=[0, 1], **options, device="cpu")
+    assert [r.status for r in results] == ["done", "done"]
+    for result in results:
+        assert any("trained one after another instead" in note for note in result.notes)
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: int(3 * one.total))
+    stacked = train_seeds(tiny, mnist, seeds=[0, 1], **options, device="cpu")
+    assert all(not result.notes for result in stacked)
+
+
 # Under a 4 GiB address-space limit, before the fix torch tried the 13 GB and failed inside its
 # allocator (a 'failed' run, exit 1); now nothing close to that is allocated.
 TRAIN_UNDER_LIMIT = """

@@ -49,6 +49,101 @@ def test_runs_without_validation_have_no_validation_curve():
         plots.model_curves("m", runs, "f1")
 
 
+def early_stopped(seed: int, val_losses: list[float], *, stopped=None, best=None, restore=True):
+    """A finished run of seed/model-1 under EarlyStopping, with these validation losses."""
+    epochs = tuple(
+        epoch(i + 1, loss=1.0 / (i + 1), val_loss=v, learning_rate=0.1 / 2**i)
+        for i, v in enumerate(val_losses)
+    )
+    run = record("m", seed, spec="seed/model-1", epochs=epochs, stopped_epoch=stopped)
+    early = {"name": "EarlyStopping", "monitor": "val_loss", "restore_best_weights": restore}
+    training = {**run.training, "early_stopping": early}
+    return dataclasses.replace(run, best_epoch=best, training=training)
+
+
+def test_curves_mark_each_runs_stopped_epoch_and_kept_epoch_at_its_own_value():
+    runs = [
+        early_stopped(0, [0.5, 0.3, 0.4], stopped=3, best=2),
+        early_stopped(1, [0.6, 0.35, 0.3, 0.32], best=3),  # ran every epoch, kept its best
+        early_stopped(2, [0.5, 0.4], stopped=2, best=1, restore=False),  # tested as it ended
+    ]
+    curves = plots.model_curves("m", runs, "loss")
+    assert curves.stopped == (plots.RunMark(0, 3, 0.4), plots.RunMark(2, 2, 0.4))
+    assert curves.kept == (plots.RunMark(0, 2, 0.3), plots.RunMark(1, 3, 0.3))
+    train_marks = plots.model_curves("m", runs, "accuracy").kept
+    assert [m.value for m in train_marks] == [0.98, 0.98]  # the validation accuracy there
+    failed = dataclasses.replace(runs[0], status="failed")  # its stopped_epoch: where it broke
+    assert plots.stopped_epoch(failed) is None and plots.kept_epoch(failed) is None
+
+
+def test_a_band_past_a_runs_stop_is_over_fewer_seeds_and_drawn_faint():
+    runs = [early_stopped(0, [0.5, 0.3], stopped=2, best=2), early_stopped(1, [0.6, 0.4, 0.2])]
+    curves = plots.model_curves("m", runs, "loss")
+    assert curves.validation.seeds == (2, 2, 1)  # the stopped run does not go on
+    assert curves.validation.mean == pytest.approx((0.55, 0.35, 0.2))
+    assert plots.fewer_seeds_from(curves.validation) == 2
+    (panel,) = [ax for ax in plots.draw_model_curves([curves]).axes if ax.get_visible()]
+    solid = [line for line in panel.lines if line.get_label() == "validation"]
+    faint = [line for line in panel.lines if line.get_alpha() == plots.FEWER_SEEDS_ALPHA]
+    assert list(solid[0].get_xdata()) == [1, 2]  # every seed's epochs only
+    assert [list(line.get_xdata()) for line in faint] == [[2, 3], [2, 3]]  # train, validation
+
+
+def test_the_marks_are_drawn_with_legend_entries_only_when_some_run_has_them():
+    runs = [early_stopped(0, [0.5, 0.3, 0.4], stopped=3, best=2), early_stopped(1, [0.6, 0.4])]
+    curves = plots.curves_by_model(runs, ["m"], "loss")
+    fig = plots.draw_model_curves(curves)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["train", "validation", "stopped early", "weights kept", "fewer seeds"]
+    (panel,) = [ax for ax in fig.axes if ax.get_visible()]
+    crosses = [line for line in panel.lines if line.get_marker() == "X"]
+    stars = [line for line in panel.lines if line.get_marker() == "*"]
+    assert [(list(c.get_xdata()), list(c.get_ydata())) for c in crosses] == [([3], [0.4])]
+    assert [(list(c.get_xdata()), list(c.get_ydata())) for c in stars] == [([2], [0.3])]
+    overview = plots.draw_validation_overview(curves).axes[0]
+    assert [t.get_text() for t in overview.get_legend().get_texts()] == [
+        "m",
+        "stopped early",
+        "weights kept",
+        "fewer seeds",
+    ]
+    assert any(line.get_marker() == "X" for line in overview.lines)
+    plain = plots.curves_by_model([record("m", 0, spec="seed/model-1")], ["m"], "loss")
+    assert [t.get_text() for t in plots.draw_model_curves(plain).legends[0].get_texts()] == [
+        "train",
+        "validation",
+    ]
+
+
+# -- learning rates ------------------------------------------------------------------------------
+
+
+def test_learning_rates_are_one_line_per_seed_and_change_only_where_some_rate_moved():
+    runs = [early_stopped(0, [0.5, 0.3, 0.4], stopped=3), early_stopped(1, [0.6, 0.4])]
+    (rates,) = plots.rates_by_model(runs, ["m"])
+    assert rates.seeds == (0, 1) and rates.epochs == ((1, 2, 3), (1, 2))
+    assert rates.rates == ((0.1, 0.05, 0.025), (0.1, 0.05)) and rates.changes
+    rate_one = (epoch(1, learning_rate=1.0), epoch(2, learning_rate=1.0))
+    steady = [record("a", 0, spec="seed/model-1", epochs=rate_one)]
+    steady.append(record("b", 0, spec="seed/model-1", epochs=(epoch(1, learning_rate=0.001),)))
+    constant = plots.rates_by_model(steady, ["a", "b"])
+    assert not any(r.changes for r in constant)
+    assert plots.constant_rates(constant) == {1.0: 1, 0.001: 1}
+    # Epochs stored before rates were recorded have none.
+    unrecorded = plots.rates_by_model([record("a", 0, spec="seed/model-1")], ["a"])
+    assert unrecorded[0].rates == ()
+
+
+def test_learning_rates_use_a_log_axis_only_for_positive_rates_spanning_a_decade():
+    decaying = plots.ModelRates("m", (0,), ((1, 2, 3),), ((0.1, 0.01, 0.001),))
+    (ax,) = plots.draw_learning_rates([decaying]).axes
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] < 0.001 < 0.1 < ax.get_ylim()[1]
+    halving = plots.ModelRates("m", (0,), ((1, 2),), ((0.1, 0.05),))
+    assert plots.draw_learning_rates([halving]).axes[0].get_yscale() == "linear"
+    to_zero = plots.ModelRates("m", (0,), ((1, 2),), ((0.1, 0.0),))  # CosineDecay's end
+    assert plots.draw_learning_rates([to_zero]).axes[0].get_yscale() == "linear"
+
+
 # -- Pareto front --------------------------------------------------------------------------------
 
 

@@ -22,12 +22,15 @@ from cnnlab import plots, study
 from cnnlab.cli import main
 from cnnlab.report import (
     CONTENT_SECURITY_POLICY,
+    CURVE_PAGE,
     build_report,
+    rate_figures,
     read_study,
     read_weights,
     study_table,
 )
 from cnnlab.table import stored_spec
+from test_table import epoch, record
 
 # Three cheap seed models (the notebook's 3-, 5- and 8-conv 3x3 designs), two seeds, one epoch
 # on 2000 images: a real study in a few seconds.
@@ -59,6 +62,30 @@ batch_size = 64
 validation = 0.1
 """
 XSS_NAME = "<script>alert(1)</script>"
+
+# EarlyStopping that must stop after epoch 2 (no later epoch beats the first by 10) and keep
+# epoch 1's weights, under a schedule that halves the rate every epoch (8 steps of 64 images).
+RECIPE_STUDY = """
+name = "recipe"
+seeds = 2
+[[model]]
+name = "dense"
+optimizer = "adam"
+layers = [
+  "flatten", { dense = 16, activation = "relu" }, { dense = "classes", activation = "softmax" },
+]
+[training]
+epochs = 3
+batch_size = 64
+validation = 0.1
+early_stopping = { patience = 0, min_delta = 10, restore_best_weights = true }
+[training.learning_rate_schedule]
+name = "ExponentialDecay"
+initial_learning_rate = 0.01
+decay_steps = 8
+decay_rate = 0.5
+staircase = true
+"""
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +129,21 @@ def odd_study(tmp_path_factory, mnist_dir) -> Path:
 @pytest.fixture(scope="module")
 def odd_report(odd_study, mnist_dir) -> Path:
     return build_report(odd_study, data_dir=mnist_dir)
+
+
+@pytest.fixture(scope="module")
+def recipe_study(tmp_path_factory, mnist_dir) -> Path:
+    root = tmp_path_factory.mktemp("recipe")
+    (root / "recipe.toml").write_text(RECIPE_STUDY)
+    directory = root / "study"
+    study.run_study(
+        root / "recipe.toml",
+        directory=directory,
+        train_limit=560,
+        data_dir=mnist_dir,
+        progress="quiet",
+    )
+    return directory
 
 
 def page_images(page: Path) -> list[bytes]:
@@ -182,6 +224,54 @@ def test_a_script_without_a_main_guard_still_gets_its_report_and_is_told_why(
     assert "needs `if __name__ == '__main__':`" in done.stderr
     drawn = sorted(p.name for p in (copy / "report" / "plots").glob("*.png"))
     assert drawn == sorted(p.name for p in (seed_report.parent / "plots").glob("*.png"))
+
+
+def test_a_constant_learning_rate_is_one_sentence_and_no_plot(seed_report):
+    text = seed_report.read_text()
+    assert "The learning rate stayed at 1 in every run." in text  # Adadelta's, in Keras 2
+    assert not list((seed_report.parent / "plots").glob("learning-rate*"))
+    assert "EarlyStopping" not in text  # no marks to explain
+
+
+def test_rates_are_a_sentence_when_constant_and_a_paged_figure_when_they_move():
+    def run(model: str, *rates: float):
+        epochs = tuple(epoch(i + 1, learning_rate=r) for i, r in enumerate(rates))
+        return record(model, 0, spec="seed/model-1", epochs=epochs)
+
+    steady = [run("a", 1.0, 1.0), run("b", 0.001), run("c", 1.0)]
+    jobs, folded, text = rate_figures(steady, [["a", "b", "c"]], 3)
+    assert (jobs, folded) == ([], set())
+    assert text == " The learning rate stayed constant in every run: 1 (2 models), 0.001 (1 model)."
+    names = [f"m{i}" for i in range(CURVE_PAGE + 1)]
+    moving = [run(name, 0.1, 0.05) for name in names]
+    pages = [names[:CURVE_PAGE], names[CURVE_PAGE:]]
+    jobs, folded, text = rate_figures(moving, pages, len(names))
+    assert [job.stem for job in jobs] == ["learning-rate", "learning-rate-2"]
+    assert folded == {"learning-rate-2"} and "changed during training" in text
+    assert [r.model for r in jobs[1].data[0]] == [names[-1]]
+
+
+def test_an_early_stopped_study_marks_stopped_and_kept_epochs_and_plots_its_rates(
+    recipe_study, mnist_dir
+):
+    results = read_study(recipe_study, data_dir=mnist_dir)
+    assert [(r.status, len(r.epochs), r.stopped_epoch, r.best_epoch) for r in results.runs] == [
+        ("done", 2, 2, 1),
+        ("done", 2, 2, 1),
+    ]
+    curves = plots.model_curves("dense", results.runs, "loss")
+    assert [(m.seed, m.epoch) for m in curves.stopped] == [(0, 2), (1, 2)]
+    assert [(m.seed, m.epoch) for m in curves.kept] == [(0, 1), (1, 1)]
+    (rates,) = plots.rates_by_model(results.runs, ["dense"])
+    assert rates.rates == ((0.005, 0.0025), (0.005, 0.0025))  # after 8 and 16 steps
+    page = build_report(recipe_study, data_dir=mnist_dir)
+    text = html.unescape(page.read_text())
+    results_section = text[text.index('<section id="results">') :].split("</section>")[0]
+    assert "Test accuracy and loss come from the weights each run kept" in results_section
+    assert "the statistics compare the runs as trained" in results_section
+    assert "a cross marks the epoch a run stopped after" in text
+    assert "Learning rate as each epoch ended, one line per seed" in text
+    assert (page.parent / "plots" / "learning-rate.png").is_file()
 
 
 def test_violins_name_every_weighted_layer_of_the_trained_checkpoint(seed_study, mnist_dir):

@@ -43,6 +43,8 @@ def test_runs_epochs_format_csv_and_json_print_the_epoch_table(trained_study, ca
     assert main(["runs", str(trained_study), "--epochs", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 16 and rows[0]["epoch"] == "1" and float(rows[0]["val_accuracy"]) > 0
+    rates = {(row["model"], float(row["learning_rate"])) for row in rows}
+    assert rates == {("conv", 0.001), ("dense", 0.05)}  # Adam's default, the file's SGD rate
     assert main(["runs", str(trained_study), "--format", "json"]) == 0
     runs = json.loads(capsys.readouterr().out)
     assert len(runs) == 4 and {"best_epoch", "test_accuracy", "batch_size"} <= set(runs[0])

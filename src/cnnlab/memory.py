@@ -41,17 +41,23 @@ class StepMemory:
         return self.params + self.activations + self.gradients
 
 
-def estimate_step_memory(summary: Summary, batch_size: int, precision: str) -> StepMemory:
-    """The floor of a training step's peak memory for this model, batch and precision."""
+def estimate_step_memory(
+    summary: Summary, batch_size: int, precision: str, *, seeds: int = 1
+) -> StepMemory:
+    """The floor of a training step's peak memory for this model, batch and precision.
+
+    seeds: how many seeds one step trains (`--stack-seeds`): the stacked network holds every
+    seed's weights and optimizer state, and each layer's output for every seed's batch.
+    """
     width = ACTIVATION_BYTES.get(precision, 4)
     sizes = [math.prod(summary.input_shape)] + [
         math.prod(row.output_shape) for row in summary.rows if row.layer_type not in VIEWS
     ]
     largest = sorted(sizes, reverse=True)[:2]
     return StepMemory(
-        params=summary.total_params * PARAM_BYTES,
-        activations=batch_size * sum(sizes) * width,
-        gradients=batch_size * sum(largest) * width,
+        params=seeds * summary.total_params * PARAM_BYTES,
+        activations=seeds * batch_size * sum(sizes) * width,
+        gradients=seeds * batch_size * sum(largest) * width,
     )
 
 
@@ -72,7 +78,8 @@ def check_step_fits(
     name: str, summary: Summary, batch_size: int, precision: str, device_type: str = "cpu",
     index: int | None = None,
 ) -> StepMemory:  # fmt: skip
-    """Refuse, in one line with both figures, a step that cannot fit in the memory left."""
+    """Refuse, in one line with both figures, a step of one seed that cannot fit in the memory
+    left (stacked seeds that do not fit train one after another: `stacking_refused`)."""
     need = estimate_step_memory(summary, batch_size, precision)
     have = available_bytes(device_type, index)
     if have is not None and need.total > have:
@@ -84,6 +91,23 @@ def check_step_fits(
             "smaller batch size or model"
         )
     return need
+
+
+def stacking_refused(
+    summary: Summary, batch_size: int, precision: str, seeds: int, device_type: str = "cpu",
+    index: int | None = None,
+) -> str | None:  # fmt: skip
+    """Why `seeds` seeds stacked into one step cannot fit in the memory left, as a note (None:
+    they fit). One seed at a time may still fit: the caller trains them so instead."""
+    need = estimate_step_memory(summary, batch_size, precision, seeds=seeds)
+    have = available_bytes(device_type, index)
+    if have is None or need.total <= have:
+        return None
+    return (
+        f"--stack-seeds: the {seeds} seeds stacked need at least {_gb(need.total)} per training "
+        f"step, more than the {_gb(have)} of {device_type} memory available; trained one after "
+        "another instead"
+    )
 
 
 def _gb(size: int) -> str:

@@ -58,6 +58,12 @@ NEAR_CHANCE_FACTOR = 2.0  # accuracy at most twice chance (20 % of 10 classes): 
 LOSS_CAP_FACTOR = 3.0  # loss axes end at 3 x ln(classes): an exploding epoch stays off-scale
 MAX_POINT_LABELS = 30  # cost plots name at most this many points, the front first
 CHANCE_STYLE = {"color": "0.35", "linestyle": ":", "linewidth": 1.0}
+# EarlyStopping's epochs on the curves: a cross where a run stopped, a star at the weights kept.
+STOPPED_STYLE = {"marker": "X", "markersize": 6, "markeredgecolor": "black", "linestyle": ""}
+KEPT_STYLE = {"marker": "*", "markersize": 9, "markeredgecolor": "black", "linestyle": ""}
+LEGEND_ENTRIES_PER_PANEL = 2  # legend entries a panel's width holds side by side at 7 pt
+LEGEND_ROW_HEIGHT = 0.18  # inches each further row of the legend adds above the panels
+FEWER_SEEDS_ALPHA = 0.35  # the mean past the epoch where a first run stopped: fewer seeds in it
 # Log axes label 2e5 as "2x10^5" by default; "200,000" reads at a glance.
 PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 10 else f"{value:g}")
 
@@ -77,13 +83,26 @@ class Band:
 
 
 @dataclass(frozen=True)
+class RunMark:
+    """One run's epoch marked on its model's curve: the epoch EarlyStopping stopped it after,
+    or the epoch whose weights it kept and was tested with (restore_best_weights)."""
+
+    seed: int
+    epoch: int
+    value: float  # the run's own value there, on the curve the marks sit on
+
+
+@dataclass(frozen=True)
 class ModelCurves:
-    """One model's training and validation curves of one metric ("loss" or "accuracy")."""
+    """One model's training and validation curves of one metric ("loss" or "accuracy"); the
+    marks sit on the validation curve, or on the training curve where there is none."""
 
     model: str
     metric: str
     train: Band
     validation: Band | None  # None when the runs trained without validation
+    stopped: tuple[RunMark, ...] = ()
+    kept: tuple[RunMark, ...] = ()
 
 
 def metric_band(per_run: Sequence[Mapping[int, float]]) -> Band:
@@ -111,13 +130,101 @@ def model_curves(model: str, runs: Sequence[RunRecord], metric: str = "loss") ->
         if any(getattr(e, f"val_{metric}") is not None for e in run.epochs)
     ]
     val = [{e: v for e, v in values.items() if v is not None} for values in val]
-    return ModelCurves(model, metric, metric_band(train), metric_band(val) if val else None)
+    key = f"val_{metric}" if val else metric
+    return ModelCurves(
+        model,
+        metric,
+        metric_band(train),
+        metric_band(val) if val else None,
+        stopped=_marks(used, stopped_epoch, key),
+        kept=_marks(used, kept_epoch, key),
+    )
+
+
+def stopped_epoch(run: RunRecord) -> int | None:
+    """The epoch EarlyStopping stopped a finished run after; None when it ran every epoch
+    (a failed or diverged run's stopped_epoch is where it broke, not a stop)."""
+    return run.stopped_epoch if run.status == "done" else None
+
+
+def kept_epoch(run: RunRecord) -> int | None:
+    """The epoch whose weights a finished run was tested with under restore_best_weights:
+    EarlyStopping's best (Keras's on_train_end restores it). None: tested as it ended."""
+    early = run.training.get("early_stopping") or {}
+    if run.status != "done" or not early.get("restore_best_weights"):
+        return None
+    return run.best_epoch
+
+
+def _marks(
+    runs: Sequence[RunRecord], epoch_of: Callable[[RunRecord], int | None], key: str
+) -> tuple[RunMark, ...]:
+    """Each run's mark at `epoch_of(run)`, at its own `key` value there (none where unknown)."""
+    marks = []
+    for run in runs:
+        wanted = epoch_of(run)
+        record = next((e for e in run.epochs if e.epoch == wanted), None)
+        value = getattr(record, key) if record is not None else None
+        if value is not None and math.isfinite(value):
+            marks.append(RunMark(run.seed, record.epoch, float(value)))  # type: ignore[union-attr]
+    return tuple(marks)
 
 
 def curves_by_model(
     runs: Sequence[RunRecord], models: Sequence[str], metric: str
 ) -> tuple[ModelCurves, ...]:
     return tuple(model_curves(model, runs, metric) for model in models)
+
+
+# -- learning rates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRates:
+    """One model's learning rate as each epoch ended, one line per run (seed): runs of a model
+    share a schedule, but ReduceLROnPlateau lowers each seed's rate on its own history."""
+
+    model: str
+    seeds: tuple[int, ...]
+    epochs: tuple[tuple[int, ...], ...]  # per run
+    rates: tuple[tuple[float, ...], ...]  # per run
+
+    @property
+    def changes(self) -> bool:
+        """Whether the rate moved in some run of this model."""
+        return any(len(set(rates)) > 1 for rates in self.rates)
+
+
+def model_rates(model: str, runs: Sequence[RunRecord]) -> ModelRates:
+    """The recorded learning rates of one model's runs (epochs stored before rates were
+    recorded have none, and are left out)."""
+    used = [run for run in runs if run.model == model and run.status in CURVE_STATUSES]
+    lines = []
+    for run in used:
+        points = [
+            (e.epoch, float(e.learning_rate)) for e in run.epochs if e.learning_rate is not None
+        ]
+        if points:
+            lines.append((run.seed, points))
+    return ModelRates(
+        model,
+        tuple(seed for seed, _ in lines),
+        tuple(tuple(epoch for epoch, _ in points) for _, points in lines),
+        tuple(tuple(rate for _, rate in points) for _, points in lines),
+    )
+
+
+def rates_by_model(runs: Sequence[RunRecord], models: Sequence[str]) -> tuple[ModelRates, ...]:
+    return tuple(model_rates(model, runs) for model in models)
+
+
+def constant_rates(rates: Sequence[ModelRates]) -> dict[float, int]:
+    """Where no rate moved: each rate the runs kept, and how many models kept it."""
+    kept: dict[float, int] = {}
+    for model in rates:
+        for rate in sorted({r for line in model.rates for r in line}):
+            kept[rate] = kept.get(rate, 0) + 1
+    return kept
 
 
 # -- Pareto front -----------------------------------------------------------------------------
@@ -491,15 +598,57 @@ def _panel_grid(
 def _draw_band(
     ax: Any, band: Band, color: Any, label: str, *, style: str = "-", spread: bool = True
 ) -> None:
-    """The mean per epoch, and the seeds' range as a band (as an error bar at a lone epoch)."""
-    ax.plot(band.epochs, band.mean, style, color=color, label=label, marker=".")
+    """The mean per epoch, and the seeds' range as a band (as an error bar at a lone epoch).
+    Past the last epoch every run reached (others stopped early, or still train) the mean is
+    over fewer seeds: drawn faint, so it does not pass for all the runs going on."""
+    whole = fewer_seeds_from(band)
+    ax.plot(band.epochs[:whole], band.mean[:whole], style, color=color, label=label, marker=".")
+    if whole < len(band.epochs):
+        rest = slice(max(whole - 1, 0), None)
+        ax.plot(
+            band.epochs[rest], band.mean[rest], style, color=color, marker=".",
+            alpha=FEWER_SEEDS_ALPHA,
+        )  # fmt: skip
     if not spread or not any(n > 1 for n in band.seeds):
         return
     if len(band.epochs) == 1:
         error = [[band.mean[0] - band.low[0]], [band.high[0] - band.mean[0]]]
         ax.errorbar(band.epochs, band.mean, yerr=error, color=color, capsize=4, fmt="none")
-    else:
-        ax.fill_between(band.epochs, band.low, band.high, color=color, alpha=0.2, linewidth=0)
+        return
+    for part, alpha in ((slice(0, whole), 0.2), (slice(max(whole - 1, 0), None), 0.08)):
+        epochs, low, high = band.epochs[part], band.low[part], band.high[part]
+        if len(epochs) > 1:
+            ax.fill_between(epochs, low, high, color=color, alpha=alpha, linewidth=0)
+
+
+def fewer_seeds_from(band: Band) -> int:
+    """The index of the band's first epoch with fewer runs than its most (its length if none)."""
+    most = max(band.seeds, default=0)
+    return next((i for i, n in enumerate(band.seeds) if n < most), len(band.seeds))
+
+
+def _draw_marks(ax: Any, curves: ModelCurves, color: Any) -> None:
+    """Each run's stopped epoch (a cross) and kept epoch (a star), at its own value."""
+    for marks, style in ((curves.stopped, STOPPED_STYLE), (curves.kept, KEPT_STYLE)):
+        if marks:
+            epochs, values = [m.epoch for m in marks], [m.value for m in marks]
+            ax.plot(epochs, values, color=color, zorder=3, **style)
+
+
+def _mark_handles(curves: Sequence[ModelCurves]) -> list[Line2D]:
+    """Legend entries for the marks the curves hold (none when no run stopped early)."""
+    handles = []
+    if any(c.stopped for c in curves):
+        handles.append(Line2D([], [], color="0.6", label="stopped early", **STOPPED_STYLE))
+    if any(c.kept for c in curves):
+        handles.append(Line2D([], [], color="0.6", label="weights kept", **KEPT_STYLE))
+    if any(fewer_seeds_from(b) < len(b.epochs) for c in curves for b in _bands(c)):
+        handles.append(Line2D([], [], color="0.3", alpha=FEWER_SEEDS_ALPHA, label="fewer seeds"))
+    return handles
+
+
+def _bands(curves: ModelCurves) -> list[Band]:
+    return [b for b in (curves.train, curves.validation) if b is not None]
 
 
 @plain_text
@@ -511,13 +660,17 @@ def draw_model_curves(
     colours: train red, validation blue). Shared axes keep the tick labels at the edges."""
     columns = min(PANEL_COLUMNS, max(1, len(curves)))
     rows = max(1, math.ceil(len(curves) / columns))
-    fig = Figure(figsize=(PANEL_WIDTH * columns, PANEL_HEIGHT * rows + 0.5), dpi=DPI)
+    handles = _curve_handles(curves, value_range)
+    legend_columns = min(len(handles), LEGEND_ENTRIES_PER_PANEL * columns)
+    extra = LEGEND_ROW_HEIGHT * (math.ceil(len(handles) / legend_columns) - 1)  # inches
+    height = PANEL_HEIGHT * rows + 0.5 + extra
+    fig = Figure(figsize=(PANEL_WIDTH * columns, height), dpi=DPI)
     axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel().tolist()
     fig.subplots_adjust(
         left=0.75 / (PANEL_WIDTH * columns),
         right=0.99,
-        bottom=0.55 / (PANEL_HEIGHT * rows + 0.5),
-        top=1 - 0.45 / (PANEL_HEIGHT * rows + 0.5),
+        bottom=0.55 / height,
+        top=1 - (0.45 + extra) / height,
         wspace=0.06,
         hspace=0.32,
     )
@@ -543,6 +696,7 @@ def draw_model_curves(
         _draw_band(ax, c.train, "tab:red", "train")
         if c.validation is not None:
             _draw_band(ax, c.validation, "tab:blue", "validation", style="--")
+        _draw_marks(ax, c, "tab:blue" if c.validation is not None else "tab:red")
         _chance_line(ax, value_range)
     _epoch_axis(axes[0], epochs)
     if value_range is not None:
@@ -553,14 +707,18 @@ def draw_model_curves(
     metric = curves[0].metric if curves else "loss"
     fig.supxlabel("epoch", fontsize=8)
     fig.supylabel(_metric_label(metric), fontsize=8)
+    fig.legend(handles=handles, loc="upper right", ncols=legend_columns, fontsize=7, frameon=False)
+    return fig
+
+
+def _curve_handles(curves: Sequence[ModelCurves], value_range: ValueRange | None) -> list[Any]:
     handles = [
         Line2D([], [], color="tab:red", marker=".", label="train"),
         Line2D([], [], color="tab:blue", linestyle="--", marker=".", label="validation"),
     ]
     if _shows_chance(value_range):
         handles.append(Line2D([], [], **CHANCE_STYLE, label="chance"))
-    fig.legend(handles=handles, loc="upper right", ncols=len(handles), fontsize=7, frameon=False)
-    return fig
+    return handles + _mark_handles(curves)
 
 
 def _chance_line(ax: Any, value_range: ValueRange | None) -> None:
@@ -598,6 +756,7 @@ def draw_validation_overview(
             band = c.validation or c.train
             label = c.model if c.validation else f"{c.model} (train)"
             _draw_band(ax, band, colours[c.model], label, spread=spread)
+            _draw_marks(ax, c, colours[c.model])
     _chance_line(ax, value_range)
     metric = curves[0].metric if curves else "loss"
     _epoch_axis(ax, tuple(e for c in curves for e in c.train.epochs))
@@ -611,8 +770,55 @@ def draw_validation_overview(
             fontsize=9,
         )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=2 if len(named) > 8 else 1)
+    handles = ax.get_legend_handles_labels()[0] + _mark_handles(
+        [c for c in curves if c.model in named]
+    )
+    ax.legend(handles=handles, fontsize=7, ncols=2 if len(named) > 8 else 1)
     return fig
+
+
+@plain_text
+def draw_learning_rates(rates: Sequence[ModelRates]) -> Figure:
+    """One panel per model: each run's learning rate as its epochs ended, one line per seed
+    (seeds that share a schedule draw one line). A log axis where the positive rates span a
+    factor of ten or more: schedules decay by factors, so equal steps down look equal."""
+    fig, axes = _panel_grid(len(rates), width=PANEL_WIDTH, height=PANEL_HEIGHT)
+    values = [r for model in rates for line in model.rates for r in line]
+    logarithmic = bool(values) and min(values) > 0 and max(values) >= 10 * min(values)
+    for ax, model in zip(axes, rates, strict=True):
+        for epochs, line in zip(model.epochs, model.rates, strict=True):
+            ax.plot(epochs, line, color="tab:green", alpha=0.7, marker=".", linewidth=1.0)
+        ax.set_title(model.model, fontsize=8, pad=2)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        _epoch_axis(ax, [e for epochs in model.epochs for e in epochs])
+        ax.set_xlabel("epoch", fontsize=8)
+        if logarithmic:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(PLAIN_NUMBER)
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        if not model.rates:
+            ax.text(0.5, 0.5, "no rates recorded", ha="center", va="center",
+                    transform=ax.transAxes, color="gray", fontsize=7)  # fmt: skip
+    _share_rate_range(axes, values, logarithmic)
+    if axes:
+        axes[0].set_ylabel("learning rate (end of epoch)", fontsize=8)
+    return fig
+
+
+def _share_rate_range(axes: Sequence[Any], values: Sequence[float], logarithmic: bool) -> None:
+    """One y-range for every panel, with 5 % of it (on a log axis, of its span) as room."""
+    if not values or min(values) == max(values):
+        return
+    low, high = min(values), max(values)
+    if logarithmic:
+        room = (high / low) ** 0.05
+        limits = (low / room, high * room)
+    else:
+        room = 0.05 * (high - low)
+        limits = (low - room, high + room)
+    for ax in axes:
+        ax.set_ylim(*limits)
 
 
 def _overview_named(curves: Sequence[ModelCurves]) -> list[str]:

@@ -369,14 +369,73 @@ def curve_section(
                 (curves, shared),
             )
         )
+    rate_jobs, rate_folded, rate_text = rate_figures(runs, pages, len(models))
     intro = (
         "The notebook's plt_dynamic, per model: mean over seeds, the band spans min to max. "
         "Every panel shares one y-axis; the dotted line is chance (accuracy 1/classes, loss "
         "ln(classes)) where it lies in range."
     )
+    intro += early_stopping_text(runs)
     if len(pages) > 1:
         intro += f" {CURVE_PAGE} models per page, the most accurate first; click a page to open it."
-    return PlannedSection("Learning curves", intro, tuple(jobs), frozenset(folded))
+    intro += rate_text
+    return PlannedSection(
+        "Learning curves", intro, (*jobs, *rate_jobs), frozenset(folded | rate_folded)
+    )
+
+
+def early_stopping_text(runs: Sequence[RunRecord]) -> str:
+    """What the curves' marks mean, when some run trained with EarlyStopping."""
+    early = [run for run in runs if run.training.get("early_stopping")]
+    if not early:
+        return ""
+    text = (
+        " EarlyStopping: a cross marks the epoch a run stopped after (its curve ends there), "
+        "a star the epoch whose weights a run kept with restore_best_weights. Past the epoch "
+        "where a first run stopped, the mean and band cover fewer seeds and are drawn faint."
+    )
+    return text + " " + TESTED_AS_KEPT
+
+
+TESTED_AS_KEPT = (
+    "Test accuracy and loss come from the weights each run kept (the best epoch's with "
+    "restore_best_weights, else the last epoch's), and the statistics compare the runs as "
+    "trained: a run that stopped early counts as it stopped, not as it might have ended."
+)
+
+
+def rate_figures(
+    runs: Sequence[RunRecord], pages: list[list[str]], total: int
+) -> tuple[list[plots.FigureJob], set[str], str]:
+    """The learning rate per epoch, one panel per model and a page per curve page, when it
+    changed in some run; a constant rate is one sentence instead of a plot."""
+    rates = plots.rates_by_model(runs, [model for page in pages for model in page])
+    if not any(r.rates for r in rates):
+        return [], set(), ""  # stored before rates were recorded
+    if not any(r.changes for r in rates):
+        kept = plots.constant_rates(rates)
+        if len(kept) == 1:
+            return [], set(), f" The learning rate stayed at {next(iter(kept)):g} in every run."
+        each = ", ".join(f"{rate:g} ({n} model{'s' if n > 1 else ''})" for rate, n in kept.items())
+        return [], set(), f" The learning rate stayed constant in every run: {each}."
+    by_model = {r.model: r for r in rates}
+    jobs, folded = [], set()
+    for number, page in enumerate(pages, start=1):
+        stem = "learning-rate" + (f"-{number}" if number > 1 else "")
+        title = "Learning rate as each epoch ended, one line per seed"
+        if len(pages) > 1:
+            first = (number - 1) * CURVE_PAGE + 1
+            title += f", models {first}-{first + len(page) - 1} of {total}"
+        data = (tuple(by_model[m] for m in page),)
+        jobs.append(plots.FigureJob(stem, title, plots.draw_learning_rates, data))
+        if number > 1:
+            folded.add(stem)
+    text = (
+        " The learning rate changed during training: its figure shows each run's rate as its "
+        "epochs ended (seeds sharing a schedule draw one line; ReduceLROnPlateau follows each "
+        "seed's own history)."
+    )
+    return jobs, folded, text
 
 
 def cost_section(results_table: table.ResultsTable, classes: int | None) -> PlannedSection:
@@ -634,7 +693,13 @@ def render_html(
     """The whole page as one string (a pure function of what the report computed)."""
     body = [
         header_html(results),
-        section("Results", results_table_html(results_table) + exports_html(exports), "results"),
+        section(
+            "Results",
+            results_table_html(results_table)
+            + recipe_note_html(results.runs)
+            + exports_html(exports),
+            "results",
+        ),
         section("Conclusions", conclusions_html(found), "conclusions"),
         missing_html(results),
         failed_html(results.runs),
@@ -713,6 +778,14 @@ def results_table_html(results_table: table.ResultsTable) -> str:
         f"<table class='results sortable'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n"
         f"</tbody>\n</table>\n{notes}"
     )
+
+
+def recipe_note_html(runs: Sequence[RunRecord]) -> str:
+    """With EarlyStopping: which weights the test figures are of, and what the statistics
+    compare."""
+    if not any(run.training.get("early_stopping") for run in runs):
+        return ""
+    return f"<p class=note>EarlyStopping: {esc(TESTED_AS_KEPT)}</p>\n"
 
 
 def exports_html(exports: dict[str, str]) -> str:

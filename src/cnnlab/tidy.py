@@ -99,7 +99,7 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
 
 
 def epoch_table(runs: Sequence[RunRecord]) -> Rows:
-    """One row per run and epoch, Keras's History keys plus time and throughput."""
+    """One row per run and epoch: Keras's History keys, time, throughput, learning rate."""
     return [
         {
             "key": run.key,
@@ -112,6 +112,7 @@ def epoch_table(runs: Sequence[RunRecord]) -> Rows:
             "val_accuracy": e.val_accuracy,
             "seconds": e.seconds,
             "images_per_second": e.images_per_second,
+            "learning_rate": e.learning_rate,  # the optimizer's as the epoch ended
         }
         for run in runs
         for e in run.epochs

@@ -42,7 +42,7 @@ from cnnlab.devices import (
     resolve_device,
 )
 from cnnlab.errors import CnnlabError, DataError, SpecError
-from cnnlab.memory import check_step_fits
+from cnnlab.memory import check_step_fits, stacking_refused
 from cnnlab.optim import (
     ResolvedOptimizer,
     before_step,
@@ -307,10 +307,16 @@ def train_runs(
     check_step_fits(
         spec.name, model_summary, training.batch_size, training.precision, target.type, target.index
     )
+    refused = None  # why stacked seeds, outgrowing the memory left, train one after another
+    if stack and len(seeds) > 1:
+        batch, precision = training.batch_size, training.precision
+        refused = stacking_refused(
+            model_summary, batch, precision, len(seeds), target.type, target.index
+        )
     data = prepare_data(dataset, training.train_limit, training.validation, target)
     setup = RunSetup(spec, resolved, dataset, training, target, data)
     with _forked_rng(target):
-        if stack and len(seeds) > 1:
+        if stack and len(seeds) > 1 and refused is None:
             pairs = zip(seeds, directories, strict=True)
             runs = [setup.run(seed, directory) for seed, directory in pairs]
             try:
@@ -325,6 +331,7 @@ def train_runs(
         results = []
         for seed, directory in zip(seeds, directories, strict=True):
             run = setup.run(seed, directory)
+            run.notes += (refused,) if refused else ()
             group = Group([run], SingleNetwork(run), make_progress(progress))
             results += group.train(on_epoch, started)
             started = time.perf_counter()

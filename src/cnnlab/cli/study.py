@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import statistics
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnlab import limits
+from cnnlab.cli import recipe
 from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.errors import SpecError
 from cnnlab.store import RunRecord
@@ -47,6 +49,11 @@ def run_command(
     precision: str = typer.Option(
         None, "--precision", help="fp32, or bf16 (autocast; the fast mode)."
     ),
+    augment: list[str] = recipe.augment_option(),
+    schedule: str = recipe.schedule_option(),
+    early_stopping: str = recipe.early_stopping_option(),
+    plateau: str = recipe.plateau_option(),
+    label_smoothing: float = recipe.label_smoothing_option(),
     directory: Path = typer.Option(
         None, "--dir", help="The study directory (default: studies/<study name>)."
     ),
@@ -104,10 +111,18 @@ def run_command(
 
     sequential = {"until_decided": until_decided, "min_seeds": min_seeds, "max_seeds": max_seeds}
     sequential |= {"margin_points": margin, "budget": budget}
+    flags = recipe.RecipeFlags(
+        augment=tuple(augment or ()),
+        learning_rate_schedule=schedule,
+        early_stopping=early_stopping,
+        reduce_lr_on_plateau=plateau,
+        label_smoothing=label_smoothing,
+    )
     with _notes_on_stderr(), sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
         outcome, decisions = _train(
             study_ref,
             sequential,
+            flags,
             directory=directory,
             epochs=epochs,
             dataset=dataset,
@@ -171,10 +186,11 @@ def print_outcome(outcome: study.StudyOutcome) -> None:
 
 
 def _train(
-    study_ref: str, sequential: dict[str, Any], **options: Any
+    study_ref: str, sequential: dict[str, Any], flags: recipe.RecipeFlags, **options: Any
 ) -> tuple[study.StudyOutcome, Decisions | None]:
     """`run_study`, or the sequential driver with --until-decided or a study file's
-    `seeds = { min, max }` (every setting checked before anything trains)."""
+    `seeds = { min, max }` (every setting checked before anything trains). The recipe flags
+    replace the study file's [training] keys of the same names."""
     from cnnlab import study, until_decided
     from cnnlab.spec import load_study
 
@@ -188,6 +204,7 @@ def _train(
             "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
         )
     spec = load_study(study_ref)
+    spec = dataclasses.replace(spec, training=recipe.apply_recipe_flags(spec.training, flags))
     if not wanted and (spec.seed_range is None or options["seeds"] is not None):
         return study.run_study(spec, **options), None
     settings = until_decided.resolve_settings(spec.seed_range, **sequential)

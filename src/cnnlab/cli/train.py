@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import tomllib
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cnnlab import data, limits, spec
+from cnnlab.cli import recipe
 from cnnlab.cli.interrupts import sigterm_as_interrupt
 from cnnlab.errors import SpecError
 
@@ -67,28 +67,11 @@ def train_command(
     threads: int = typer.Option(
         None, "--threads", **limits.flag("threads"), help="CPU threads (default: all)."
     ),
-    augment: list[str] = typer.Option(
-        None,
-        "--augment",
-        help="A Keras random layer for training batches, repeatable: "
-        '"random_crop=28,pad=4", "random_flip=horizontal", "random_rotation=0.05".',
-    ),
-    schedule: str = typer.Option(
-        None,
-        "--learning-rate-schedule",
-        help='A Keras schedule: "CosineDecay,initial_learning_rate=0.1,decay_steps=5000".',
-    ),
-    early_stopping: str = typer.Option(
-        None,
-        "--early-stopping",
-        help='Keras\'s EarlyStopping: "patience=3,restore_best_weights=true" ("on": defaults).',
-    ),
-    plateau: str = typer.Option(
-        None, "--reduce-lr-on-plateau", help='Keras\'s ReduceLROnPlateau: "factor=0.5,patience=2".'
-    ),
-    label_smoothing: float = typer.Option(
-        DEFAULTS.label_smoothing, "--label-smoothing", help="The loss's label_smoothing."
-    ),
+    augment: list[str] = recipe.augment_option(),
+    schedule: str = recipe.schedule_option(),
+    early_stopping: str = recipe.early_stopping_option(),
+    plateau: str = recipe.plateau_option(),
+    label_smoothing: float = recipe.label_smoothing_option(),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
@@ -100,23 +83,21 @@ def train_command(
     model_spec = spec.load_model(model)
     # The options are checked before the dataset loads, which may mean a download: a typo in
     # --precision should not wait for (or fail on) the network first.
-    training = spec.TrainingSpec(
-        epochs=epochs,
-        batch_size=batch_size,
-        validation=held_out,
-        train_limit=train_limit,
-        precision=precision,
-        augment=[keras_arguments(text, "--augment") for text in augment or ()],
-        learning_rate_schedule=None
-        if schedule is None
-        else keras_arguments(schedule, "--learning-rate-schedule", named=True),
-        early_stopping=None
-        if early_stopping is None
-        else keras_arguments(early_stopping, "--early-stopping"),
-        reduce_lr_on_plateau=None
-        if plateau is None
-        else keras_arguments(plateau, "--reduce-lr-on-plateau"),
-        label_smoothing=label_smoothing,
+    training = recipe.apply_recipe_flags(
+        spec.TrainingSpec(
+            epochs=epochs,
+            batch_size=batch_size,
+            validation=held_out,
+            train_limit=train_limit,
+            precision=precision,
+        ),
+        recipe.RecipeFlags(
+            augment=tuple(augment or ()),
+            learning_rate_schedule=schedule,
+            early_stopping=early_stopping,
+            reduce_lr_on_plateau=plateau,
+            label_smoothing=label_smoothing,
+        ),
     )
     train.check_seed(seed)
     images = data.load_dataset(dataset, data_dir=data_dir)
@@ -150,43 +131,6 @@ def parse_validation(text: str) -> float | str:
     if not 0 <= fraction < 1:  # NaN too
         raise SpecError(f'--validation must be a fraction in [0, 1), or "test"; got {text!r}')
     return fraction
-
-
-def keras_arguments(text: str, option: str, *, named: bool = False) -> dict[str, object]:
-    """ "key=value,key=value" as a table (values read as TOML: 0.1, true, [1, 2], words as
-    text); `named`: the first item is a bare name ("CosineDecay,decay_steps=10"). "on": {}."""
-    items = _split_top_level(text)
-    table: dict[str, object] = {}
-    if named and items and "=" not in items[0]:
-        table["name"] = items.pop(0).strip()
-    if items == ["on"]:
-        return table
-    for item in items:
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            raise SpecError(f"{option} takes key=value pairs separated by commas, got {item!r}")
-        table[key.strip()] = _toml_value(value.strip())
-    return table
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split at commas outside brackets: "boundaries=[1,2],values=[3,2,1]" is two items."""
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    return [item for item in [*items, current] if item.strip()]
-
-
-def _toml_value(text: str) -> object:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word: horizontal, val_loss
 
 
 def print_result(name: str, result: train.TrainResult) -> None:
