@@ -194,6 +194,20 @@ def test_the_report_writes_plots_as_png_and_svg_and_the_table_as_files(seed_repo
     assert (out / "conclusions.md").read_text().startswith("## Conclusions")
 
 
+def test_a_rebuilt_report_drops_the_figures_of_models_it_no_longer_shows(
+    seed_study, mnist_dir, tmp_path
+):
+    plots_dir = tmp_path / "report" / "plots"
+    plots_dir.mkdir(parents=True)
+    for name in ("weights-seed-model-9.png", "weights-seed-model-9.svg", "notes.txt"):
+        (plots_dir / name).write_text("from an earlier report, or the user's")
+    build_report(seed_study, data_dir=mnist_dir, out=tmp_path / "report")
+    left = {p.name for p in plots_dir.iterdir()}
+    assert "weights-seed-model-9.png" not in left and "weights-seed-model-9.svg" not in left
+    assert "notes.txt" in left  # not a figure: not the report's to delete
+    assert {"confusion.png", "confusion.svg", "weights-seed-model-7.png"} <= left
+
+
 def test_plots_drawn_in_worker_processes_are_the_ones_drawn_in_process(
     seed_study, seed_report, mnist_dir, tmp_path
 ):

@@ -635,7 +635,20 @@ def _write_report(results: StudyResults, processes: int, out: Path) -> Path:
     page = render_html(results, results_table, found, sections, exports)
     written = plots.write_atomic(out / REPORT_FILENAME, page.encode())
     plots.write_atomic(out / SOURCE_FILENAME, runs_fingerprint(results.runs).encode())
+    drawn = {path for section in sections for f in section.files for path in (f.png, f.svg)}
+    remove_stale_plots(out / PLOTS_DIRNAME, keep=drawn)
     return written
+
+
+def remove_stale_plots(directory: Path, *, keep: set[Path]) -> None:
+    """Delete the figures an earlier report drew that this one did not (a model dropped, a
+    page of curves fewer), so the plots folder shows this report only. Only PNG and SVG files
+    go; anything else a user put there stays."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.suffix in (".png", ".svg") and path.is_file() and path not in keep:
+            path.unlink(missing_ok=True)
 
 
 def report_path(directory: str | Path) -> Path:
