@@ -22,8 +22,10 @@ def test_results_has_one_row_per_run_and_one_per_run_and_epoch(trained_study):
     first = tables.runs[0]
     assert first["test_accuracy"] == runs[0].test.accuracy and first["epochs_planned"] == 4
     accuracies = [e.val_accuracy for e in runs[0].epochs]
-    assert first["best_epoch"] == 1 + accuracies.index(max(accuracies))
+    assert first["best_val_accuracy_epoch"] == 1 + accuracies.index(max(accuracies))
     assert first["best_val_accuracy"] == max(accuracies)
+    # best_epoch means what `cnnlab runs --json` says: EarlyStopping's, none without it
+    assert first["best_epoch"] is None and first["best_epoch"] == runs[0].best_epoch
     row = tables.epochs[5]
     run = next(r for r in runs if r.key == row["key"])
     assert row["val_loss"] == run.epochs[row["epoch"] - 1].val_loss
@@ -34,7 +36,7 @@ def test_results_are_pandas_dataframes_when_pandas_is_installed(trained_study):
     tables = cnnlab.results(trained_study)
     assert isinstance(tables.runs, pandas.DataFrame) and isinstance(tables.epochs, pandas.DataFrame)
     assert tables.epochs.groupby("key").size().tolist() == [4, 4, 4, 4]
-    best = tables.runs.set_index("key")["best_epoch"]
+    best = tables.runs.set_index("key")["best_val_accuracy_epoch"]
     by_epochs = tables.epochs.loc[tables.epochs.groupby("key")["val_accuracy"].idxmax()]
     assert by_epochs.set_index("key")["epoch"].sort_index().tolist() == best.sort_index().tolist()
 

@@ -62,7 +62,7 @@ def results(
 
 
 def run_table(runs: Sequence[RunRecord]) -> Rows:
-    """One row per run: identity, status, test figures, best epoch, cost, settings, factors."""
+    """One row per run: identity, status, test figures, best epochs, cost, settings, factors."""
     return [_run_row(run) for run in runs]
 
 
@@ -81,8 +81,11 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
         "test_loss": run.test.loss if run.test else None,
         "val_accuracy": last.val_accuracy if last else None,
         "val_loss": last.val_loss if last else None,
-        "best_epoch": best.epoch if best else None,
+        # As in `cnnlab runs --json`: EarlyStopping's best epoch (the weights tested when it
+        # restores them); the best-validation epoch has its own name.
+        "best_epoch": run.best_epoch,
         f"best_{BEST_MONITOR}": getattr(best, BEST_MONITOR) if best else None,
+        f"best_{BEST_MONITOR}_epoch": best.epoch if best else None,
         "params": run.params,
         "flops": run.flops,
         "seconds": run.seconds,
