@@ -12,8 +12,8 @@ PADDINGS = ("valid", "same")
 # defaults live with the training code (cnnlab.optim), a spec records only overrides.
 OPTIMIZERS = {
     "adadelta": ("learning_rate", "rho", "epsilon", "weight_decay"),
-    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay"),
-    "adamw": ("learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay"),
+    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay"),
+    "adamw": ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay"),
     "sgd": ("learning_rate", "momentum", "nesterov", "weight_decay"),
     "rmsprop": ("learning_rate", "rho", "momentum", "epsilon", "weight_decay"),
 }
