@@ -38,6 +38,10 @@ TRAINING_KEYS = (
     "early_stopping",
     "reduce_lr_on_plateau",
     "label_smoothing",
+    "normalize",
 )
 PRECISIONS = ("fp32", "bf16")
+# How pixels become inputs: "scale" is the notebook's x / 255; "per-channel" then standardises
+# each channel with the training part's mean and std (cnnlab.data.normalize, cnnlab.inputs).
+NORMALIZE_MODES = ("scale", "per-channel")
 TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
