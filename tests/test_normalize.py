@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from cnnlab import study
+from cnnlab.cli import main
 from cnnlab.data import dataset_from_arrays
 from cnnlab.data.normalize import ChannelStats, channel_stats
 from cnnlab.errors import SpecError
@@ -223,6 +224,36 @@ def per_channel_study(tmp_path_factory):
     finally:
         os.chdir(before)
     return root / "study", x_train, x_test
+
+
+def test_cnnlab_train_takes_normalize_and_a_bad_one_is_one_line(capsys, tmp_path):
+    write_npz(tmp_path)
+    source, model = f"npz:{tmp_path / 'colour.npz'}", tmp_path / "tiny.toml"
+    model.write_text(TINY_STUDY.split("[[model]]\n")[1].split("[training]")[0])
+    args = ["train", str(model), "--dataset", source, "--epochs", "1", "--json"]
+    assert main([*args, "--normalize", "per_chanel"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: normalize must be one of scale, per-channel, got 'per_chanel'; "
+        "did you mean 'per-channel'?"
+    )
+    assert main([*args, "--normalize", "per-channel"]) == 0
+    stats = json.loads(capsys.readouterr().out)["channel_stats"]
+    assert stats["mean"][0] > stats["mean"][1] > stats["mean"][2]  # red, green, blue as made
+
+
+def test_cnnlab_run_normalize_overrides_the_study_and_is_part_of_the_run_key(tmp_path):
+    write_npz(tmp_path)
+    spec = tmp_path / "s.toml"
+    spec.write_text(TINY_STUDY.replace("npz:colour.npz", f"npz:{tmp_path / 'colour.npz'}"))
+    command = ["run", str(spec), "--dir", str(tmp_path / "s"), "--epochs", "1", "--quiet"]
+    assert main([*command, "--no-report"]) == 0
+    assert main([*command, "--no-report", "--normalize", "per-channel"]) == 0
+    runs = study.study_runs(tmp_path / "s", all_runs=True)
+    assert sorted(run.training.get("normalize", "scale") for run in runs) == [
+        "per-channel",
+        "scale",
+    ]
+    assert len({run.key for run in runs}) == 2
 
 
 def stored_predictions(directory):

@@ -47,6 +47,12 @@ def run_command(
     precision: str = typer.Option(
         None, "--precision", help="fp32, or bf16 (autocast; the fast mode)."
     ),
+    normalize: str = typer.Option(
+        None,
+        "--normalize",
+        help="scale (x / 255), or per-channel (then standardise with the training part's "
+        "mean and std).",
+    ),
     directory: Path = typer.Option(
         None, "--dir", help="The study directory (default: studies/<study name>)."
     ),
@@ -114,6 +120,7 @@ def run_command(
             models=models,
             train_limit=train_limit,
             precision=precision,
+            normalize=normalize,
             device=device,
             jobs=jobs,
             threads=threads,

@@ -89,6 +89,12 @@ def train_command(
     label_smoothing: float = typer.Option(
         DEFAULTS.label_smoothing, "--label-smoothing", help="The loss's label_smoothing."
     ),
+    normalize: str = typer.Option(
+        DEFAULTS.normalize,
+        "--normalize",
+        help="scale (x / 255), or per-channel (then standardise with the training part's "
+        "mean and std).",
+    ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
@@ -117,6 +123,7 @@ def train_command(
         if plateau is None
         else keras_arguments(plateau, "--reduce-lr-on-plateau"),
         label_smoothing=label_smoothing,
+        normalize=normalize,
     )
     train.check_seed(seed)
     images = data.load_dataset(dataset, data_dir=data_dir)
