@@ -335,3 +335,17 @@ def test_safetensors_export_records_the_stats_its_bare_network_needs(per_channel
         predicted = net.eval()((x - mean) / std).argmax(1).numpy()
     expected, _ = load_run(directory, model="tiny", epoch="last").predict(x_test)
     assert np.array_equal(predicted, expected)
+
+
+def test_the_report_finds_a_relative_dataset_from_any_directory(per_channel_study, tmp_path):
+    from cnnlab import report
+
+    directory, *_ = per_channel_study
+    before = os.getcwd()
+    os.chdir(tmp_path)  # where npz:colour.npz does not resolve
+    try:
+        results = report.read_study(directory)
+    finally:
+        os.chdir(before)
+    assert results.test_labels is not None and not results.notes
+    assert results.dataset_name == "npz:colour.npz"  # shown as the study named it

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as RichProgress
 
 from cnnlab.augment import check_augmentation
-from cnnlab.data import Dataset, load_dataset
+from cnnlab.data import Dataset, absolute_source, load_dataset
 from cnnlab.devices import check_fits_in_memory
 from cnnlab.errors import SpecError
 from cnnlab.executors import (
@@ -514,6 +514,9 @@ def _study_settings(plan: StudyPlan, keys: list[str]) -> dict[str, Any]:
         "models": [model.name for model in plan.study.models],
         "seeds": list(plan.study.seeds),
         "dataset": plan.dataset_id,
+        # Where a local source's path leads from here, so a report built from another
+        # directory finds the test set (the identity keeps the source as it was written).
+        "dataset_source": absolute_source(plan.study.dataset),
         "training": plan.training.identity(),
         "keys": keys,
     }
