@@ -24,16 +24,26 @@ def as_inputs(images: torch.Tensor) -> torch.Tensor:
 
 
 class Standardiser:
-    """(x - mean) / std over the last (channel) axis of NHWC batches, on the training device.
+    """(x - mean) / std over the last (channel) axis of (..., H, W, C) batches, on the device.
 
     float32, as Keras's Normalization computes in the layer's dtype; the statistics are those
-    the run records (float64 in JSON), rounded to float32 once here and in `Standardise`.
+    the run records (float64 in JSON), rounded to float32 once here and in `Standardise`, so
+    both give the same numbers. mean and std are laid out as whole (H, W, C) images, the same
+    numbers broadcast over the batch only: broadcast over a last axis of 3 instead, torch's CPU
+    kernels took 3 to 14 times as long (3.7-5.2 ms against 0.4-1.1 ms for a batch of 128
+    32x32x3 images, repeated on the shared 2-core Xeon).
     """
 
-    def __init__(self, stats: ChannelStats, device: torch.device) -> None:
+    def __init__(
+        self, stats: ChannelStats, device: torch.device, image_shape: tuple[int, int, int]
+    ) -> None:
         self.stats = stats
-        self.mean = torch.tensor(stats.mean, dtype=torch.float32, device=device)
-        self.std = torch.tensor(stats.std, dtype=torch.float32, device=device)
+        self.mean, self.std = (
+            torch.tensor(values, dtype=torch.float32, device=device)
+            .expand(image_shape)
+            .contiguous()
+            for values in (stats.mean, stats.std)
+        )
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return images.sub_(self.mean).div_(self.std)

@@ -867,7 +867,8 @@ def _with_stats(data: TensorData, trained_on: np.ndarray, normalize: str) -> Ten
     """`data` standardising with the statistics of `trained_on` when normalize asks for it."""
     if normalize == "scale":
         return data
-    standardiser = Standardiser(channel_stats(trained_on), data.train_x.device)
+    stats = channel_stats(trained_on)
+    standardiser = Standardiser(stats, data.train_x.device, tuple(trained_on.shape[1:]))
     return dataclasses.replace(data, standardiser=standardiser)
 
 
