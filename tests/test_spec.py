@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.errors import SpecError
+from cnnlab.optim import resolve_optimizer
 from cnnlab.spec import (
     CLASSES,
     Activation,
@@ -118,6 +119,17 @@ def test_optimizer_table_records_only_overrides_in_a_fixed_order():
         model_with("flatten", optimizer={"name": "SGD", "nesterov": True, "lr": 0.1})
     )
     assert spec.optimizer == OptimizerSpec("sgd", (("learning_rate", 0.1), ("nesterov", True)))
+
+
+def test_a_stored_adam_spec_written_as_toml_loads_back_with_its_amsgrad():
+    """The store holds the resolved optimiser (Keras's defaults spelled out, amsgrad = false);
+    a safetensors export writes that spec beside the weights, so it must parse."""
+    spec = model_from_dict(model_with("flatten", optimizer={"name": "adam", "amsgrad": True}))
+    assert spec.optimizer == OptimizerSpec("adam", (("amsgrad", True),))
+    resolved = OptimizerSpec("adam", tuple(resolve_optimizer(spec.optimizer).kwargs().items()))
+    written = model_to_toml(ModelSpec("m", spec.layers, resolved))
+    assert "amsgrad = true" in written
+    assert model_from_toml(written).optimizer.kwargs() == resolved.kwargs()
 
 
 def test_model_without_name_is_named_after_its_file(tmp_path):

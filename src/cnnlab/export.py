@@ -1,16 +1,21 @@
 """A trained run as a file another program runs: ONNX, TorchScript, or safetensors + spec TOML.
 
-Every format takes what training fed the network, documented in the file's own metadata: float32
-images (N, C, H, W), pixel values / 255 in [0, 1]; and gives logits (N, classes), softmax for
-probabilities. The batch dimension is dynamic. The metadata also names the study run (model,
-seed, epoch, key), the dataset, its class names where known, and holds the spec as TOML.
+ONNX and TorchScript take float32 images (N, C, H, W), pixel values / 255 in [0, 1], whatever
+the run's normalize: a run trained with normalize = "per-channel" has its standardisation, with
+the training part's mean and std, baked into the graph (`cnnlab.inputs.Standardise`), so the
+file gives `LoadedRun.predict`'s answers from x / 255 alone. They give logits (N, classes),
+softmax for probabilities. The batch dimension is dynamic. The metadata, in every format, names
+the study run (model, seed, epoch, key), the dataset, its class names where known, the input's
+preprocessing (normalize, and the channel mean and std where used) and holds the spec as TOML.
 
 - ONNX (`pip install 'cnnlab[onnx]'`): torch's exporter (`torch.onnx.export`, dynamo) at opset
   `ONNX_OPSET`; metadata in the model's `metadata_props`.
 - TorchScript: `torch.jit.trace`, loadable with `torch.jit.load` without cnnlab; metadata in
   the archive's extra file `cnnlab.json`.
 - safetensors: the weights (the state_dict of `cnnlab.build_model(spec, image_shape, classes)`)
-  with the metadata in its header, and the spec as `<name>.toml` beside it.
+  with the metadata in its header, and the spec as `<name>.toml` beside it. Weights alone hold
+  no graph: that network takes (x / 255 - mean) / std for a per-channel run, as `input_doc`
+  says, with the mean and std in the header (`channel_mean`, `channel_std`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ ONNX_OPSET = 18
 INPUT = "images"
 OUTPUT = "logits"
 INPUT_DOC = "float32 images (N, C, H, W): uint8 pixel values / 255, in [0, 1]"
+# What a graph with the standardisation baked in adds, and what bare per-channel weights take.
+BAKED_DOC = "; the per-channel standardisation (channel_mean, channel_std) is inside the graph"
+STANDARDISED_DOC = (
+    "float32 images (N, C, H, W): (uint8 pixel values / 255 - channel_mean) / channel_std, "
+    "each channel's mean and std as listed here"
+)
 OUTPUT_DOC = "logits (N, classes); softmax gives the class probabilities"
 # The install line for each format's optional packages (None: torch alone writes it).
 NEEDS = {"onnx": ("onnx", "onnxscript"), "torchscript": (), "safetensors": ()}
@@ -92,6 +103,7 @@ def export_loaded(loaded: LoadedRun, output: Path, format: str) -> list[Path]:
 def metadata(loaded: LoadedRun, format: str) -> dict[str, str]:
     """What the exported file says about itself, as strings (what every format's header holds)."""
     height, width, channels = loaded.image_shape
+    stats = loaded.channel_stats
     fields: dict[str, Any] = {
         "cnnlab_version": __version__,
         "format": format,
@@ -105,14 +117,24 @@ def metadata(loaded: LoadedRun, format: str) -> dict[str, str]:
         "class_names": json.dumps(list(loaded.class_names or [])),
         "input": INPUT,
         "input_shape": json.dumps(["N", channels, height, width]),
-        "input_doc": INPUT_DOC,
+        "input_doc": _input_doc(stats is not None, format),
+        "normalize": "scale" if stats is None else "per-channel",
         "output": OUTPUT,
         "output_doc": OUTPUT_DOC,
         "spec_toml": model_to_toml(loaded.spec),
     }
+    if stats is not None:
+        fields["channel_mean"] = json.dumps(list(stats.mean))
+        fields["channel_std"] = json.dumps(list(stats.std))
     if format == "onnx":
         fields["opset"] = ONNX_OPSET
     return {key: str(value) for key, value in fields.items()}
+
+
+def _input_doc(standardised: bool, format: str) -> str:
+    if not standardised:
+        return INPUT_DOC
+    return STANDARDISED_DOC if format == "safetensors" else INPUT_DOC + BAKED_DOC
 
 
 def _example(loaded: LoadedRun) -> torch.Tensor:
@@ -156,7 +178,7 @@ def _torchscript(loaded: LoadedRun, output: Path) -> list[Path]:
 def _safetensors(loaded: LoadedRun, output: Path) -> list[Path]:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in loaded.model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in loaded.network.state_dict().items()}
     save_file(state, str(output), metadata=metadata(loaded, "safetensors"))
     spec_path = output.with_suffix(".toml")
     spec_path.write_text(model_to_toml(loaded.spec), encoding="utf-8")

@@ -116,7 +116,7 @@ def read_study(directory: str | Path, *, data_dir: str | Path | None = None) -> 
         predicted = {run.key: store.get_predictions(run.key) for run in runs}
         where = sqlite_path(store.url).absolute().parent
     settings = dict(info.settings) if info else {}
-    labels, images, notes, names = load_test_set(dataset_source(settings, runs), data_dir)
+    labels, images, notes, names = study_test_set(settings, runs, data_dir)
     pairable, dropped = pairable_predictions(predicted, labels)
     pairable, damaged = consistent_predictions(pairable, labels, runs, where)
     dropped += damaged
@@ -156,6 +156,20 @@ def dataset_source(settings: dict[str, Any], runs: Sequence[RunRecord]) -> str:
     """The dataset as the study named it ("mnist"): its identity without the content hash."""
     identity = settings.get("dataset") or (runs[0].dataset if runs else "")
     return str(identity).split("@", 1)[0]
+
+
+def study_test_set(
+    settings: dict[str, Any], runs: Sequence[RunRecord], data_dir: str | Path | None
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[str, ...], tuple[str, ...] | None]:
+    """`load_test_set` of the study's dataset: a local source at the absolute path recorded
+    when the study ran (so the report works from any directory), else as it was written."""
+    written = dataset_source(settings, runs)
+    recorded = settings.get("dataset_source") or written
+    found = load_test_set(recorded, data_dir)
+    if found[0] is None and recorded != written:  # moved with the study since: try as written
+        again = load_test_set(written, data_dir)
+        return again if again[0] is not None else found
+    return found
 
 
 def load_test_set(

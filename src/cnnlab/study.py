@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as RichProgress
 
 from cnnlab.augment import check_augmentation
-from cnnlab.data import Dataset, load_dataset
+from cnnlab.data import Dataset, absolute_source, load_dataset
 from cnnlab.devices import check_fits_in_memory
 from cnnlab.errors import SpecError
 from cnnlab.executors import (
@@ -156,6 +156,7 @@ def run_study(
     models: str | Sequence[str] | None = None,
     train_limit: int | None = None,
     precision: str | None = None,
+    normalize: str | None = None,
     training: TrainingSpec | None = None,
     device: str | None = None,
     jobs: int | None = None,
@@ -174,9 +175,10 @@ def run_study(
 
     study: a preset (`seed`), a study file or a StudySpec. seeds: a count N (seeds 0..N-1) or
     the seeds. models: names (or the part after the last "/") to train a subset. directory:
-    default `studies/<study name>`. precision: "bf16" for the fast mode (autocast). training:
-    a TrainingSpec that replaces the study's [training] (epochs, precision and train_limit
-    given here still apply on top). jobs: runs
+    default `studies/<study name>`. precision: "bf16" for the fast mode (autocast). normalize:
+    "per-channel" to standardise inputs with the training part's mean and std. training:
+    a TrainingSpec that replaces the study's [training] (epochs, precision, normalize and
+    train_limit given here still apply on top). jobs: runs
     at once (local: separate processes; Ray: tasks in flight, default the cluster's CPUs).
     threads: CPU threads per run (default: the cores split between jobs). retry_failed: train
     failed and diverged runs again. stack_seeds: train a model's seeds together as one stacked
@@ -203,6 +205,7 @@ def run_study(
         models=models,
         train_limit=train_limit,
         precision=precision,
+        normalize=normalize,
         training=training,
         data_dir=data_dir,
     )
@@ -266,6 +269,7 @@ def plan_study(
     models: str | Sequence[str] | None = None,
     train_limit: int | None = None,
     precision: str | None = None,
+    normalize: str | None = None,
     training: TrainingSpec | None = None,
     data_dir: str | Path | None = None,
 ) -> StudyPlan:
@@ -274,7 +278,13 @@ def plan_study(
     if training is not None:
         spec = dataclasses.replace(spec, training=training)
     spec = apply_overrides(
-        spec, seeds=seeds, epochs=epochs, dataset=dataset, models=models, precision=precision
+        spec,
+        seeds=seeds,
+        epochs=epochs,
+        dataset=dataset,
+        models=models,
+        precision=precision,
+        normalize=normalize,
     )
     data = load_dataset(spec.dataset, data_dir=data_dir)
     training = (
@@ -306,6 +316,7 @@ def apply_overrides(
     dataset: str | None = None,
     models: str | Sequence[str] | None = None,
     precision: str | None = None,
+    normalize: str | None = None,
 ) -> StudySpec:
     """The study with command-line overrides applied; they become part of each run's key."""
     changes: dict[str, Any] = {}
@@ -320,6 +331,8 @@ def apply_overrides(
         if precision not in PRECISIONS:
             raise SpecError(f"--precision must be fp32 or bf16, got {precision!r}")
         training = dataclasses.replace(training, precision=precision)
+    if normalize is not None:
+        training = training.replace(normalize=normalize)  # checked, as in a study file
     if training != study.training:
         changes["training"] = training
     if dataset is not None:
@@ -501,6 +514,9 @@ def _study_settings(plan: StudyPlan, keys: list[str]) -> dict[str, Any]:
         "models": [model.name for model in plan.study.models],
         "seeds": list(plan.study.seeds),
         "dataset": plan.dataset_id,
+        # Where a local source's path leads from here, so a report built from another
+        # directory finds the test set (the identity keeps the source as it was written).
+        "dataset_source": absolute_source(plan.study.dataset),
         "training": plan.training.identity(),
         "keys": keys,
     }

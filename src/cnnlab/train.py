@@ -5,7 +5,8 @@ partial batch trained, `validation_split` as the *last* fraction of the training
 before shuffling, and a History of loss/accuracy averaged over the epoch's batches with dropout
 active (weighted by batch size), plus val_loss/val_accuracy.
 
-Beyond Keras: the whole dataset lives on the device as float tensors (converted once); a run's
+Beyond Keras: the whole dataset lives on the device as uint8 (each batch becomes floats there,
+`cnnlab.inputs`: x / 255, optionally standardised per channel); a run's
 seed fixes initialisation, shuffling and dropout (bit-identical on CPU); every epoch is
 checkpointed atomically and an interrupted run resumes to the same numbers; a NaN loss or an
 exception ends the run as `diverged` or `failed`, returned, with the finished epochs kept.
@@ -33,6 +34,7 @@ from cnnlab import limits
 from cnnlab.augment import augment, check_augmentation
 from cnnlab.build import build_model
 from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_best, save_checkpoint
+from cnnlab.data.normalize import ChannelStats, channel_stats
 from cnnlab.devices import (
     check_fits_in_memory,
     configure_threads,
@@ -42,6 +44,7 @@ from cnnlab.devices import (
     resolve_device,
 )
 from cnnlab.errors import CnnlabError, DataError, SpecError
+from cnnlab.inputs import Standardiser, as_inputs, with_standardisation
 from cnnlab.memory import check_step_fits, stacking_refused
 from cnnlab.optim import (
     ResolvedOptimizer,
@@ -127,8 +130,12 @@ class TrainResult:
     # monitor's best epoch, whose weights the test saw when restore_best_weights is on.
     stopped_epoch: int | None = None
     best_epoch: int | None = None
-    # The trained network (build_model's: NCHW floats in [0, 1] in, logits out), in eval mode,
-    # with the weights the test saw: for a notebook's own plots and predictions.
+    # normalize = "per-channel": the training part's mean and std the inputs were standardised
+    # with (None for x / 255 alone).
+    channel_stats: ChannelStats | None = None
+    # The trained network, in eval mode, with the weights the test saw: NCHW floats in [0, 1]
+    # (x / 255) in, logits out, the per-channel standardisation built in when the run used it.
+    # For a notebook's own plots and predictions.
     model: torch.nn.Module | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
@@ -148,6 +155,7 @@ class TrainResult:
         data["timings"] = dataclasses.asdict(self.timings)
         data["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
         data["notes"] = list(self.notes)
+        data["channel_stats"] = self.channel_stats.to_dict() if self.channel_stats else None
         data["test_predictions"] = (
             self.test_predictions.tolist()
             if predictions and self.test_predictions is not None
@@ -177,7 +185,7 @@ class TensorData:
     """The run's images (N, H, W, C) as uint8 and labels, on the training device.
 
     Images stay bytes (a quarter of float32's memory: 50,000 colour 32x32 images are 150 MB,
-    not 600 MB) and become floats one batch at a time (`as_inputs`).
+    not 600 MB) and become floats one batch at a time (`as_inputs`, then `standardise`).
     """
 
     train_x: torch.Tensor
@@ -186,6 +194,16 @@ class TensorData:
     val_y: torch.Tensor | None
     test_x: torch.Tensor
     test_y: torch.Tensor
+    # normalize = "per-channel": the training part's statistics on the device (None: x / 255).
+    standardiser: Standardiser | None = None
+
+    @property
+    def stats(self) -> ChannelStats | None:
+        return None if self.standardiser is None else self.standardiser.stats
+
+    def standardise(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] (channels last) as the network takes them, in place."""
+        return images if self.standardiser is None else self.standardiser(images)
 
 
 @dataclass(frozen=True)
@@ -313,7 +331,9 @@ def train_runs(
         refused = stacking_refused(
             model_summary, batch, precision, len(seeds), target.type, target.index
         )
-    data = prepare_data(dataset, training.train_limit, training.validation, target)
+    data = prepare_data(
+        dataset, training.train_limit, training.validation, target, normalize=training.normalize
+    )
     setup = RunSetup(spec, resolved, dataset, training, target, data)
     with _forked_rng(target):
         if stack and len(seeds) > 1 and refused is None:
@@ -368,7 +388,9 @@ class RunSetup:
             training=self.training,
             seed=seed,
             directory=directory,
-            identity=run_identity(self.spec, self.optimizer, self.dataset, self.training, seed),
+            identity=run_identity(
+                self.spec, self.optimizer, self.dataset, self.training, seed, stats=self.data.stats
+            ),
             recipe=Recipe(
                 self.training, float(self.optimizer.kwargs()["learning_rate"]), streams.augment
             ),
@@ -593,8 +615,9 @@ class Group:
             images = as_inputs(data.train_x.index_select(0, batch.reshape(-1)))  # uint8 -> [0, 1]
             images = images.view(seeds, size, *images.shape[1:])
             labels = data.train_y.index_select(0, batch.reshape(-1)).view(seeds, size)
-            if layers:
+            if layers:  # in [0, 1] units, as Keras's layers see x / 255 (clip, zero padding)
                 images = augment(images, layers, [run.recipe.augment for run in self.runs])
+            images = data.standardise(images)
             with _autocast(lead):
                 logits = network.forward(images)
             losses = seed_losses(logits, labels, smoothing=smoothing)
@@ -659,7 +682,7 @@ class Group:
         predictions = []
         for start in range(0, len(labels), EVAL_BATCH):
             with _autocast(self.lead):
-                batch = as_inputs(images[start : start + EVAL_BATCH])
+                batch = self.lead.data.standardise(as_inputs(images[start : start + EVAL_BATCH]))
                 logits = self.network.evaluate(batch).float()
             target = labels[start : start + EVAL_BATCH]
             smoothing = self.lead.training.label_smoothing  # Keras's evaluate uses the loss too
@@ -802,16 +825,29 @@ class EpochMeter:
 
 
 def prepare_data(
-    dataset: Dataset, train_limit: int | None, validation: Validation, device: torch.device
+    dataset: Dataset,
+    train_limit: int | None,
+    validation: Validation,
+    device: torch.device,
+    *,
+    normalize: str = "scale",
 ) -> TensorData:
-    """Images and labels on the device, as bytes; the validation split as Keras makes it."""
+    """Images and labels on the device, as bytes; the validation split as Keras makes it.
+
+    normalize = "per-channel": the statistics of the images trained on, after the train limit
+    and without the validation part (the test set is never looked at).
+    """
     _check_labels(dataset)
     count = len(dataset.train_labels) if train_limit is None else train_limit
     images, labels = dataset.train_images[:count], dataset.train_labels[:count]
     test_x, test_y = _on_device(dataset.test_images, device), _labels(dataset.test_labels, device)
     if validation == "test":
-        return TensorData(
-            _on_device(images, device), _labels(labels, device), test_x, test_y, test_x, test_y
+        return _with_stats(
+            TensorData(
+                _on_device(images, device), _labels(labels, device), test_x, test_y, test_x, test_y
+            ),
+            images,
+            normalize,
         )
     # Keras: split_at = floor(n * (1 - validation_split)); the tail validates
     # (keras/src/trainers/data_adapters/array_slicing.py, train_validation_split).
@@ -823,7 +859,7 @@ def prepare_data(
         )
     val_x = _on_device(images[split:], device) if split < len(labels) else None
     val_y = _labels(labels[split:], device) if split < len(labels) else None
-    return TensorData(
+    data = TensorData(
         _on_device(images[:split], device),
         _labels(labels[:split], device),
         val_x,
@@ -831,6 +867,16 @@ def prepare_data(
         test_x,
         test_y,
     )
+    return _with_stats(data, images[:split], normalize)
+
+
+def _with_stats(data: TensorData, trained_on: np.ndarray, normalize: str) -> TensorData:
+    """`data` standardising with the statistics of `trained_on` when normalize asks for it."""
+    if normalize == "scale":
+        return data
+    stats = channel_stats(trained_on)
+    standardiser = Standardiser(stats, data.train_x.device, tuple(trained_on.shape[1:]))
+    return dataclasses.replace(data, standardiser=standardiser)
 
 
 def run_identity(
@@ -839,10 +885,18 @@ def run_identity(
     dataset: Dataset,
     training: TrainingSpec,
     seed: int,
+    *,
+    stats: ChannelStats | None = None,
 ) -> dict[str, Any]:
-    """What determines a run's numbers (all but the epoch count): a resumed run must match."""
+    """What determines a run's numbers (all but the epoch count): a resumed run must match.
+
+    With normalize = "per-channel" it holds the statistics the inputs were standardised with
+    (`channel_stats`), so every checkpoint can reproduce its inputs without the dataset.
+    """
     settings = {"seed": seed, **training.identity()}
     del settings["epochs"]
+    if stats is not None:
+        settings["channel_stats"] = stats.to_dict()
     return {
         "layers": [
             {"type": type(layer).__name__, **dataclasses.asdict(layer)} for layer in spec.layers
@@ -980,7 +1034,8 @@ def _result(run: Run, timings: Timings) -> TrainResult:
         notes=run.notes,
         stopped_epoch=run.recipe.stopped_epoch,
         best_epoch=run.recipe.best_epoch,
-        model=run.model.eval(),
+        channel_stats=run.data.stats,
+        model=with_standardisation(run.model, run.data.stats, run.device),
     )
 
 
@@ -997,15 +1052,6 @@ def _on_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W, C) on the device, still bytes. The copy keeps torch off the dataset's
     read-only arrays."""
     return torch.from_numpy(np.array(images, order="C")).to(device)
-
-
-def as_inputs(images: torch.Tensor) -> torch.Tensor:
-    """A batch of uint8 images -> float32 in [0, 1], on their device.
-
-    x / 255 in float32, as the notebook's `x_train.astype('float32') / 255`: the same values
-    the whole array converted at once would give.
-    """
-    return images.float().div_(255)
 
 
 def _labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -2,9 +2,11 @@
 
 A run's directory (`runs/<key>/` in the study) holds its last `checkpoint.KEEP` epoch
 checkpoints and `best.safetensors`, the weights of its best validation epoch, written while it
-trained. `load_run` rebuilds the network from the spec the store holds and loads those weights;
-the network takes what training fed it: NCHW float32 images in [0, 1] (uint8 pixels / 255, as
-the notebook's `x_train.astype('float32') / 255`), and returns logits.
+trained. `load_run` rebuilds the network from the spec the store holds and loads those weights.
+Its `model` takes NCHW float32 images in [0, 1] (uint8 pixels / 255, as the notebook's
+`x_train.astype('float32') / 255`) and returns logits; a run trained with normalize =
+"per-channel" has the mean and std its checkpoints recorded built in front (`cnnlab.inputs`),
+so predictions never need the dataset.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from cnnlab.checkpoint import (
     load_best,
     load_epoch,
 )
+from cnnlab.data.normalize import ChannelStats
 from cnnlab.errors import CnnlabError
 from cnnlab.grid import did_you_mean
+from cnnlab.inputs import with_standardisation
 from cnnlab.spec import ModelSpec
 from cnnlab.store import RunRecord
 from cnnlab.study import RUNS_DIRNAME, study_directory, study_runs
@@ -63,7 +67,9 @@ class RunError(CnnlabError):
 class LoadedRun:
     """A trained network back from its study, with what it needs to be used."""
 
-    model: torch.nn.Module  # eval mode on the CPU: NCHW float32 in [0, 1] in, logits out
+    # Eval mode on the CPU: NCHW float32 in [0, 1] (x / 255) in, logits out; a per-channel
+    # run's standardisation is built in front.
+    model: torch.nn.Module
     spec: ModelSpec
     key: str
     model_name: str
@@ -76,6 +82,11 @@ class LoadedRun:
     class_names: tuple[str, ...] | None
     history: tuple[dict[str, Any], ...]  # every epoch's metrics, up to the run's last
     test_accuracy: float | None  # the stored run's (its last epoch's weights)
+    # normalize = "per-channel": the training part's mean and std, built into `model`; None
+    # for x / 255 alone. `network`: build_model's network itself, `model` without the
+    # standardisation (it takes standardised images; `model` itself for x / 255 runs).
+    channel_stats: ChannelStats | None
+    network: torch.nn.Module
 
     @property
     def val_metric(self) -> float | None:
@@ -128,22 +139,17 @@ def load_run(
     """
     root = study_directory(directory)
     run = find_run(study_runs(root), model=model, seed=seed)
-    normalize = run.training.get("normalize", "scale")
-    if normalize != "scale":  # predictions on x / 255 alone would be silently wrong
-        raise RunError(
-            f"{run.model} seed {run.seed} was trained with normalize = {normalize!r}; "
-            "load_run feeds x / 255 only and cannot load it yet"
-        )
     run_dir = root / RUNS_DIRNAME / run.key
     checkpoint = _checkpoint(run, run_dir, epoch)
     identity = checkpoint.identity
     image_shape = tuple(identity["dataset"]["image_shape"])
     classes = int(identity["dataset"]["classes"])
+    stats = _channel_stats(run, identity)
     spec = stored_spec(run.spec)
     network = build_model(spec, image_shape, classes)
     network.load_state_dict(checkpoint.model_state)
     return LoadedRun(
-        model=network.eval(),
+        model=with_standardisation(network, stats),
         spec=spec,
         key=run.key,
         model_name=run.model,
@@ -156,7 +162,23 @@ def load_run(
         class_names=_class_names(identity["dataset"]["name"], classes),
         history=tuple(_history(run)),
         test_accuracy=run.test.accuracy if run.test else None,
+        channel_stats=stats,
+        network=network,
     )
+
+
+def _channel_stats(run: RunRecord, identity: dict[str, Any]) -> ChannelStats | None:
+    """The statistics a per-channel run standardised with, as its checkpoint recorded them."""
+    normalize = run.training.get("normalize", "scale")
+    if normalize == "scale":
+        return None
+    if normalize != "per-channel" or "channel_stats" not in identity:
+        # predictions on x / 255 alone would be silently wrong
+        raise RunError(
+            f"{run.model} seed {run.seed} was trained with normalize = {normalize!r}, but its "
+            "checkpoint holds no channel statistics this cnnlab can apply"
+        )
+    return ChannelStats.from_dict(identity["channel_stats"])
 
 
 def find_run(runs: Sequence[RunRecord], *, model: str, seed: int | None) -> RunRecord:

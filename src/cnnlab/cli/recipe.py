@@ -67,6 +67,15 @@ def label_smoothing_option() -> Any:
     return typer.Option(None, "--label-smoothing", help="The loss's label_smoothing (0 to 1).")
 
 
+def normalize_option(default: str | None = None) -> Any:
+    return typer.Option(
+        default,
+        "--normalize",
+        help="scale (x / 255), or per-channel (then standardise with the training part's "
+        "mean and std).",
+    )
+
+
 @dataclass(frozen=True)
 class RecipeFlags:
     """The recipe flags as typed; None (or no --augment) leaves the field as it is."""

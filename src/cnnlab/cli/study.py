@@ -54,6 +54,7 @@ def run_command(
     early_stopping: str = recipe.early_stopping_option(),
     plateau: str = recipe.plateau_option(),
     label_smoothing: float = recipe.label_smoothing_option(),
+    normalize: str = recipe.normalize_option(),
     directory: Path = typer.Option(
         None, "--dir", help="The study directory (default: studies/<study name>)."
     ),
@@ -129,6 +130,7 @@ def run_command(
             models=models,
             train_limit=train_limit,
             precision=precision,
+            normalize=normalize,
             device=device,
             jobs=jobs,
             threads=threads,

@@ -72,6 +72,7 @@ def train_command(
     early_stopping: str = recipe.early_stopping_option(),
     plateau: str = recipe.plateau_option(),
     label_smoothing: float = recipe.label_smoothing_option(),
+    normalize: str = recipe.normalize_option(DEFAULTS.normalize),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset's files are."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
@@ -90,6 +91,7 @@ def train_command(
             validation=held_out,
             train_limit=train_limit,
             precision=precision,
+            normalize=normalize,
         ),
         recipe.RecipeFlags(
             augment=tuple(augment or ()),

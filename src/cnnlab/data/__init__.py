@@ -9,8 +9,8 @@ class count come from the data, so models adapt to it.
 
 One module per concern: `registry` (named datasets), `cache` (data directory, content checks),
 `download` (mirrors), `files` (bounded reading), `memory` (allocation checks), `dataset` (the
-`Dataset` type), one reader per format (`idx`, `npz`, `cifar`, `svhn`, `folder`), and `sources`
-(source strings to datasets).
+`Dataset` type), one reader per format (`idx`, `npz`, `cifar`, `svhn`, `folder`), `sources`
+(source strings to datasets) and `normalize` (per-channel statistics of the training part).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from cnnlab.data.registry import (
     get_dataset_info,
     list_datasets,
 )
-from cnnlab.data.sources import load_dataset, verify_dataset
+from cnnlab.data.sources import absolute_source, load_dataset, verify_dataset
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -54,6 +54,7 @@ __all__ = [
     "FetchedFile",
     "LocalCopy",
     "Verification",
+    "absolute_source",
     "dataset_from_arrays",
     "download_file",
     "encode_idx",

@@ -20,6 +20,7 @@ from cnnlab.data.svhn import read_svhn
 from cnnlab.errors import DataError
 
 FOLDER_CACHE = "folder-cache"  # under the data directory
+LOCAL_KINDS = ("idx", "npz", "cifar", "folder")  # sources that name a path: KIND:PATH[?options]
 
 
 def verify_registered(
@@ -73,7 +74,7 @@ def verify_source(
     if isinstance(source, DatasetInfo):
         return verify_registered(source, data_dir, offline, download)
     kind, _, rest = source.partition(":")
-    if kind in ("idx", "npz", "cifar", "folder") and rest:
+    if kind in LOCAL_KINDS and rest:
         location, _, query = rest.partition("?")
         path = Path(location).expanduser()
         if kind == "folder":
@@ -85,6 +86,16 @@ def verify_source(
             raise DataError(f"{source}: {kind}: sources take no options (the part after '?')")
         return verify_idx_dir(source, path) if kind == "idx" else verify_npz(source, path)
     return verify_registered(get_dataset_info(source), data_dir, offline, download)
+
+
+def absolute_source(source: str) -> str:
+    """`source` with a relative path made absolute against the current directory, where it was
+    given (`npz:data/x.npz` -> `npz:/home/me/data/x.npz`); registry names as they are."""
+    kind, _, rest = source.partition(":")
+    if kind not in LOCAL_KINDS or not rest:
+        return source
+    location, question, query = rest.partition("?")
+    return f"{kind}:{Path(location).expanduser().absolute()}{question}{query}"
 
 
 def _cifar_labels(source: str, query: str) -> str:

@@ -65,6 +65,7 @@ from cnnlab.spec.types import (
 )
 from cnnlab.spec.vocabulary import (
     MODEL_KEYS,
+    NORMALIZE_MODES,
     OPTIMIZERS,
     PADDINGS,
     PRECISIONS,
@@ -98,6 +99,7 @@ __all__ = [
     "Layer",
     "MODEL_KEYS",
     "MaxPooling2D",
+    "NORMALIZE_MODES",
     "ModelOverview",
     "ModelSpec",
     "OPTIMIZERS",

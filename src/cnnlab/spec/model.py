@@ -51,7 +51,7 @@ def parse_optimizer(value: Any, at: At) -> OptimizerSpec:
 def _optimizer_param(param: str, value: Any, at: At) -> float | bool:
     """Keras's own ranges (keras/src/optimizers/*.py argument docs), as training checks them
     (cnnlab.optim): a rate of 0 or a decay of 1 would never train."""
-    if param == "nesterov":
+    if param in ("nesterov", "amsgrad"):
         return as_bool(value, at, param)
     if param in ("rho", "momentum", "beta_1", "beta_2"):
         return as_fraction(value, at, param)

@@ -11,7 +11,7 @@ import numbers
 from typing import Any
 
 from cnnlab import limits
-from cnnlab.grid import show
+from cnnlab.grid import did_you_mean, show
 from cnnlab.spec.recipes import (
     FieldError,
     dotted,
@@ -21,7 +21,7 @@ from cnnlab.spec.recipes import (
     resolve_schedule,
     whole,
 )
-from cnnlab.spec.vocabulary import PRECISIONS
+from cnnlab.spec.vocabulary import NORMALIZE_MODES, PRECISIONS
 
 __all__ = ["FieldError", "checked_fields"]
 
@@ -46,6 +46,7 @@ def checked_fields(training: Any) -> dict[str, Any]:
             training.reduce_lr_on_plateau, "ReduceLROnPlateau", "reduce_lr_on_plateau"
         ),
         "label_smoothing": _label_smoothing(training.label_smoothing),
+        "normalize": _normalize(training.normalize),
     }
     _check_together(fields)
     return fields
@@ -96,6 +97,16 @@ def _label_smoothing(value: Any) -> float:
             ("label_smoothing",), f"label_smoothing must be in [0, 1], got {show(value)}"
         )
     return smoothing
+
+
+def _normalize(value: Any) -> str:
+    if not isinstance(value, str) or value not in NORMALIZE_MODES:
+        raise FieldError(
+            ("normalize",),
+            f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {show(value)}"
+            + did_you_mean(value, NORMALIZE_MODES),
+        )
+    return value
 
 
 def _check_together(fields: dict[str, Any]) -> None:

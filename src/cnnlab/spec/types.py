@@ -239,6 +239,9 @@ class TrainingSpec:
     early_stopping: KerasObject | None = None  # Keras's EarlyStopping callback
     reduce_lr_on_plateau: KerasObject | None = None  # Keras's ReduceLROnPlateau callback
     label_smoothing: float = 0.0  # CategoricalCrossentropy(label_smoothing=...)
+    # "scale": x / 255 (the notebook's); "per-channel": then (x - mean) / std per channel, with
+    # the mean and std of the images trained on (never the validation part or the test set).
+    normalize: Literal["scale", "per-channel"] = "scale"
 
     def __post_init__(self) -> None:
         for name, value in checked_fields(self).items():
@@ -286,6 +289,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "early_stopping": None,
     "reduce_lr_on_plateau": None,
     "label_smoothing": 0.0,
+    "normalize": "scale",
 }
 
 

@@ -12,8 +12,8 @@ PADDINGS = ("valid", "same")
 # defaults live with the training code (cnnlab.optim), a spec records only overrides.
 OPTIMIZERS = {
     "adadelta": ("learning_rate", "rho", "epsilon", "weight_decay"),
-    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay"),
-    "adamw": ("learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay"),
+    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay"),
+    "adamw": ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay"),
     "sgd": ("learning_rate", "momentum", "nesterov", "weight_decay"),
     "rmsprop": ("learning_rate", "rho", "momentum", "epsilon", "weight_decay"),
 }
@@ -38,6 +38,10 @@ TRAINING_KEYS = (
     "early_stopping",
     "reduce_lr_on_plateau",
     "label_smoothing",
+    "normalize",
 )
 PRECISIONS = ("fp32", "bf16")
+# How pixels become inputs: "scale" is the notebook's x / 255; "per-channel" then standardises
+# each channel with the training part's mean and std (cnnlab.data.normalize, cnnlab.inputs).
+NORMALIZE_MODES = ("scale", "per-channel")
 TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")

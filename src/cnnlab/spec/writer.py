@@ -52,6 +52,8 @@ def _recipe_lines(training: TrainingSpec) -> list[str]:
             lines.append(f"{field} = {_keras_object(callback, named=False)}")
     if training.label_smoothing:
         lines.append(f"label_smoothing = {_scalar(training.label_smoothing)}")
+    if training.normalize != "scale":
+        lines.append(f"normalize = {_scalar(training.normalize)}")
     return lines
 
 
