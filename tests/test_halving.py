@@ -403,7 +403,7 @@ def test_status_and_runs_show_pruned_runs_with_their_epoch_and_the_rungs(halved,
     assert main(["status", directory]) == 0
     out = capsys.readouterr().out
     assert "runs: 2 of 8 done, 6 pruned" in out and "successive halving" in out
-    assert "2 rung(s) decided; 1 model(s) go on to the last epoch" in out
+    assert "2 rungs decided; 1 model goes on to the last epoch" in out
     assert main(["status", directory, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["counts"]["pruned"] == 6

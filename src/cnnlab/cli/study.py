@@ -246,9 +246,11 @@ def print_halving(found: Halving) -> None:
     console = _console()
     console.print(halving_table(found))
     left = found.rungs[-1].kept if found.rungs else found.models
+    rungs = "1 rung" if len(found.rungs) == 1 else f"{len(found.rungs)} rungs"
+    models = "1 model goes" if len(left) == 1 else f"{len(left)} models go"
     typer.echo(
-        f"successive halving ({found.settings.describe(found.epochs)}): "
-        f"{len(found.rungs)} rung(s) decided; {len(left)} model(s) go on to the last epoch"
+        f"successive halving ({found.settings.describe(found.epochs)}): {rungs} decided; "
+        f"{models} on to the last epoch"
     )
 
 
