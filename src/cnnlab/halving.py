@@ -117,32 +117,41 @@ def run_halving(
     _check_ranked_figure(training, settings)
     names = [m.name for m in (select_models(spec.models, models) if models else spec.models)]
     root = (Path(directory) if directory else default_directory(spec.name)).expanduser().absolute()
-    annotations = {rungs.SETTINGS_KEY: {**settings.to_dict(), "models": names}}
+    run_options |= {
+        "directory": root,
+        "annotations": {rungs.SETTINGS_KEY: {**settings.to_dict(), "models": names}},
+    }
     started, finished, decided = time.perf_counter(), [], []
-    alive, chosen = names, models
+    alive, chosen, held = names, models, False
     for number, epoch in enumerate(schedule, start=1):
-        if len(alive) <= 1:
+        if len(alive) <= 1:  # no rung prunes the last model
             break
-        outcome = run_study(
-            spec,
-            directory=root,
-            models=chosen,
-            until_epoch=epoch,
-            annotations=annotations,
-            **run_options,
-        )
+        outcome = run_study(spec, models=chosen, until_epoch=epoch, **run_options)
         finished += outcome.finished
-        rung = rungs.next_rung(outcome.runs, alive, number, epoch, settings)
+        rung = _decide(outcome.runs, alive, number, epoch, settings)
         if rung is None:  # runs held by another process: it carries on from here
-            return _outcome(spec, root, names, finished, started, settings, training, decided)
-        _refuse_pruned(outcome.runs, rung.kept, epoch, f"goes on at rung {number}")
+            held = True
+            break
         finished += prune_models(root, outcome.runs, rung)
         decided.append(rung)
         alive = chosen = list(rung.kept)
-    outcome = run_study(spec, directory=root, models=chosen, annotations=annotations, **run_options)
-    finished += outcome.finished
-    _refuse_pruned(outcome.runs, alive, None, "trains to the last epoch")
-    return _outcome(spec, root, names, finished, started, settings, training, decided)
+    if not held:
+        outcome = run_study(spec, models=chosen, **run_options)
+        finished += outcome.finished
+        _refuse_pruned(outcome.runs, alive, None, "trains to the last epoch")
+    found = rungs.Halving(settings, training.epochs, tuple(names), tuple(decided))
+    return HalvingOutcome(_whole_study(spec.name, root, names, finished, started), found)
+
+
+def _decide(
+    runs: Sequence[RunRecord], alive: list[str], number: int, epoch: int, settings: HalvingSettings
+) -> Rung | None:
+    """The rung's decision once its runs reached it (None: some are held elsewhere), refused
+    where it would send on a model an earlier call pruned."""
+    rung = rungs.next_rung(runs, alive, number, epoch, settings)
+    if rung is not None:
+        _refuse_pruned(runs, rung.kept, epoch, f"goes on at rung {number}")
+    return rung
 
 
 def _training(spec: StudySpec, run_options: dict[str, Any]) -> TrainingSpec:
@@ -205,20 +214,11 @@ def prune_models(root: Path, runs: Sequence[RunRecord], rung: Rung) -> list[str]
     return ended
 
 
-def _outcome(
-    spec: StudySpec,
-    root: Path,
-    names: list[str],
-    finished: list[str],
-    started: float,
-    settings: HalvingSettings,
-    training: TrainingSpec,
-    decided: list[Rung],
-) -> HalvingOutcome:
+def _whole_study(
+    name: str, root: Path, names: list[str], finished: list[str], started: float
+) -> StudyOutcome:
     runs = tuple(run for run in study_runs(root) if run.model in names) if root.exists() else ()
-    whole = StudyOutcome(spec.name, root, runs, tuple(finished), time.perf_counter() - started)
-    found = rungs.Halving(settings, training.epochs, tuple(names), tuple(decided))
-    return HalvingOutcome(whole, found)
+    return StudyOutcome(name, root, runs, tuple(finished), time.perf_counter() - started)
 
 
 def study_halving(directory: str | Path) -> rungs.Halving | None:
