@@ -97,21 +97,37 @@ def decide_benchmark():
 
 
 def test_the_decide_benchmark_counts_runs_misses_and_equal_models_called_worse(decide_benchmark):
+    import dataclasses
+
     import numpy as np
 
+    from cnnlab.rungs import HalvingSettings
     from cnnlab.sequential import SequentialSettings
 
     bench = decide_benchmark
+    flat = np.zeros(3)
     truth = bench.Truth(
         "t",
         ("a", "b", bench.TWIN),
         np.array([0.99, 0.80, 0.99]),
         np.array([0.001, 0.001, 0.001]),
         10_000,
+        flat,
+        np.full(3, 0.001),
+        "flat",
     )
-    tallies = bench.simulate(truth, 1.0, 20, SequentialSettings(min_seeds=2, max_seeds=6), 0)
-    fixed, sequential = tallies["fixed 5"], tallies["until decided"]
-    assert fixed.runs == 20 * 15  # 5 seeds x 3 models, every study
+    settings, halving = SequentialSettings(min_seeds=2, max_seeds=6), HalvingSettings()
+    tallies = bench.simulate(truth, 1.0, 20, settings, halving, 9, 0)
+    fixed, sequential, halved = tallies["fixed 5"], tallies["until decided"], tallies["halving"]
+    assert fixed.runs == 20 * 15 and fixed.epochs == 9 * fixed.runs  # 5 seeds x 3 models
     assert sequential.runs < fixed.runs  # b, 19 points worse, stops after 2 seeds
     assert fixed.missed_best <= 3 and sequential.missed_best <= 3  # a or its twin may lead
     assert 1.8 <= sequential.best_set_size / sequential.reps <= 2.0  # a and its twin, not b
+    # Halving, factor 3 over 9 epochs: rung 1 keeps one of three models (a or its twin); the
+    # other two stop after epoch 1: 5 seeds x (1 + 1 + 9) epochs.
+    assert halved.epochs == 20 * 5 * 11 and halved.no_best_kept == 0
+    assert halved.equal_dropped == 20  # one of two equal models is always pruned
+    # A slow starter: a and its twin end best but lag 44 points after epoch 1 (c = 0.5).
+    slow = dataclasses.replace(truth, rise=np.array([0.5, 0.0, 0.5]))
+    missed = bench.simulate(slow, 1.0, 20, settings, halving, 9, 0)["halving"]
+    assert missed.no_best_kept == 20 and missed.best_set_size == 20  # b alone goes on

@@ -262,10 +262,11 @@ def test_c2_same_pid_on_another_host_is_not_judged_dead(store):
     assert store.get_run(key).status == "running"
 
 
-@pytest.mark.parametrize("status", ["done", "failed", "diverged"])
+@pytest.mark.parametrize("status", ["done", "failed", "diverged", "pruned"])
 def test_c2_finished_runs_are_never_claimed(store, clock, status):
     key = claimed(store)
-    store.finish_run(key, ME, status=status, reason="r", test=TestMetrics(0.1, 0.9))
+    test = None if status == "pruned" else TestMetrics(0.1, 0.9)
+    store.finish_run(key, ME, status=status, reason="r", test=test, stopped_epoch=1)
     clock.now += 10 * STALE_AFTER_SECONDS
     assert store.claim_next(OTHER, stale_after=0) is None
 
@@ -423,13 +424,28 @@ def test_f1_failed_and_diverged_runs_keep_reason_and_epoch(store, status):
     assert (run.status, run.reason, run.stopped_epoch, run.test) == (status, "loss is nan", 3, None)
 
 
+def test_f1_a_pruned_run_keeps_its_epochs_reason_and_the_epoch_it_stopped_at(store):
+    key = claimed(store)
+    store.record_epoch(key, ME, epoch(1), checkpoint="c1")
+    reason = "ranked 3 of 3 models at rung 1 (epoch 1)"
+    run = store.finish_run(key, ME, status="pruned", reason=reason, stopped_epoch=1, seconds=2.0)
+    assert (run.status, run.reason, run.stopped_epoch, run.test) == ("pruned", reason, 1, None)
+    assert (len(run.epochs), run.checkpoint, run.worker) == (1, "c1", None)
+    assert [r.key for r in store.list_runs(status="pruned")] == [key]
+
+
 @pytest.mark.parametrize(
     ("outcome", "message"),
     [
         ({"status": "done"}, "a done run needs its test metrics"),
         ({"status": "failed"}, "a failed run needs a reason"),
         ({"status": "diverged", "reason": ""}, "a diverged run needs a reason"),
-        ({"status": "running", "reason": "x"}, "finishes as done, failed, diverged, got 'running'"),
+        (
+            {"status": "running", "reason": "x"},
+            "finishes as done, failed, diverged, pruned, got 'running'",
+        ),
+        ({"status": "pruned", "reason": "ranked last"}, "a pruned run needs the epoch it stopped"),
+        ({"status": "pruned", "stopped_epoch": 1}, "a pruned run needs a reason"),
     ],
 )
 def test_f1_an_incomplete_outcome_is_refused_and_nothing_changes(store, outcome, message):
@@ -505,13 +521,15 @@ def test_f4_requeue_forgets_a_failed_runs_results(store):
     assert store.get_predictions(key) is None
 
 
-@pytest.mark.parametrize("status", ["pending", "running", "done"])
+@pytest.mark.parametrize("status", ["pending", "running", "done", "pruned"])
 def test_f4_only_failed_or_diverged_runs_can_be_requeued(store, status):
     key = store.add_runs([new_run()])[0].key
     if status != "pending":
         store.claim_next(ME)
     if status == "done":
         store.finish_run(key, ME, status="done", test=TestMetrics(0.1, 0.9))
+    if status == "pruned":
+        store.finish_run(key, ME, status="pruned", reason="ranked last", stopped_epoch=1)
     with pytest.raises(StoreError, match=f"run {key} is {status}; only failed or diverged"):
         store.requeue(key)
 

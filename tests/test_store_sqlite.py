@@ -31,7 +31,7 @@ from cnnlab.store import (
     open_store,
     sqlite_path,
 )
-from cnnlab.store.sqlite import SCHEMA_VERSION
+from cnnlab.store.sqlite import RUNS_TABLE, SCHEMA_VERSION
 from test_store_contract import epoch, new_run
 
 ME = Worker.current("me")
@@ -255,7 +255,44 @@ def test_a_version_1_store_gains_the_learning_rate_and_best_epoch_columns(tmp_pa
     db = sqlite3.connect(path)
     columns = {row[1] for row in db.execute("PRAGMA table_info(epochs)")}
     assert "learning_rate" in columns
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    db.close()
+
+
+def test_a_version_2_store_learns_the_pruned_status_and_keeps_every_epoch_and_prediction(
+    tmp_path,
+):
+    """Schema 3 rebuilds the runs table for its new CHECK: foreign keys must not cascade."""
+    path = tmp_path / STORE_FILENAME
+    predicted = Predictions(np.arange(20) % 10, "h")
+    with open_store(path) as store:
+        done, waiting = (run.key for run in store.add_runs([new_run(seed=0), new_run(seed=1)]))
+        store.claim_next(ME)
+        store.record_epoch(done, ME, epoch(1))
+        store.finish_run(done, ME, status="done", test=TestMetrics(0.3, 0.9), predictions=predicted)
+        store.claim_next(ME)
+        store.record_epoch(waiting, ME, epoch(1), checkpoint="c1")
+        store.release(waiting, ME)
+    version_2 = RUNS_TABLE.format(name="runs_v2").replace(", 'pruned'", "")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA foreign_keys = OFF")
+    for statement in (version_2, "INSERT INTO runs_v2 SELECT * FROM runs", "DROP TABLE runs"):
+        db.execute(statement)
+    db.execute("ALTER TABLE runs_v2 RENAME TO runs")
+    db.execute("PRAGMA user_version = 2")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db.execute("UPDATE runs SET status = 'pruned'")
+    db.close()
+    with open_store(path) as store:
+        assert [len(run.epochs) for run in store.list_runs()] == [1, 1]
+        np.testing.assert_array_equal(store.get_predictions(done).predicted, predicted.predicted)
+        store.claim_next(ME)
+        pruned = store.finish_run(waiting, ME, status="pruned", reason="last", stopped_epoch=1)
+        assert (pruned.status, pruned.checkpoint, len(pruned.epochs)) == ("pruned", "c1", 1)
+        assert store.verify() == []
+        assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # on again
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
 
 

@@ -59,7 +59,8 @@ def test_cnnlab_status_counts_runs_and_says_how_to_go_on(half_done, capsys):
 def test_cnnlab_status_json_holds_counts_epochs_and_eta(half_done, capsys):
     assert main(["status", str(half_done), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["counts"] == {"pending": 2, "running": 0, "done": 2, "failed": 0, "diverged": 0}
+    counts = {"pending": 2, "running": 0, "done": 2, "failed": 0, "diverged": 0, "pruned": 0}
+    assert status["counts"] == counts
     assert (status["epochs_done"], status["epochs_total"]) == (2, 4)
     assert status["eta_seconds"] > 0 and status["running"] == []
 

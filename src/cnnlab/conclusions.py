@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cnnlab import design, markdown, sequential, stats
+from cnnlab import design, markdown, rungs, sequential, stats
 from cnnlab.timing import DISTURBED_RATIO
 
 ALPHA = 0.05
@@ -40,6 +40,7 @@ class ModelEvidence:
     failed: int = 0
     diverged: int = 0
     unfinished: int = 0
+    pruned: int = 0  # runs stopped at a rung by --prune halving: no test figures
     reported_accuracy: float | None = None  # the notebook's figure, where there is one
     disturbed_timing: str = ""  # how other processes slowed its epochs (cnnlab.timing), if so
 
@@ -65,6 +66,7 @@ class Evidence:
     alpha: float = ALPHA
     notes: tuple[str, ...] = ()  # caveats found while gathering the evidence
     decisions: sequential.Decisions | None = None  # a study run with --until-decided
+    halving: rungs.Halving | None = None  # a study run with --prune halving
 
     def by_name(self) -> dict[str, ModelEvidence]:
         return {m.name: m for m in self.models}
@@ -72,7 +74,8 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Finding:
-    topic: str  # best, best set, across seeds, noise floor, design, factor, stability, cost
+    # best, halving, best set, across seeds, noise floor, design, factor, stability, cost
+    topic: str
     text: str
 
 
@@ -161,12 +164,14 @@ def write_conclusions(evidence: Evidence) -> Conclusions:
     by_name = {m.name: m for m in measured}
     if evidence.decisions is not None:  # the sequential claims replace the fixed-seed tests
         best = sequential_best_set(best, evidence.decisions)
+    pruned = [m.name for m in evidence.models if m.pruned and not m.runs]
     findings = [
         best_finding(by_name[best.best], evidence.n_images),
+        *(halving_findings(evidence.halving, evidence.models) if evidence.halving else ()),
         *(
             sequential_findings(evidence.decisions)
             if evidence.decisions is not None
-            else best_set_findings(best)
+            else best_set_findings(best, pruned=bool(pruned))
         ),
         noise_floor_finding(by_name[best.best], evidence.n_images),
         *factor_findings(measured),
@@ -191,9 +196,14 @@ def best_finding(best: ModelEvidence, n_images: int | None) -> Finding:
     )
 
 
-def best_set_findings(best: stats.BestSet) -> list[Finding]:
+def best_set_findings(best: stats.BestSet, *, pruned: bool = False) -> list[Finding]:
     if not best.comparisons:
-        return [Finding("best set", "It is the only model with results: nothing to compare.")]
+        text = (
+            "It is the only model trained to the end (the others were pruned): nothing to compare."
+            if pruned
+            else "It is the only model with results: nothing to compare."
+        )
+        return [Finding("best set", text)]
     level = f"{best.method}, alpha = {best.alpha:g}"
     others = [name for name in best.not_worse if name != best.best]
     worse = [c for c in best.comparisons if c.worse]
@@ -276,6 +286,29 @@ def sequential_findings(decisions: sequential.Decisions) -> list[Finding]:
     )
     found.append(Finding("best set", f"Seeds per model: {seeds}; {spent}."))
     return found
+
+
+def halving_findings(found: rungs.Halving, models: Sequence[ModelEvidence]) -> list[Finding]:
+    """What `--prune halving` pruned at each rung, and what that means for the statistics."""
+    runs = {m.name: m.pruned for m in models}
+    parts = []
+    for rung in found.rungs:
+        head = (
+            f"rung {rung.number} at epoch {rung.epoch} kept {len(rung.kept)} of "
+            f"{len(rung.ranked)} models"
+        )
+        if rung.pruned:
+            count = sum(runs.get(name, 0) for name in rung.pruned)
+            head += f" and pruned {len(rung.pruned)} ({count} runs: {', '.join(rung.pruned)})"
+        parts.append(head)
+    done = "; ".join(parts) if parts else "no rung decided yet"
+    text = (
+        f"Successive halving stopped the models that ranked low early "
+        f"({found.settings.describe(found.epochs)}): {done}. Pruned models have no final "
+        "statistics and are in none of the comparisons here; a rung ranks an early epoch, so "
+        "a model that starts slowly can be pruned although it would have caught up."
+    )
+    return [Finding("halving", text)]
 
 
 def noise_floor_finding(best: ModelEvidence, n_images: int | None) -> Finding | None:
@@ -470,6 +503,9 @@ def caveats_of(evidence: Evidence) -> list[str]:
             "cheapest-by-time pick rests on undisturbed epochs; a run slowed from start to end "
             "cannot be told from a slow model: time again alone to be sure."
         )
+    pruned = sum(m.pruned for m in evidence.models)
+    if pruned and evidence.halving is None:
+        found.append(f"{pruned} runs were pruned early: they have no final statistics.")
     missing = sum(m.unfinished for m in evidence.models)
     if missing:
         runs = "1 run has" if missing == 1 else f"{missing} runs have"

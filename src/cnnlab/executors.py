@@ -87,6 +87,8 @@ class WorkerSetup:
     threads: int
     stale_after: float = STALE_AFTER_SECONDS
     stack_seeds: bool = False  # train a model's seeds together (cnnlab.multiseed)
+    # Train each run up to this epoch only, then give it back pending (a halving rung).
+    until_epoch: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +96,7 @@ class RunReport:
     """How one training ended, in the store's terms (what a Ray task sends back)."""
 
     key: str
-    status: Literal["done", "diverged", "failed"]
+    status: Literal["done", "diverged", "failed", "paused"]  # paused: back to pending
     reason: str
     stopped_epoch: int | None
     history: tuple[EpochMetrics, ...]
@@ -143,12 +145,14 @@ def train_tasks(
     device: str | None,
     threads: int | None,
     on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    until_epoch: int | None = None,
 ) -> list[RunReport]:
     """Train runs that differ only in their seed (one run is a group of one); a report each.
 
     Several seeds train as one stacked computation where the network allows it
     (`cnnlab.train.train_runs`). Each resumes from its run directory; failures are reports
     too. Store errors (a lost claim, a broken store) and Ctrl-C propagate: the caller decides.
+    until_epoch: train only that far (a run short of its last epoch reports "paused").
     """
     started = time.perf_counter()
     first = tasks[0]
@@ -164,6 +168,7 @@ def train_tasks(
             progress="quiet",
             threads=threads,
             stack=len(tasks) > 1,
+            until_epoch=until_epoch,
         )
     except StoreError:
         raise
@@ -390,14 +395,46 @@ def work_through(
     setup: WorkerSetup,
     stopping: threading.Event | None = None,
 ) -> None:
-    """Claim and train runs of `tasks` until none is left to claim or `stopping` is set."""
+    """Claim and train runs of `tasks` until none is left to claim or `stopping` is set.
+
+    With `setup.until_epoch`, a run trained that far goes back pending: it is remembered
+    (`reached`), so that neither this worker nor another claims it again in this call.
+    """
+    reached: set[str] = set()
     while True:
         stop_if_asked(stopping)
-        run = store.claim_next(worker, keys=tasks, stale_after=setup.stale_after)
+        keys = claimable(store, tasks, setup, reached)
+        run = store.claim_next(worker, keys=keys, stale_after=setup.stale_after)
         if run is None:
             return
-        group = claim_other_seeds(store, worker, run, tasks, setup) if setup.stack_seeds else []
+        if at_rung(run, setup):  # another worker took it there since we looked
+            store.release(run.key, worker)
+            reached.add(run.key)
+            continue
+        group = []
+        if setup.stack_seeds:
+            group = claim_other_seeds(store, worker, run, {k: tasks[k] for k in keys}, setup)
         train_claimed(store, worker, [run, *group], tasks, dataset, setup, stopping)
+        if setup.until_epoch is not None:
+            reached.update(claimed.key for claimed in [run, *group])
+
+
+def claimable(
+    store: Store, tasks: Mapping[str, RunTask], setup: WorkerSetup, reached: set[str]
+) -> list[str]:
+    """The keys to claim from; with an `until_epoch`, runs already trained that far (by any
+    worker) are left out and added to `reached`."""
+    keys = [key for key in tasks if key not in reached]
+    if setup.until_epoch is None:
+        return keys
+    waiting = store.list_runs(keys=keys, status="pending")
+    reached.update(run.key for run in waiting if at_rung(run, setup))
+    return [key for key in keys if key not in reached]
+
+
+def at_rung(run: RunRecord, setup: WorkerSetup) -> bool:
+    """Whether the run holds the epochs `setup.until_epoch` asks for (never without one)."""
+    return setup.until_epoch is not None and len(run.epochs) >= setup.until_epoch
 
 
 def claim_other_seeds(
@@ -455,7 +492,12 @@ def train_claimed(
                     stop_if_asked(stopping)
 
             reports = train_tasks(
-                group, dataset, device=str(device), threads=setup.threads, on_epoch=record
+                group,
+                dataset,
+                device=str(device),
+                threads=setup.threads,
+                on_epoch=record,
+                until_epoch=setup.until_epoch,
             )
             for task, report in zip(group, reports, strict=True):
                 finish(store, worker, task, report)
@@ -488,9 +530,13 @@ def catch_up_epochs(store: Store, worker: Worker, task: RunTask, *, stored: int)
 
 
 def finish(store: Store, worker: Worker, task: RunTask, report: RunReport) -> None:
-    """Write a run's outcome; a run that failed for want of disk space stops the study."""
+    """Write a run's outcome; a run that failed for want of disk space stops the study; a
+    paused one (trained to `until_epoch`) goes back pending, its epochs and checkpoint kept."""
     for note in report.notes:
         log.warning("run %s (%s, seed %d): %s", task.key, task.model.name, task.seed, note)
+    if report.status == "paused":
+        store.release(task.key, worker)
+        return
     failure = storage_failure(report.reason) if report.status == "failed" else None
     if failure:
         store.release(task.key, worker)

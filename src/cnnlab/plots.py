@@ -44,7 +44,8 @@ from cnnlab.store import RunRecord
 
 P = ParamSpec("P")
 log = logging.getLogger("cnnlab.report")
-CURVE_STATUSES = ("done", "running", "pending")  # failed/diverged runs would drown the band
+# Failed/diverged runs would drown the band; pruned ones draw up to the rung they stopped at.
+CURVE_STATUSES = ("done", "running", "pending", "pruned")
 VIOLIN_POINTS = 20_000  # a KDE of 20k draws looks like the full layer's and takes milliseconds
 VIOLIN_GRID = 128  # points the density is evaluated at: smooth at the drawn size
 VIOLIN_COLUMNS = 6  # violins per row; deep models wrap instead of growing a metre wide

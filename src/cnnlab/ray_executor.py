@@ -145,6 +145,7 @@ def ray_train_task(
     threads: int,
     depot: Any,
     place: TaskPlace,
+    until_epoch: int | None = None,
 ) -> RunReport:
     """What a Ray task runs: train one run, streaming each epoch (and checkpoint) to the depot.
 
@@ -173,6 +174,7 @@ def ray_train_task(
         device=device,
         threads=threads,
         on_epoch=lambda _seed, record: send(record),
+        until_epoch=until_epoch,
     )
     if not shared:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -308,7 +310,8 @@ class RayExecutor:
                         task = tasks[run.key]
                         catch_up_epochs(store, worker, task, stored=len(run.epochs))
                         args = (task, dataset_ref, self.device(setup), setup.threads, depot)
-                        driver.in_flight[remote.remote(*args, place)] = task
+                        ref = remote.remote(*args, place, setup.until_epoch)
+                        driver.in_flight[ref] = task
                     if not driver.in_flight:
                         return
                     ready, _ = ray.wait(list(driver.in_flight), num_returns=1, timeout=WAIT_SECONDS)
@@ -389,9 +392,10 @@ class Driver:
         self.store, self.worker, self.tasks, self.depot, self.ray = store, worker, tasks, depot, ray
         self.in_flight: dict[Any, RunTask] = {}
         self.given_back: set[str] = set()  # not taken again by this driver: Ray gave up on them
+        self.reached: set[str] = set()  # trained to the setup's until_epoch: pending, done here
 
     def claim(self, setup: WorkerSetup):
-        keys = [key for key in self.tasks if key not in self.given_back]
+        keys = [key for key in self.tasks if key not in self.given_back | self.reached]
         return self.store.claim_next(self.worker, keys=keys, stale_after=setup.stale_after)
 
     def record_streamed(self) -> None:
@@ -440,6 +444,8 @@ class Driver:
             self.give_back(task, error)
             return
         record_report(self.store, self.worker, task, report)
+        if report.status == "paused":
+            self.reached.add(task.key)
 
     def give_back(self, task: RunTask, error: Exception) -> None:
         release_quietly(self.store, task.key, self.worker)

@@ -30,7 +30,7 @@ from safetensors.numpy import load_file
 
 import cnnlab
 from cnnlab import conclusions as concl
-from cnnlab import plots, sequential, table
+from cnnlab import plots, rungs, sequential, table
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import model_to_toml
@@ -247,6 +247,7 @@ def gather_evidence(results: StudyResults, results_table: table.ResultsTable) ->
         dataset=results.dataset_name,
         notes=results.notes,
         decisions=sequential.decisions_of(results.settings, results.runs),
+        halving=rungs.halving_of(results.settings, results.runs),
     )
 
 
@@ -265,6 +266,7 @@ def model_evidence(
         failed=row.failed,
         diverged=row.diverged,
         unfinished=row.unfinished,
+        pruned=row.pruned,
         reported_accuracy=row.reported_accuracy,
         disturbed_timing=row.timing.describe() if row.timing and row.timing.is_disturbed else "",
     )
@@ -317,13 +319,14 @@ def draw_plots(
 ) -> tuple[PlotSection, ...]:
     """Every plot of the report, written as PNG and SVG into `directory`, drawn in up to
     `processes` worker processes (`plots.save_figures`)."""
-    models = [row.model for row in results_table.rows]
+    models = [row.model for row in results_table.rows if row.pruned < row.runs]  # not all pruned
+    weighed = [model for model in ranked_models(results_table) if model in models]
     classes = study_classes(results)
     planned = [
         curve_section(results.runs, ranked_models(results_table), classes),
         cost_section(results_table, classes),
         factor_section(results_table, evidence, classes),
-        weight_section(results, ranked_models(results_table)[:WEIGHT_MODELS], len(models)),
+        weight_section(results, weighed[:WEIGHT_MODELS], len(models)),
         errors_section(results, best),
     ]
     jobs = [job for section in planned for job in section.jobs]
@@ -730,6 +733,7 @@ def render_html(
         section("Conclusions", conclusions_html(found), "conclusions"),
         missing_html(results),
         failed_html(results.runs),
+        pruned_html(results.runs, rungs.halving_of(results.settings, results.runs)),
         *(plot_section_html(s) for s in sections),
         section("Study settings", settings_html(results), "settings"),
         section("Environment", environment_html(results.runs), "environment"),
@@ -887,6 +891,32 @@ def failed_html(runs: Iterable[RunRecord]) -> str:
         "them again.</p>"
     )
     return section("Failed and diverged runs", f"{note}\n<table>{head}\n{rows}\n</table>", "failed")
+
+
+def pruned_html(runs: Sequence[RunRecord], halving: rungs.Halving | None) -> str:
+    """The models `--prune halving` stopped: each one's runs, the epoch and why."""
+    by_model: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.status == "pruned":
+            by_model.setdefault(run.model, []).append(run)
+    if not by_model:
+        return ""
+    rows = "\n".join(
+        f"<tr><td>{esc(model)}</td><td>{len(group)}</td>"
+        f"<td>{esc(', '.join(str(e) for e in sorted({r.stopped_epoch for r in group})))}</td>"
+        f"<td>{esc(group[0].reason or '')}</td></tr>"
+        for model, group in by_model.items()
+    )
+    how = f" ({halving.settings.describe(halving.epochs)})" if halving else ""
+    note = (
+        f"<p>Successive halving{esc(how)} stopped these models at a rung, every seed of a "
+        "model together: they have no test figures, are not averaged into the table and are "
+        "in no comparison; their learning curves end at the rung. A rung ranks an early "
+        "epoch, so a model that starts slowly can be pruned although it would have caught "
+        "up.</p>"
+    )
+    head = "<tr><th>model</th><th>runs</th><th>epoch</th><th>why</th></tr>"
+    return section("Pruned runs", f"{note}\n<table>{head}\n{rows}\n</table>", "pruned")
 
 
 def plot_section_html(plot_section: PlotSection) -> str:

@@ -40,6 +40,7 @@ from cnnlab.executors import (
 )
 from cnnlab.grid import did_you_mean
 from cnnlab.optim import resolve_optimizer
+from cnnlab.rungs import reached
 from cnnlab.shapes import check_classifier_output, infer_shapes
 from cnnlab.spec import (
     PRECISIONS,
@@ -138,8 +139,12 @@ class StudyOutcome:
 
     @property
     def complete(self) -> bool:
-        """Every run ended (done, failed or diverged)."""
+        """Every run ended (done, failed, diverged or pruned)."""
         return all(run.status in FINAL_STATUSES for run in self.runs)
+
+    def reached_epoch(self, epoch: int) -> bool:
+        """Every run ended or holds `epoch` epochs (what `until_epoch=epoch` trains to)."""
+        return all(reached(run, epoch) for run in self.runs)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -170,6 +175,7 @@ def run_study(
     retry_failed: bool = False,
     stack_seeds: bool = False,
     annotations: Mapping[str, Any] | None = None,
+    until_epoch: int | None = None,
 ) -> StudyOutcome:
     """Train every run of `study` that is not finished, into the store in its directory.
 
@@ -187,7 +193,9 @@ def run_study(
     gpus_per_run (a GPU share, 0.25: four runs per GPU), shared_dir (whether every node sees
     `directory`; None: detected; False: checkpoints travel through the driver).
     annotations: extra entries for the study's stored settings (the `--until-decided`
-    procedure's, see `cnnlab.until_decided`).
+    procedure's, see `cnnlab.until_decided`). until_epoch: train each run only up to that
+    epoch and leave it pending, to resume later (`--prune halving`'s rungs, `cnnlab.halving`);
+    runs that hold it already are not touched.
     Ctrl-C propagates as KeyboardInterrupt after the current runs are given back.
     """
     started = time.perf_counter()
@@ -213,20 +221,22 @@ def run_study(
         executor, jobs=jobs, address=address, gpus_per_run=gpus_per_run, shared_dir=shared_dir
     )
     setup = _worker_setup(plan, device, threads or threads_per_job(jobs or 1))
-    setup = dataclasses.replace(setup, stack_seeds=stack_seeds)
+    setup = dataclasses.replace(setup, stack_seeds=stack_seeds, until_epoch=until_epoch)
     display = make_display(progress)
     with open_study_store(plan.directory) as store:
         setup = dataclasses.replace(setup, store_url=store.url)
         before = register_runs(
             store, plan, retry_failed=retry_failed, annotations=annotations or {}
         )
-        todo = [run for run in before if run.status not in FINAL_STATUSES]
+        todo = [run for run in before if not reached(run, until_epoch)]
         if todo:
             check_disk_space(plan, todo, jobs or 1)
             display.start(plan, before)
+            tasks = tasks_by_key(plan)
             try:
                 with watching(store, plan.keys, display):
-                    runner.execute(store, tasks_by_key(plan), plan.dataset, setup)
+                    chosen = {run.key: tasks[run.key] for run in todo}
+                    runner.execute(store, chosen, plan.dataset, setup)
             finally:
                 display.close()
         after = store.list_runs(keys=plan.keys)

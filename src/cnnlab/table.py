@@ -2,8 +2,8 @@
 
 `build_results_table` turns stored runs into a frozen `ResultsTable` (pure); the renderers
 below turn that into a rich table for the terminal, Markdown, CSV and JSON. A model's figures
-come from its finished runs only; failed, diverged and unfinished runs are counted beside them,
-never averaged in.
+come from its finished runs only; failed, diverged, pruned and unfinished runs are counted
+beside them, never averaged in.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class ModelRow:
     failed: int
     diverged: int
     unfinished: int  # pending or running
+    pruned: int  # stopped at a rung by --prune halving (cnnlab.halving): no test figures
     reported: tuple[tuple[str, float], ...] = ()  # figures reported elsewhere (the notebook's)
     timing: EpochTiming | None = None  # how seconds_per_epoch was estimated, what disturbed it
     factors: tuple[tuple[str, Any], ...] = ()  # a grid model's axis values
@@ -155,6 +156,7 @@ def model_row(model: str, runs: Sequence[RunRecord], confidence: float) -> Model
         failed=sum(run.status == "failed" for run in runs),
         diverged=sum(run.status == "diverged" for run in runs),
         unfinished=sum(run.status in ("pending", "running") for run in runs),
+        pruned=sum(run.status == "pruned" for run in runs),
         reported=spec.reported,
         timing=timing,
         factors=spec.factors,
@@ -217,6 +219,7 @@ def format_runs(row: ModelRow) -> str:
         for count, word in (
             (row.failed, "failed"),
             (row.diverged, "diverged"),
+            (row.pruned, "pruned"),
             (row.unfinished, "unfinished"),
         )
         if count
@@ -331,6 +334,7 @@ def _record(row: ModelRow, confidence: float, factors: Sequence[str] = ()) -> di
         done=row.done,
         failed=row.failed,
         diverged=row.diverged,
+        pruned=row.pruned,
         unfinished=row.unfinished,
         reported_test_accuracy=row.reported_accuracy,
         reported_test_loss=row.reported_loss,

@@ -188,7 +188,9 @@ def _mlflow_run(client: Any, experiment: str, run: RunRecord, report: Path) -> s
     client.log_batch(run_id, tags=[RunTag("cnnlab.reason", run.reason or "")])
     if report.is_file():
         client.log_artifact(run_id, str(report))
-    status = {"done": "FINISHED", "failed": "FAILED", "diverged": "FAILED"}.get(run.status)
+    # MLflow's KILLED: stopped on purpose before its end, as a pruned run was (RunStatus).
+    status = {"done": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "pruned": "KILLED"}
+    status = status.get(run.status)
     client.set_terminated(run_id, status=status or "RUNNING")
     return run_id
 

@@ -72,7 +72,8 @@ if TYPE_CHECKING:
     from cnnlab.data import Dataset
 
 Validation = float | Literal["test"]
-Status = Literal["done", "diverged", "failed"]
+# paused: trained up to `until_epoch`, before its last epoch; its checkpoint resumes it.
+Status = Literal["done", "diverged", "failed", "paused"]
 
 EVAL_BATCH = 1024  # evaluation has no backward pass: bigger batches, fewer Python round trips
 DIVERGENCE_CHECK_STEPS = 50  # look for a diverged loss this often in an epoch (one sync each)
@@ -119,7 +120,7 @@ class TrainResult:
     timings: Timings
     checkpoint: Path | None  # the last epoch's weights (safetensors), when run with a run_dir
     reason: str = ""  # why a run diverged or failed
-    epoch: int | None = None  # the epoch in which it diverged or failed
+    epoch: int | None = None  # the epoch in which it diverged or failed (or paused after)
     seed: int = 0
     device: str = ""
     precision: str = "fp32"
@@ -306,16 +307,22 @@ def train_runs(
     progress: ProgressMode | Progress,
     threads: int | None,
     stack: bool,
+    until_epoch: int | None = None,
 ) -> list[TrainResult]:
     """The one training engine: runs of `spec` differing only in seed, one result per seed.
 
     stack: train the seeds as one stacked computation (`cnnlab.stacked`) when the network and
     the run directories allow it; otherwise (and always for one seed) each seed is a group of
     one, trained after the one before. Times are each seed's share of its group's wall time.
+    until_epoch: stop after this epoch; a run it leaves short of `training.epochs` is
+    "paused", untested, and its run directory resumes it exactly (successive halving's rungs,
+    `cnnlab.halving`). A run ended sooner (diverged, EarlyStopping) ends as it would anyway.
     On a CPU the process keeps freed activation memory for reuse from the first run on
     (`devices.keep_freed_cpu_memory`: one training step no longer page-faults it in again).
     """
     started = time.perf_counter()
+    if until_epoch is not None and (isinstance(until_epoch, bool) or until_epoch < 1):
+        raise SpecError(f"until_epoch must be an epoch number >= 1, got {until_epoch!r}")
     resolved = resolve_optimizer(spec.optimizer)
     model_summary = summarize(spec, dataset.image_shape, dataset.classes)
     check_fits_in_memory(spec.name, model_summary.total_params)
@@ -346,13 +353,13 @@ def train_runs(
             except CannotStack:
                 pass
             else:
-                group = Group(runs, network, make_progress(progress))
+                group = Group(runs, network, make_progress(progress), until_epoch)
                 return group.train(on_epoch, started)
         results = []
         for seed, directory in zip(seeds, directories, strict=True):
             run = setup.run(seed, directory)
             run.notes += (refused,) if refused else ()
-            group = Group([run], SingleNetwork(run), make_progress(progress))
+            group = Group([run], SingleNetwork(run), make_progress(progress), until_epoch)
             results += group.train(on_epoch, started)
             started = time.perf_counter()
         return results
@@ -511,9 +518,16 @@ class StackedNetwork:
 class Group:
     """Runs of one model that differ in seed, trained step by step through one network."""
 
-    def __init__(self, runs: list[Run], network: Network, progress: Progress) -> None:
+    def __init__(
+        self,
+        runs: list[Run],
+        network: Network,
+        progress: Progress,
+        until_epoch: int | None = None,
+    ) -> None:
         self.runs, self.network, self.progress = runs, network, progress
         self.lead = runs[0]  # data, device and recipe are the same for every seed
+        self.until_epoch = until_epoch
 
     def train(self, on_epoch: SeedEpochCallback | None, started: float) -> list[TrainResult]:
         """Every epoch after the resumed ones, then the test set; a result per seed."""
@@ -529,13 +543,15 @@ class Group:
     def _epochs(self, on_epoch: SeedEpochCallback | None) -> tuple[float, float]:
         started = time.perf_counter()
         epochs, first = self.lead.training.epochs, self.lead.resumed_from
+        last = epochs if self.until_epoch is None else min(epochs, self.until_epoch)
         epoch = first
         try:
-            for epoch in range(first + 1, epochs + 1):
+            for epoch in range(first + 1, last + 1):
                 if not any(run.active for run in self.runs):
                     break
                 self.train_epoch(epoch, epochs, on_epoch)
             train_seconds = time.perf_counter() - started
+            self.pause(train_seconds)
             test_started = time.perf_counter()
             self.test(train_seconds)
             return train_seconds, time.perf_counter() - test_started
@@ -552,6 +568,13 @@ class Group:
             return seconds, 0.0
         finally:
             self.progress.close()
+
+    def pause(self, train_seconds: float) -> None:
+        """Runs still taking steps but short of their last epoch (`until_epoch` came first)
+        stop here untested; their checkpoints resume them."""
+        for run in self.runs:
+            if run.active and len(run.history) < run.training.epochs:
+                run.outcome = Outcome("paused", "", len(run.history), train_seconds)
 
     def train_epoch(self, epoch: int, epochs: int, on_epoch: SeedEpochCallback | None) -> None:
         """One epoch for every seed still training: train, validate, record, save."""

@@ -23,6 +23,7 @@ from cnnlab.store import RunRecord
 
 if TYPE_CHECKING:
     from cnnlab import study
+    from cnnlab.rungs import Halving
     from cnnlab.sequential import Decisions
 
 
@@ -102,12 +103,27 @@ def run_command(
         None, "--margin", help="--until-decided: equal within this many accuracy points (0.1)."
     ),
     budget: str = typer.Option(None, "--budget", help="--until-decided: e.g. 500runs or 2h."),
+    prune: str = typer.Option(
+        None,
+        "--prune",
+        help="halving: stop the models that rank low at epoch rungs (docs/sequential.md); "
+        "none: not this time.",
+    ),
+    prune_factor: int = typer.Option(
+        None, "--prune-factor", help="--prune halving: the top 1/F go on at each rung (3)."
+    ),
+    prune_min_epochs: int = typer.Option(
+        None, "--prune-min-epochs", help="--prune halving: the first rung's epoch (1)."
+    ),
+    prune_metric: str = typer.Option(
+        None, "--prune-metric", help="--prune halving: val_accuracy (default) or val_loss."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON at the end."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip building the HTML report."),
 ) -> None:
     """Train every run of STUDY (models x seeds) that is not finished; resumable."""
-    from cnnlab import report, study  # here, not at the top: `cnnlab --help` loads no torch
+    from cnnlab import report, rungs, study  # here, not at the top: `cnnlab --help` loads no torch
     from cnnlab.devices import usable_cores
 
     sequential = {"until_decided": until_decided, "min_seeds": min_seeds, "max_seeds": max_seeds}
@@ -119,11 +135,14 @@ def run_command(
         reduce_lr_on_plateau=plateau,
         label_smoothing=label_smoothing,
     )
+    pruning = {"method": prune, "factor": prune_factor, "min_epochs": prune_min_epochs}
+    pruning |= {"metric": prune_metric}
     with _notes_on_stderr(), sigterm_as_interrupt(), _interrupt_message(directory, study_ref):
         outcome, decisions = _train(
             study_ref,
             sequential,
             flags,
+            pruning,
             directory=directory,
             epochs=epochs,
             dataset=dataset,
@@ -148,7 +167,9 @@ def run_command(
         typer.echo(json.dumps([study.run_row(run) for run in outcome.runs], indent=2))
     else:
         print_outcome(outcome)
-        if decisions is not None:
+        if isinstance(decisions, rungs.Halving):
+            print_halving(decisions)
+        elif decisions is not None:
             print_decisions(decisions)
     if not no_report and not (
         outcome.nothing_to_do and report.report_is_current(outcome.directory)
@@ -188,12 +209,17 @@ def print_outcome(outcome: study.StudyOutcome) -> None:
 
 
 def _train(
-    study_ref: str, sequential: dict[str, Any], flags: recipe.RecipeFlags, **options: Any
-) -> tuple[study.StudyOutcome, Decisions | None]:
-    """`run_study`, or the sequential driver with --until-decided or a study file's
-    `seeds = { min, max }` (every setting checked before anything trains). The recipe flags
+    study_ref: str,
+    sequential: dict[str, Any],
+    flags: recipe.RecipeFlags,
+    pruning: dict[str, Any],
+    **options: Any,
+) -> tuple[study.StudyOutcome, Decisions | Halving | None]:
+    """`run_study`, the sequential driver with --until-decided or a study file's
+    `seeds = { min, max }`, or the halving driver with --prune halving or a study file's
+    `prune = { ... }` (every setting checked before anything trains). The recipe flags
     replace the study file's [training] keys of the same names."""
-    from cnnlab import study, until_decided
+    from cnnlab import halving, study, until_decided
     from cnnlab.spec import load_study
 
     wanted = sequential.pop("until_decided")
@@ -207,7 +233,18 @@ def _train(
         )
     spec = load_study(study_ref)
     spec = dataclasses.replace(spec, training=recipe.apply_recipe_flags(spec.training, flags))
-    if not wanted and (spec.seed_range is None or options["seeds"] is not None):
+    pruned = halving.resolve_settings(spec.prune, **pruning)
+    sequentially = wanted or (spec.seed_range is not None and options["seeds"] is None)
+    if pruned is not None and sequentially:
+        raise SpecError(
+            "--prune halving and --until-decided (or seeds = { min, max }) do not combine: "
+            "halving compares models at a fixed number of seeds; give --seeds N, or leave "
+            "out --prune (--prune none overrides a study file's prune)"
+        )
+    if pruned is not None:
+        found = halving.run_halving(spec, settings=pruned, **options)
+        return found.study, found.halving
+    if not sequentially:
         return study.run_study(spec, **options), None
     settings = until_decided.resolve_settings(spec.seed_range, **sequential)
     options.pop("seeds")
@@ -225,6 +262,33 @@ def print_decisions(decisions: Decisions) -> None:
     )
     state = "every model decided or stopped" if decisions.finished else "still open"
     typer.echo(f"until decided: {spent}; {state}")
+
+
+def print_halving(found: Halving) -> None:
+    """Each rung: the models ranked by the figure, which went on and which were pruned."""
+    console = _console()
+    console.print(halving_table(found))
+    left = found.rungs[-1].kept if found.rungs else found.models
+    rungs = "1 rung" if len(found.rungs) == 1 else f"{len(found.rungs)} rungs"
+    models = "1 model goes" if len(left) == 1 else f"{len(left)} models go"
+    typer.echo(
+        f"successive halving ({found.settings.describe(found.epochs)}): {rungs} decided; "
+        f"{models} on to the last epoch"
+    )
+
+
+def halving_table(found: Halving) -> Table:
+    from cnnlab.rungs import METRIC_WORDS
+
+    table = Table(title="successive halving")
+    for column in ("rung", "epoch", "model", METRIC_WORDS[found.settings.metric], "seeds", "then"):
+        table.add_column(column, justify="left" if column in ("model", "then") else "right")
+    for rung in found.rungs:
+        for place in rung.ranked:
+            then = "goes on" if place.model in rung.kept else "pruned"
+            cells = (rung.number, rung.epoch, place.model, f"{place.value:.4f}", place.seeds, then)
+            table.add_row(*(str(cell) for cell in cells))
+    return table
 
 
 def decisions_table(decisions: Decisions) -> Table:
@@ -266,16 +330,19 @@ def status_command(
     ),
 ) -> None:
     """Runs by state, epochs done of all, and the time left (from measured epochs)."""
-    from cnnlab import study, until_decided
+    from cnnlab import halving, study, until_decided
 
     if check:
         print_check(directory, study.check_store(directory))
     status = study.study_status(directory)
     decisions = until_decided.study_decisions(directory)
+    pruning = halving.study_halving(directory)
     if as_json:
         shown = status.to_dict()
         if decisions is not None:
             shown["until_decided"] = decisions.to_dict()
+        if pruning is not None:
+            shown["halving"] = pruning.to_dict()
         typer.echo(json.dumps(shown, indent=2))
         return
     typer.echo(f"study {status.name} ({status.directory})")
@@ -306,6 +373,8 @@ def status_command(
         )
     if decisions is not None:
         print_decisions(decisions)
+    if pruning is not None:
+        print_halving(pruning)
 
 
 def print_check(directory: Path, problems: list[str]) -> None:
@@ -395,7 +464,7 @@ def _count_line(counts: dict[str, int], *, of_all: bool = False) -> str:
     of_all: '20 of 26 done, 1 failed, 5 pending', with the done count always there."""
     if not of_all and {s for s, n in counts.items() if n} == {"done"}:
         return f"{counts['done']} runs done"
-    order = ("failed", "diverged", "running", "pending")
+    order = ("failed", "diverged", "pruned", "running", "pending")
     others = [f"{counts[s]} {s}" for s in order if counts[s]]
     done = (
         f"{counts['done']} of {sum(counts.values())} done" if of_all else f"{counts['done']} done"

@@ -14,7 +14,7 @@ from cnnlab.spec.files import read_ref
 from cnnlab.spec.model import default_name, load_model, parse_model
 from cnnlab.spec.places import At, Source
 from cnnlab.spec.training import FieldError
-from cnnlab.spec.types import ModelSpec, SeedRange, StudySpec, TrainingSpec
+from cnnlab.spec.types import ModelSpec, Pruning, SeedRange, StudySpec, TrainingSpec
 from cnnlab.spec.values import (
     as_int,
     as_limited,
@@ -24,7 +24,13 @@ from cnnlab.spec.values import (
     as_text,
     check_keys,
 )
-from cnnlab.spec.vocabulary import STUDY_KEYS, TRAINING_KEYS
+from cnnlab.spec.vocabulary import (
+    PRUNE_KEYS,
+    PRUNE_METHODS,
+    PRUNE_METRICS,
+    STUDY_KEYS,
+    TRAINING_KEYS,
+)
 
 
 def load_study(ref: str | Path) -> StudySpec:
@@ -61,6 +67,7 @@ def _parse_study(data: Any, at: At, default_name: str, base: Path | None) -> Stu
         models=models,
         seeds=tuple(range(seed_range.min)) if seed_range else _parse_seeds(seeds, at.key("seeds")),
         seed_range=seed_range,
+        prune=_parse_prune(table["prune"], at.key("prune")) if "prune" in table else None,
         dataset=_dataset(table.get("dataset", "mnist"), at.key("dataset")),
         training=_parse_training(table.get("training", {}), at.key("training")),
     )
@@ -182,6 +189,36 @@ def _parse_seed_range(table: dict, at: At) -> SeedRange:
         as_text(table["budget"], at.key("budget"), "seeds.budget") if "budget" in table else None
     )
     return SeedRange(low, high, margin, budget)
+
+
+def _parse_prune(value: Any, at: At) -> Pruning:
+    """prune = { method = "halving", factor = 3, min_epochs = 1, metric = "val_accuracy" };
+    what needs the epochs (a rung below the last) is checked where the epochs are known."""
+    if isinstance(value, str):  # prune = "halving": the method at its defaults
+        value = {"method": value}
+    table = as_table(value, at, 'prune (a table such as { method = "halving", factor = 3 })')
+    check_keys(table, PRUNE_KEYS, at, "prune")
+    method = as_text(table.get("method", "halving"), at.key("method"), "prune.method")
+    if method not in PRUNE_METHODS:
+        raise at.key("method").error(
+            f"prune.method must be one of {', '.join(PRUNE_METHODS)}, got {show(method)}"
+            + did_you_mean(method, PRUNE_METHODS)
+        )
+    factor = table.get("factor")
+    if factor is not None:
+        factor = as_int(factor, at.key("factor"), "prune.factor", minimum=2, maximum=1000)
+    least = table.get("min_epochs")
+    if least is not None:
+        least = as_limited(least, at.key("min_epochs"), "prune.min_epochs", "epochs")
+    metric = table.get("metric")
+    if metric is not None:
+        metric = as_text(metric, at.key("metric"), "prune.metric")
+        if metric not in PRUNE_METRICS:
+            raise at.key("metric").error(
+                f"prune.metric must be one of {', '.join(PRUNE_METRICS)}, got {show(metric)}"
+                + did_you_mean(metric, PRUNE_METRICS)
+            )
+    return Pruning(method, factor, least, metric)
 
 
 def parse_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:

@@ -305,6 +305,19 @@ class SeedRange:
 
 
 @dataclass(frozen=True)
+class Pruning:
+    """`prune = { method = "halving", factor = 3, min_epochs = 1 }`: stop the models that rank
+    low at a rung (`cnnlab run --prune halving`, docs/sequential.md). None: that option's
+    default. Not part of [training]: pruning decides which runs go on, not what a run computes,
+    so run keys (and finished runs) stay the same with or without it."""
+
+    method: str = "halving"
+    factor: int | None = None  # as --prune-factor
+    min_epochs: int | None = None  # as --prune-min-epochs
+    metric: str | None = None  # as --prune-metric: val_accuracy or val_loss
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """Models x seeds on one dataset with one training recipe."""
 
@@ -315,3 +328,4 @@ class StudySpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     description: str = ""
     seed_range: SeedRange | None = None
+    prune: Pruning | None = None

@@ -26,7 +26,22 @@ PARAM_ORDER = tuple(dict.fromkeys(param for params in OPTIMIZERS.values() for pa
 PARAM_ALIASES = {"lr": "learning_rate"}  # Keras 2's spelling
 
 MODEL_KEYS = ("name", "description", "optimizer", "layers", "reported", "factors")
-STUDY_KEYS = ("name", "description", "dataset", "seeds", "models", "training", "model", "grid")
+STUDY_KEYS = (
+    "name",
+    "description",
+    "dataset",
+    "seeds",
+    "prune",
+    "models",
+    "training",
+    "model",
+    "grid",
+)
+# `prune = { ... }` and `cnnlab run --prune`: the ways to stop runs early (cnnlab.halving), and
+# the validation figures a rung may rank models by (Keras's History keys).
+PRUNE_KEYS = ("method", "factor", "min_epochs", "metric")
+PRUNE_METHODS = ("halving",)
+PRUNE_METRICS = ("val_accuracy", "val_loss")
 TRAINING_KEYS = (
     "epochs",
     "batch_size",

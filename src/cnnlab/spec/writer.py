@@ -8,7 +8,7 @@ import tomli_w
 
 from cnnlab.spec.kinds import Block, kind_of
 from cnnlab.spec.recipes import KerasObject
-from cnnlab.spec.types import Layer, ModelSpec, OptimizerSpec, StudySpec, TrainingSpec
+from cnnlab.spec.types import Layer, ModelSpec, OptimizerSpec, Pruning, StudySpec, TrainingSpec
 
 
 def model_to_toml(spec: ModelSpec) -> str:
@@ -23,6 +23,8 @@ def study_to_toml(study: StudySpec) -> str:
         lines.append(f"description = {_scalar(study.description)}")
     lines.append(f"dataset = {_scalar(study.dataset)}")
     lines.append(f"seeds = {_seeds(study)}")
+    if study.prune is not None:
+        lines.append(f"prune = {_prune(study.prune)}")
     lines += ["", "[training]"]
     lines.append(f"epochs = {study.training.epochs}")
     lines.append(f"batch_size = {study.training.batch_size}")
@@ -73,6 +75,13 @@ def _seeds(study: StudySpec) -> str:
     if found.budget is not None:
         parts.append(f"budget = {_scalar(found.budget)}")
     return "{ " + ", ".join(parts) + " }"
+
+
+def _prune(found: Pruning) -> str:
+    """The `{ method = "halving", ... }` table of a study that prunes (unset options left out)."""
+    fields = [("method", found.method), ("factor", found.factor)]
+    fields += [("min_epochs", found.min_epochs), ("metric", found.metric)]
+    return _inline([(key, value) for key, value in fields if value is not None])
 
 
 def _model_lines(spec: ModelSpec, table_prefix: str) -> list[str]:

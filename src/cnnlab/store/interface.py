@@ -18,9 +18,11 @@ import numpy as np
 from cnnlab.store.errors import StoreError
 from cnnlab.store.identity import run_key
 
-RunStatus = Literal["pending", "running", "done", "failed", "diverged"]
-STATUSES: tuple[RunStatus, ...] = ("pending", "running", "done", "failed", "diverged")
-FINAL_STATUSES: tuple[RunStatus, ...] = ("done", "failed", "diverged")
+# pruned: stopped by `--prune halving` at a rung (its epoch in stopped_epoch); ended, never
+# finished, so no final statistics count it (cnnlab.halving).
+RunStatus = Literal["pending", "running", "done", "failed", "diverged", "pruned"]
+STATUSES: tuple[RunStatus, ...] = ("pending", "running", "done", "failed", "diverged", "pruned")
+FINAL_STATUSES: tuple[RunStatus, ...] = ("done", "failed", "diverged", "pruned")
 
 # A worker should heartbeat every HEARTBEAT_SECONDS (from a thread, so long epochs count as
 # alive); a claim unheard of for STALE_AFTER_SECONDS may be taken over. Ten missed beats
@@ -173,8 +175,9 @@ class RunRecord:
     status: RunStatus
     attempts: int  # how many times it was claimed
     created_at: float
-    reason: str | None = None  # why it failed or diverged
-    # The epoch it failed or diverged in, or the one EarlyStopping stopped after (done runs).
+    reason: str | None = None  # why it failed, diverged or was pruned
+    # The epoch it failed or diverged in, the rung's epoch it was pruned at, or the one
+    # EarlyStopping stopped after (done runs): the status tells which.
     stopped_epoch: int | None = None
     best_epoch: int | None = None  # EarlyStopping's best epoch (its weights tested if restored)
     worker: Worker | None = None  # the claim holder while running
@@ -309,7 +312,8 @@ class Store(Protocol):
         seconds: float | None = None,
         best_epoch: int | None = None,
     ) -> RunRecord:
-        """End the claim with done (needs `test`) or failed/diverged (needs `reason`)."""
+        """End the claim with done (needs `test`), failed/diverged (needs `reason`) or pruned
+        (needs `reason` and `stopped_epoch`, the epoch it stopped at)."""
         ...
 
     def release(self, key: str, worker: Worker) -> None:

@@ -39,16 +39,9 @@ from cnnlab.store.interface import (
     claim_is_stale,
 )
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when the tables change
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration when the tables change
 
-SCHEMA = (
-    """CREATE TABLE study (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        name TEXT NOT NULL,
-        settings_json TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL)""",
-    """CREATE TABLE runs (
+RUNS_TABLE = """CREATE TABLE {name} (
         seq INTEGER PRIMARY KEY,
         key TEXT NOT NULL UNIQUE,
         model TEXT NOT NULL,
@@ -57,7 +50,7 @@ SCHEMA = (
         spec_json TEXT NOT NULL,
         training_json TEXT NOT NULL,
         status TEXT NOT NULL
-            CHECK (status IN ('pending', 'running', 'done', 'failed', 'diverged')),
+            CHECK (status IN ('pending', 'running', 'done', 'failed', 'diverged', 'pruned')),
         reason TEXT,
         stopped_epoch INTEGER,
         attempts INTEGER NOT NULL DEFAULT 0,
@@ -77,8 +70,18 @@ SCHEMA = (
         test_loss REAL,
         test_accuracy REAL,
         test_labels_hash TEXT,
-        best_epoch INTEGER)""",
-    "CREATE INDEX runs_by_status ON runs (status, seq)",
+        best_epoch INTEGER)"""
+RUNS_INDEX = "CREATE INDEX runs_by_status ON runs (status, seq)"
+
+SCHEMA = (
+    """CREATE TABLE study (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL,
+        settings_json TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL)""",
+    RUNS_TABLE.format(name="runs"),
+    RUNS_INDEX,
     """CREATE TABLE epochs (
         run_key TEXT NOT NULL REFERENCES runs (key) ON DELETE CASCADE,
         epoch INTEGER NOT NULL CHECK (epoch >= 1),
@@ -98,12 +101,25 @@ SCHEMA = (
 )
 
 # Version 1 -> 2: the learning rate of each epoch and EarlyStopping's best epoch (cnnlab.train).
+# Version 2 -> 3: the `pruned` status (cnnlab.halving). SQLite cannot change a CHECK in place, so
+# the runs table is rebuilt as https://www.sqlite.org/lang_altertable.html#otheralter says, with
+# foreign keys off (dropping the old table would otherwise delete every epoch and prediction).
+# A cnnlab that knows only version 2 refuses a version-3 store by its user_version, with a line
+# saying to upgrade, before it could misread a pruned run.
 MIGRATIONS = {
     1: (
         "ALTER TABLE epochs ADD COLUMN learning_rate REAL",
         "ALTER TABLE runs ADD COLUMN best_epoch INTEGER",
     ),
+    2: (
+        RUNS_TABLE.format(name="runs_v3"),
+        "INSERT INTO runs_v3 SELECT * FROM runs",
+        "DROP TABLE runs",
+        "ALTER TABLE runs_v3 RENAME TO runs",
+        RUNS_INDEX,
+    ),
 }
+REBUILDS = (2,)  # migrations from these versions rebuild a table: foreign keys must be off
 
 # SQLite turns a bound NaN into NULL; a diverged run's NaN loss is a result worth keeping, so
 # NaN travels as this text (REAL affinity leaves non-numeric text as it is).
@@ -349,7 +365,7 @@ class SqliteStore:
         seconds: float | None = None,
         best_epoch: int | None = None,
     ) -> RunRecord:
-        _check_outcome(key, status, reason, test)
+        _check_outcome(key, status, reason, test, stopped_epoch)
         with self._write() as db:
             self._hold(db, key, worker)
             if predictions is not None:
@@ -453,16 +469,26 @@ class SqliteStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _create_schema(self) -> None:
-        with self._write() as db:
-            version = _schema_version(db, self.path)
-            if version == 0:
-                for statement in SCHEMA:
-                    db.execute(statement)
-            while 0 < version < SCHEMA_VERSION:  # an older store gains the new columns
-                for statement in MIGRATIONS[version]:
-                    db.execute(statement)
-                version += 1
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # Foreign keys can only be switched outside a transaction (a no-op inside one).
+        rebuild = 0 < _schema_version(self._conn, self.path) <= max(REBUILDS)
+        if rebuild:
+            self._conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self._write() as db:
+                version = _schema_version(db, self.path)  # again: another process may have won
+                if version == 0:
+                    for statement in SCHEMA:
+                        db.execute(statement)
+                while 0 < version < SCHEMA_VERSION:  # an older store gains what is new
+                    for statement in MIGRATIONS[version]:
+                        db.execute(statement)
+                    version += 1
+                if rebuild and db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise StoreError(damaged(self.path, "rows without their run"))
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        finally:
+            if rebuild:
+                self._conn.execute("PRAGMA foreign_keys = ON")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -624,7 +650,9 @@ def _stale(row: sqlite3.Row, now: float, stale_after: float) -> bool:
     )
 
 
-def _check_outcome(key: str, status: str, reason: str | None, test: TestMetrics | None) -> None:
+def _check_outcome(
+    key: str, status: str, reason: str | None, test: TestMetrics | None, stopped: int | None
+) -> None:
     if status not in FINAL_STATUSES:
         raise StoreError(
             f"run {key}: a run finishes as {', '.join(FINAL_STATUSES)}, got {status!r}"
@@ -633,6 +661,11 @@ def _check_outcome(key: str, status: str, reason: str | None, test: TestMetrics 
         raise StoreError(f"run {key}: a done run needs its test metrics")
     if status != "done" and not reason:
         raise StoreError(f"run {key}: a {status} run needs a reason")
+    if status == "pruned" and (stopped is None or test is not None):
+        raise StoreError(
+            f"run {key}: a pruned run needs the epoch it stopped at (stopped_epoch) and has no "
+            "test metrics"
+        )
 
 
 def _store_predictions(db: sqlite3.Connection, key: str, predictions: Predictions) -> None:
