@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from cnnlab import halving, report, rungs, study, table
 from cnnlab.cli import main
+from cnnlab.cli.study import model_table
 from cnnlab.data import load_dataset
 from cnnlab.errors import SpecError
 from cnnlab.rungs import HalvingSettings
@@ -411,6 +413,11 @@ def test_status_and_runs_show_pruned_runs_with_their_epoch_and_the_rungs(halved,
     assert main(["runs", directory]) == 0
     out = capsys.readouterr().out
     assert "stuck seed 0: pruned at epoch 1: ranked" in out
+    # `cnnlab run`'s closing table counts a pruned model's runs as pruned, not as missing
+    console = Console(width=200, record=True)
+    console.print(model_table("halved", halved.study.runs))
+    row = next(line for line in console.export_text().splitlines() if "stuck" in line)
+    assert "0/2 (2 pruned)" in row
 
 
 @pytest.mark.slow

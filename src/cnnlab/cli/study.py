@@ -311,9 +311,10 @@ def model_table(name: str, runs: Sequence[RunRecord]) -> Table:
     for model, group in by_model.items():
         accuracies = [run.test.accuracy for run in group if run.status == "done" and run.test]
         seconds = [run.seconds for run in group if run.seconds is not None]
+        pruned = sum(run.status == "pruned" for run in group)
         table.add_row(
             model,
-            f"{len(accuracies)}/{len(group)}",
+            f"{len(accuracies)}/{len(group)}" + (f" ({pruned} pruned)" if pruned else ""),
             f"{statistics.fmean(accuracies):.4f}" if accuracies else "-",
             f"{statistics.stdev(accuracies):.4f}" if len(accuracies) > 1 else "-",
             f"{group[0].params:,}" if group[0].params else "-",
