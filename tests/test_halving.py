@@ -359,6 +359,17 @@ def test_an_interrupted_halving_study_resumes_with_two_jobs_to_the_same_decision
 
 
 @pytest.mark.slow
+def test_a_plain_run_of_a_finished_halving_study_keeps_its_rungs(
+    study_file, halved, tmp_path, mnist_dir
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(halved.study.directory, copy)
+    again = study.run_study(study_file, directory=copy, data_dir=mnist_dir, **OPTIONS)
+    assert again.nothing_to_do  # nothing trained: the runs are still halving's
+    assert halving.study_halving(copy) == halved.halving
+
+
+@pytest.mark.slow
 def test_a_call_that_would_train_a_pruned_model_on_is_refused(
     study_file, halved, tmp_path, mnist_dir
 ):
