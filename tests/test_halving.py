@@ -408,6 +408,26 @@ def test_pruned_runs_stay_out_of_the_statistics_and_the_conclusions_say_what_was
     assert found.best.best == winner and found.best.comparisons == ()
 
 
+def test_the_halving_finding_names_pruned_models_whose_early_stopped_runs_are_compared():
+    # "b" and "c" ranked low at the rung; EarlyStopping had ended both of b's seeds before it
+    # (done, tested) and one of c's: those runs are finished and compared, the rest pruned.
+    rung = decide({"a": [0.9, 0.9], "b": [0.2, 0.2], "c": [0.3, 0.3]}, HALF)
+    found = rungs.Halving(HALF, 3, ("a", "b", "c"), (rung,))
+    models = [
+        report.concl.ModelEvidence("a", (0.91, 0.92)),
+        report.concl.ModelEvidence("b", (0.21, 0.22)),
+        report.concl.ModelEvidence("c", (0.31,), pruned=1),
+    ]
+    (finding,) = report.concl.halving_findings(found, models)
+    assert "pruned 2 (1 run: c, b)" in finding.text
+    assert "Pruned runs have no final statistics and are in none of the comparisons" in (
+        finding.text
+    )
+    assert "EarlyStopping ended runs of c, b before their rung: those are compared" in (
+        finding.text
+    )
+
+
 @pytest.mark.slow
 def test_status_and_runs_show_pruned_runs_with_their_epoch_and_the_rungs(halved, capsys):
     directory = str(halved.study.directory)
