@@ -423,7 +423,7 @@ def test_the_halving_finding_names_pruned_models_whose_early_stopped_runs_are_co
     assert "Pruned runs have no final statistics and are in none of the comparisons" in (
         finding.text
     )
-    assert "EarlyStopping ended runs of c, b before their rung: those are compared" in (
+    assert "Runs of c, b had ended before their rung (EarlyStopping, or trained to" in (
         finding.text
     )
 

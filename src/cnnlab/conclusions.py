@@ -315,8 +315,9 @@ def halving_findings(found: rungs.Halving, models: Sequence[ModelEvidence]) -> l
     )
     if compared:  # a rung's losers do not stop runs that already ended
         text += (
-            f" EarlyStopping ended runs of {', '.join(compared)} before their rung: those are "
-            "compared as finished, over fewer seeds where others were pruned."
+            f" Runs of {', '.join(compared)} had ended before their rung (EarlyStopping, or "
+            "trained to the end before halving): those are compared as finished, over fewer "
+            "seeds where others were pruned."
         )
     return [Finding("halving", text)]
 
