@@ -361,6 +361,17 @@ def test_an_interrupted_halving_study_resumes_with_two_jobs_to_the_same_decision
 
 
 @pytest.mark.slow
+def test_a_plain_run_of_a_finished_halving_study_keeps_its_rungs(
+    study_file, halved, tmp_path, mnist_dir
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(halved.study.directory, copy)
+    again = study.run_study(study_file, directory=copy, data_dir=mnist_dir, **OPTIONS)
+    assert again.nothing_to_do  # nothing trained: the runs are still halving's
+    assert halving.study_halving(copy) == halved.halving
+
+
+@pytest.mark.slow
 def test_a_call_that_would_train_a_pruned_model_on_is_refused(
     study_file, halved, tmp_path, mnist_dir
 ):
@@ -397,6 +408,26 @@ def test_pruned_runs_stay_out_of_the_statistics_and_the_conclusions_say_what_was
     )
     assert "It is the only model trained to the end (the others were pruned)" in " ".join(texts)
     assert found.best.best == winner and found.best.comparisons == ()
+
+
+def test_the_halving_finding_names_pruned_models_whose_early_stopped_runs_are_compared():
+    # "b" and "c" ranked low at the rung; EarlyStopping had ended both of b's seeds before it
+    # (done, tested) and one of c's: those runs are finished and compared, the rest pruned.
+    rung = decide({"a": [0.9, 0.9], "b": [0.2, 0.2], "c": [0.3, 0.3]}, HALF)
+    found = rungs.Halving(HALF, 3, ("a", "b", "c"), (rung,))
+    models = [
+        report.concl.ModelEvidence("a", (0.91, 0.92)),
+        report.concl.ModelEvidence("b", (0.21, 0.22)),
+        report.concl.ModelEvidence("c", (0.31,), pruned=1),
+    ]
+    (finding,) = report.concl.halving_findings(found, models)
+    assert "pruned 2 (1 run: c, b)" in finding.text
+    assert "Pruned runs have no final statistics and are in none of the comparisons" in (
+        finding.text
+    )
+    assert "Runs of c, b had ended before their rung (EarlyStopping, or trained to" in (
+        finding.text
+    )
 
 
 @pytest.mark.slow

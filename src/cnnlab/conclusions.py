@@ -291,7 +291,8 @@ def sequential_findings(decisions: sequential.Decisions) -> list[Finding]:
 def halving_findings(found: rungs.Halving, models: Sequence[ModelEvidence]) -> list[Finding]:
     """What `--prune halving` pruned at each rung, and what that means for the statistics."""
     runs = {m.name: m.pruned for m in models}
-    parts = []
+    finished = {m.name for m in models if m.accuracies}
+    parts, compared = [], []
     for rung in found.rungs:
         head = (
             f"rung {rung.number} at epoch {rung.epoch} kept {len(rung.kept)} of "
@@ -299,15 +300,25 @@ def halving_findings(found: rungs.Halving, models: Sequence[ModelEvidence]) -> l
         )
         if rung.pruned:
             count = sum(runs.get(name, 0) for name in rung.pruned)
-            head += f" and pruned {len(rung.pruned)} ({count} runs: {', '.join(rung.pruned)})"
+            head += (
+                f" and pruned {len(rung.pruned)} ({count} run{'' if count == 1 else 's'}: "
+                f"{', '.join(rung.pruned)})"
+            )
         parts.append(head)
+        compared += [name for name in rung.pruned if name in finished]
     done = "; ".join(parts) if parts else "no rung decided yet"
     text = (
         f"Successive halving stopped the models that ranked low early "
-        f"({found.settings.describe(found.epochs)}): {done}. Pruned models have no final "
+        f"({found.settings.describe(found.epochs)}): {done}. Pruned runs have no final "
         "statistics and are in none of the comparisons here; a rung ranks an early epoch, so "
         "a model that starts slowly can be pruned although it would have caught up."
     )
+    if compared:  # a rung's losers do not stop runs that already ended
+        text += (
+            f" Runs of {', '.join(compared)} had ended before their rung (EarlyStopping, or "
+            "trained to the end before halving): those are compared as finished, over fewer "
+            "seeds where others were pruned."
+        )
     return [Finding("halving", text)]
 
 

@@ -909,9 +909,9 @@ def pruned_html(runs: Sequence[RunRecord], halving: rungs.Halving | None) -> str
     )
     how = f" ({halving.settings.describe(halving.epochs)})" if halving else ""
     note = (
-        f"<p>Successive halving{esc(how)} stopped these models at a rung, every seed of a "
-        "model together: they have no test figures, are not averaged into the table and are "
-        "in no comparison; their learning curves end at the rung. A rung ranks an early "
+        f"<p>Successive halving{esc(how)} stopped these models' runs at a rung, every seed "
+        "still training together: they have no test figures, are not averaged into the table "
+        "and are in no comparison; their learning curves end at the rung. A rung ranks an early "
         "epoch, so a model that starts slowly can be pruned although it would have caught "
         "up.</p>"
     )

@@ -488,7 +488,8 @@ def register_runs(
             "keeps one study's results; choose another --dir (or give the study its old name)"
         )
     settings = _study_settings(plan, _shown_keys(store, plan, info))
-    store.set_study(plan.study.name, {**settings, **(annotations or {})})
+    kept = _kept_annotations(store, info, settings, retry_failed=retry_failed)
+    store.set_study(plan.study.name, {**settings, **kept, **(annotations or {})})
     records = store.add_runs(plan.new_runs())
     if retry_failed:
         records = [
@@ -496,6 +497,25 @@ def register_runs(
             for run in records
         ]
     return records
+
+
+def _kept_annotations(
+    store: Store, info: StudyInfo | None, settings: Mapping[str, Any], *, retry_failed: bool
+) -> dict[str, Any]:
+    """A driver's record (`--prune halving`'s rungs, `--until-decided`'s procedure) that a
+    plain `cnnlab run` of the same runs keeps: every one ended, so nothing trains now and
+    they still are what that driver decided. New, unfinished or retried runs drop it."""
+    previous = info.settings if info else {}
+    keys = set(settings["keys"])
+    if not previous or set(previous.get("keys") or ()) != keys:
+        return {}
+    runs = store.list_runs(keys=list(keys))
+    retried = ("failed", "diverged") if retry_failed else ()
+    if len(runs) != len(keys) or any(
+        run.status not in FINAL_STATUSES or run.status in retried for run in runs
+    ):
+        return {}
+    return {name: value for name, value in previous.items() if name not in settings}
 
 
 def _shown_keys(store: Store, plan: StudyPlan, info: StudyInfo | None) -> list[str]:
