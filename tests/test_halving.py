@@ -440,6 +440,10 @@ def test_status_and_runs_show_pruned_runs_with_their_epoch_and_the_rungs(halved,
     assert main(["status", directory, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["counts"]["pruned"] == 6
+    # Epochs count what was trained: pruning's saving shows, not the plan of 8 full runs.
+    trained = sum(len(run.epochs) for run in halved.study.runs)
+    assert shown["epochs_done"] == shown["epochs_total"] == trained
+    assert trained < 8 * halved.study.runs[0].training["epochs"]
     assert [r["epoch"] for r in shown["halving"]["rungs"]] == [1, 2]
     assert main(["runs", directory]) == 0
     out = capsys.readouterr().out

@@ -691,12 +691,16 @@ def estimate_remaining_seconds(runs: Sequence[RunRecord], *, workers: int) -> fl
 
 
 def _epochs_planned(run: RunRecord) -> int:
+    """The epochs a run will have trained: its plan, or once it ended (stopped early, pruned,
+    diverged, failed) the epochs it did train, so the totals show what stopping saved."""
+    if run.status in FINAL_STATUSES:
+        return len(run.epochs)
     return int(run.training.get("epochs", len(run.epochs)))
 
 
 def _epochs_done(run: RunRecord) -> int:
-    """Epochs behind a run: all of them once it ended (a diverged run has none left to do)."""
-    return _epochs_planned(run) if run.status in FINAL_STATUSES else len(run.epochs)
+    """Epochs behind a run (an ended run has none left to do)."""
+    return len(run.epochs)
 
 
 def run_row(run: RunRecord) -> dict[str, Any]:
@@ -708,7 +712,7 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "seed": run.seed,
         "status": run.status,
         "epochs": len(run.epochs),
-        "epochs_planned": _epochs_planned(run),
+        "epochs_planned": int(run.training.get("epochs", len(run.epochs))),  # the plan
         "test_accuracy": run.test.accuracy if run.test else None,
         "test_loss": run.test.loss if run.test else None,
         "val_accuracy": last.val_accuracy if last else None,
