@@ -21,17 +21,16 @@ from cnnlab.errors import SpecError, StudyError
 from cnnlab.executors import prune_checkpoints
 from cnnlab.grid import did_you_mean
 from cnnlab.rungs import HalvingSettings, Rung
-from cnnlab.spec import Pruning, StudySpec, TrainingSpec, load_study
+from cnnlab.spec import Pruning, StudySpec, TrainingSpec
 from cnnlab.spec.vocabulary import PRUNE_METHODS
 from cnnlab.store import FINAL_STATUSES, STORE_FILENAME, RunRecord, Worker, open_store
 from cnnlab.study import (
     RUNS_DIRNAME,
     StudyOutcome,
-    default_directory,
+    driven_study,
+    drivers_outcome,
     open_existing_store,
     run_study,
-    select_models,
-    study_runs,
 )
 
 NO_PRUNING = "none"  # --prune none: a study file's prune = { ... } left off for this run
@@ -110,13 +109,11 @@ def run_halving(
     """
     if run_options.get("until_epoch") is not None:
         raise SpecError("--prune halving chooses the epochs each rung trains to itself")
-    spec = load_study(study) if isinstance(study, (str, Path)) else study
+    spec, names, root = driven_study(study, models, directory)
     settings = settings or halving_settings(spec.prune)
     training = _training(spec, run_options)
     schedule = settings.rungs(training.epochs)
     _check_ranked_figure(training, settings)
-    names = [m.name for m in (select_models(spec.models, models) if models else spec.models)]
-    root = (Path(directory) if directory else default_directory(spec.name)).expanduser().absolute()
     run_options |= {
         "directory": root,
         "annotations": {rungs.SETTINGS_KEY: {**settings.to_dict(), "models": names}},
@@ -140,7 +137,8 @@ def run_halving(
         finished += outcome.finished
         _refuse_pruned(outcome.runs, alive, None, "trains to the last epoch")
     found = rungs.Halving(settings, training.epochs, tuple(names), tuple(decided))
-    return HalvingOutcome(_whole_study(spec.name, root, names, finished, started), found)
+    whole = drivers_outcome(spec, root, names, finished, time.perf_counter() - started)
+    return HalvingOutcome(whole, found)
 
 
 def _decide(
@@ -212,13 +210,6 @@ def prune_models(root: Path, runs: Sequence[RunRecord], rung: Rung) -> list[str]
             prune_checkpoints(run_dir, keep=run_dir / f"epoch-{stopped:04d}.safetensors")
             ended.append(run.key)
     return ended
-
-
-def _whole_study(
-    name: str, root: Path, names: list[str], finished: list[str], started: float
-) -> StudyOutcome:
-    runs = tuple(run for run in study_runs(root) if run.model in names) if root.exists() else ()
-    return StudyOutcome(name, root, runs, tuple(finished), time.perf_counter() - started)
 
 
 def study_halving(directory: str | Path) -> rungs.Halving | None:

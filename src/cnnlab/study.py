@@ -359,6 +359,28 @@ def apply_overrides(
     return dataclasses.replace(study, **changes)
 
 
+def driven_study(
+    study: StudySpec | str | Path,
+    models: str | Sequence[str] | None,
+    directory: str | Path | None,
+) -> tuple[StudySpec, list[str], Path]:
+    """What a driver over `run_study` (until-decided, halving) works on: the spec, the names
+    of the models chosen, and the study directory, absolute."""
+    spec = load_study(study) if isinstance(study, (str, Path)) else study
+    names = [m.name for m in (select_models(spec.models, models) if models else spec.models)]
+    root = (Path(directory) if directory else default_directory(spec.name)).expanduser().absolute()
+    return spec, names, root
+
+
+def drivers_outcome(
+    spec: StudySpec, root: Path, names: Sequence[str], finished: Sequence[str], seconds: float
+) -> StudyOutcome:
+    """A driver's calls of `run_study` as one outcome: the chosen models' runs as stored now,
+    the runs finished over all the calls."""
+    runs = tuple(run for run in study_runs(root) if run.model in names) if root.exists() else ()
+    return StudyOutcome(spec.name, root, runs, tuple(finished), seconds)
+
+
 def select_models(
     models: tuple[ModelSpec, ...], names: str | Sequence[str]
 ) -> tuple[ModelSpec, ...]:

@@ -18,14 +18,14 @@ from typing import Any
 from cnnlab import sequential
 from cnnlab.errors import SpecError
 from cnnlab.sequential import Decisions, SequentialSettings
-from cnnlab.spec import SeedRange, StudySpec, load_study
+from cnnlab.spec import SeedRange, StudySpec
 from cnnlab.store import FINAL_STATUSES, STORE_FILENAME
 from cnnlab.study import (
     StudyOutcome,
-    default_directory,
+    driven_study,
+    drivers_outcome,
     open_existing_store,
     run_study,
-    select_models,
     study_runs,
 )
 
@@ -79,11 +79,9 @@ def run_until_decided(
         raise SpecError(
             "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
         )
-    spec = load_study(study) if isinstance(study, (str, Path)) else study
+    spec, names, root = driven_study(study, models, directory)
     settings = settings or resolve_settings(spec.seed_range)
-    names = [m.name for m in (select_models(spec.models, models) if models else spec.models)]
     settings.check_budget(len(names))
-    root = (Path(directory) if directory else default_directory(spec.name)).expanduser().absolute()
     annotations = {sequential.SETTINGS_KEY: {**settings.to_dict(), "models": names}}
     started, finished, rounds = time.perf_counter(), [], 0
     decisions = _decide(root, names, settings)
@@ -106,7 +104,7 @@ def run_until_decided(
         if after == decisions:  # nothing moved (cannot happen with complete runs; a guard)
             break
         decisions = after
-    whole = _whole_study(spec.name, root, names, finished, time.perf_counter() - started)
+    whole = drivers_outcome(spec, root, names, finished, time.perf_counter() - started)
     return UntilDecidedOutcome(whole, decisions, rounds)
 
 
@@ -117,13 +115,6 @@ def _decide(root: Path, names: list[str], settings: SequentialSettings) -> Decis
     seconds = sum(run.seconds or 0.0 for run in chosen if run.status in FINAL_STATUSES)
     results = {m: sequential.accuracies_by_seed(chosen, m) for m in names}
     return sequential.decide(results, settings, seconds_spent=seconds)
-
-
-def _whole_study(
-    name: str, root: Path, names: list[str], finished: list[str], seconds: float
-) -> StudyOutcome:
-    runs = tuple(run for run in study_runs(root) if run.model in names) if root.exists() else ()
-    return StudyOutcome(name, root, runs, tuple(finished), seconds)
 
 
 def study_decisions(directory: str | Path) -> Decisions | None:
