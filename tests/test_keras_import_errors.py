@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from cnnlab.errors import SpecError
 from cnnlab.keras_import import (
     MAX_SOURCE_BYTES,
+    import_keras,
     import_keras_file,
     import_keras_source,
     read_keras_file,
@@ -198,3 +199,54 @@ def test_mangled_code_imports_or_fails_with_a_spec_error(position, cut, insert):
     except SpecError as error:
         assert str(error).startswith("model.py")
         assert "\n" not in str(error)
+
+
+# -- input scaling: Keras code's own `/ 255` is cnnlab's default -----------------------------
+
+SCALED = """model = Sequential([
+    Input(shape=(32, 32, 3)),
+    Rescaling({scale}),
+    Conv2D(8, 3, activation='relu'),
+    Flatten(),
+    Dense(10, activation='softmax'),
+])
+"""
+UNSCALED = ["Conv2D", "Flatten", "Dense"]
+
+
+@pytest.mark.parametrize("scale", ["1./255", "1.0 / 255.0", "0.00392156862745098", "scale=1/255"])
+def test_a_first_rescaling_by_1_over_255_is_cnnlabs_own_and_left_out(scale):
+    imported = import_keras(SCALED.format(scale=scale), filename="model.py")
+    assert [type(layer).__name__ for layer in imported.spec.layers] == UNSCALED
+    assert any("Rescaling(1/255) is left out" in note for note in imported.notes)
+
+
+def test_a_functional_models_rescaling_of_its_input_is_left_out_too():
+    code = (
+        "inputs = Input(shape=(28, 28, 1))\nx = Rescaling(1./255)(inputs)\n"
+        "x = Conv2D(8, 3, activation='relu')(x)\nx = Flatten()(x)\n"
+        "outputs = Dense(10, activation='softmax')(x)\nmodel = Model(inputs, outputs)\n"
+    )
+    imported = import_keras(code, filename="model.py")
+    assert [type(layer).__name__ for layer in imported.spec.layers] == UNSCALED
+    assert any("Rescaling(1/255) is left out" in note for note in imported.notes)
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (SCALED.format(scale="1./127.5, offset=-1"), r"^model\.py:3: Rescaling\(1\./127\.5, offse"),
+        (SCALED.format(scale="s"), r"^model\.py:3: Rescaling's scale: 's' is not assigned a value"),
+        (
+            MODEL + "model.add(Rescaling(1./255))\n",  # after a convolution: not the input's
+            r"^model\.py:3: Rescaling\(1\./255\) is not supported: cnnlab feeds images as x / 255",
+        ),
+        (
+            "model = Sequential([Normalization(), Conv2D(8, 3)])\n",
+            r'^model\.py:1: Normalization is not a layer in cnnlab: write normalize = "per-chan',
+        ),
+    ],
+)
+def test_other_input_scalings_are_refused_with_what_cnnlab_does_instead(code, message):
+    with pytest.raises(SpecError, match=message):
+        _import(code)

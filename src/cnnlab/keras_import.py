@@ -6,8 +6,10 @@ only when it is written out (`32`, `(3, 3)`, `'same'`, `-1`) or is a name assign
 earlier in the file (`k = (3, 3)`); anything computed (`2 ** 5`, `f(x)`) is refused with its
 line. Dense units named like the class count (`num_classes`) become `spec.CLASSES`.
 `input_shape=...` and `Input(...)` layers are dropped without a check: the dataset gives the
-input shape. An argument cnnlab cannot build is refused unless it has Keras's default value
-(`groups=1` passes, `groups=2` does not): nothing is silently changed.
+input shape. A `Rescaling(1./255)` applied to the input is left out with a note: it is
+cnnlab's own input scaling (normalize = "scale"); any other Rescaling, and Normalization, is
+refused with what cnnlab does instead. An argument cnnlab cannot build is refused unless it has
+Keras's default value (`groups=1` passes, `groups=2` does not): nothing is silently changed.
 
 Functional code (`x = layers.Conv2D(...)(x)`, `layers.Add()([x, shortcut])`,
 `keras.Model(inputs, outputs)`) is read by following each tensor name back to the layer call
@@ -632,6 +634,46 @@ _ANY_LAYER_DEFAULTS = {"trainable": (True,), "dtype": (None, "float32")}
 _DROPPED = ("name", "input_shape", "input_dim", "batch_input_shape", "batch_size")
 
 
+_INPUT_SCALING = "Rescaling"  # Rescaling(1./255) first: cnnlab's own x / 255, left out
+_SCALING_NOTE = (
+    "the code's Rescaling(1/255) is left out: cnnlab feeds images as x / 255 already "
+    '(normalize = "scale", the default in [training])'
+)
+
+
+def _is_input_scaling(source: _Source, call: ast.Call) -> bool:
+    """Whether a `Rescaling(...)` call is Rescaling(1/255) (offset 0): cnnlab's own scaling.
+    The scale may be written as a number or as one division of two numbers (`1./255`)."""
+    arguments = _bind_arguments(source, call, _INPUT_SCALING, ("scale", "offset"))
+    scale = _written_number(source, arguments.get("scale"), "Rescaling's scale")
+    offset = 0.0
+    if "offset" in arguments:
+        offset = _written_number(source, arguments["offset"], "Rescaling's offset")
+    return scale is not None and math.isclose(scale, 1 / 255, rel_tol=1e-6) and offset == 0
+
+
+def _written_number(source: _Source, node: ast.expr | None, what: str) -> float | None:
+    """A number written out, or one division of two written-out numbers; None otherwise."""
+    if node is None:
+        return None
+    found = source.resolve(node, what)
+    if isinstance(found, ast.BinOp) and isinstance(found.op, ast.Div):
+        top, bottom = (_written_number(source, side, what) for side in (found.left, found.right))
+        return top / bottom if top is not None and bottom else None
+    if isinstance(found, ast.Constant) and _is_number(found.value):
+        return float(found.value)
+    return None
+
+
+def _scaling_refused(source: _Source, call: ast.Call) -> SpecError:
+    return source.error(
+        call,
+        f"{source.snippet(call)} is not supported: cnnlab feeds images as x / 255 (normalize = "
+        '"scale") or standardised per channel (normalize = "per-channel" in [training]); only '
+        "a Rescaling(1./255) applied to the input is read (and left out, as cnnlab's own)",
+    )
+
+
 def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
     """The spec layer of one `Conv2D(...)`-like call; None for an input layer."""
     call = source.resolve(node, "a layer")
@@ -642,6 +684,14 @@ def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
         )
     if keras_name in _INPUT_LAYERS:
         return None
+    if keras_name == _INPUT_SCALING:  # not right after the input (those are taken out first)
+        raise _scaling_refused(source, call)
+    if keras_name == "Normalization":
+        raise source.error(
+            call,
+            'Normalization is not a layer in cnnlab: write normalize = "per-channel" in the '
+            "study's [training] (the mean and std of the training part, as adapt() computes)",
+        )
     rule = _LAYERS.get(_LAYER_ALIASES.get(keras_name, keras_name))
     if rule is None:
         known = sorted([*_LAYERS, *_LAYER_ALIASES])
@@ -874,10 +924,11 @@ def _read_model(
             raise source.error(
                 site.call, f"the model has {len(nodes)} layers; at most {MAX_LAYERS}"
             )
+        nodes, scaled = _without_input_scaling(source, nodes)
         layers = tuple(layer for node in nodes if (layer := _layer(source, node)) is not None)
     if not layers:
         raise source.error(site.call, f"the Sequential model {site.var!r} has no layers")
-    notes = []
+    notes = [_SCALING_NOTE] if (scaled if not site.functional else _has_scaling(source)) else []
     if compile_call is None:
         optimizer = spec.OptimizerSpec()
         notes.append(
@@ -931,6 +982,30 @@ def _imports_tensorflow(tree: ast.Module) -> bool:
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tensorflow":
             return True
     return False
+
+
+def _without_input_scaling(source: _Source, nodes: list[ast.expr]) -> tuple[list[ast.expr], bool]:
+    """The layers with a Rescaling(1./255) before the first real layer taken out, and whether
+    there was one (a Rescaling anywhere else is refused by `_layer`)."""
+    for index, node in enumerate(nodes):
+        call = source.resolve(node, "a layer")
+        name = source.callee(call) if isinstance(call, ast.Call) else None
+        if name in _INPUT_LAYERS:
+            continue
+        if name == _INPUT_SCALING and isinstance(call, ast.Call):
+            if not _is_input_scaling(source, call):
+                raise _scaling_refused(source, call)
+            return [*nodes[:index], *nodes[index + 1 :]], True
+        break
+    return nodes, False
+
+
+def _has_scaling(source: _Source) -> bool:
+    """Whether a functional model's code calls Rescaling (read, and checked, by the graph)."""
+    return any(
+        isinstance(node, ast.Call) and source.callee(node) == _INPUT_SCALING
+        for node in ast.walk(source.tree)
+    )
 
 
 def _input_shape(source: _Source, nodes: list[ast.expr]) -> str | None:
@@ -1118,6 +1193,14 @@ class _TensorReader:
         layer_name = self.source.callee(layer_call)
         if layer_name == "Add":
             return self.graph.add(self._added(node, node.args), where)
+        if layer_name == _INPUT_SCALING and len(node.args) == 1:
+            inner = self._value(node.args[0])
+            if (
+                isinstance(inner, ast.Call)
+                and self.source.callee(inner) in _INPUT_LAYERS
+                and _is_input_scaling(self.source, layer_call)
+            ):
+                return self.tensor(node.args[0], depth + 1)  # cnnlab's own x / 255
         layer = _layer(self.source, layer_call)
         if len(node.args) != 1 or node.keywords:
             raise self.source.error(node, f"{layer_name}(...) must be applied to one tensor")
