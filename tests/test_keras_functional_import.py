@@ -179,3 +179,25 @@ def test_layer_kind_imports_from_keras_code(kind):
     code, expected = KERAS_CODE[kind.key]
     text = f"from keras import layers, Sequential\nmodel = Sequential([{code}])\n"
     assert import_keras(text).spec.layers == (expected,)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_a_configs_rescaling_of_the_input_is_cnnlabs_own_scaling_and_left_out(kind):
+    # Written by Keras 3.15.1's model.to_json(): Input((28, 28, 1)), Rescaling(1./255),
+    # Conv2D(4, 3), Flatten(), Dense(10).
+    imported = import_keras_config(FIXTURES / f"rescaling_{kind}.json")
+    assert [type(layer).__name__ for layer in imported.spec.layers] == [
+        "Conv2D",
+        "Flatten",
+        "Dense",
+    ]
+    assert any("Rescaling(1/255) is left out" in note for note in imported.notes)
+
+
+def test_a_configs_rescaling_by_another_scale_is_refused_naming_it(tmp_path):
+    config = json.loads((FIXTURES / "rescaling_sequential.json").read_text())
+    config["config"]["layers"][1]["config"]["scale"] = 1 / 127.5
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(SpecError, match=r"m\.json: layer 'rescaling' \(Rescaling\): .*x / 255"):
+        import_keras_config(path)

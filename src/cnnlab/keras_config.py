@@ -39,7 +39,8 @@ def import_keras_config(path: str | Path, *, name: str | None = None) -> keras_i
             f"{where}: not a Keras model config: expected class_name Sequential or Functional "
             f"with a config, got {keras_import._show(kind)}"
         )
-    layers = _sequential(model, where) if kind == "Sequential" else _functional(model, where)
+    read = _sequential if kind == "Sequential" else _functional
+    layers, scaled = read(model, where)
     model_name = name or _model_name(model, path)
     imported = spec.ModelSpec(
         name=model_name,
@@ -56,7 +57,7 @@ def import_keras_config(path: str | Path, *, name: str | None = None) -> keras_i
         line=1,
         index=1,
         model_lines=(1,),
-        notes=(note,),
+        notes=(note, keras_import.SCALING_NOTE) if scaled else (note,),
         kind=f"{kind} config",
     )
 
@@ -107,12 +108,26 @@ def _layer_entries(model: dict, where: str) -> list[dict]:
     return entries
 
 
-def _sequential(model: dict, where: str) -> tuple[spec.Layer, ...]:
-    layers = [_layer(entry, where) for entry in _layer_entries(model, where)]
+def _sequential(model: dict, where: str) -> tuple[tuple[spec.Layer, ...], bool]:
+    """The layers, and whether a Rescaling(1/255) before the first one was left out."""
+    entries = _layer_entries(model, where)
+    first = next((e for e in entries if e["class_name"] != "InputLayer"), None)
+    scaled = first is not None and _input_scaling(first)
+    layers = [_layer(entry, where) for entry in entries if not (scaled and entry is first)]
     found = tuple(layer for layer in layers if layer is not None)
     if not found:
         raise SpecError(f"{where}: the Sequential config has no layers")
-    return found
+    return found, scaled
+
+
+def _input_scaling(entry: dict) -> bool:
+    """A Rescaling(1/255) layer entry: cnnlab's own input scaling (`keras_import`)."""
+    config = entry.get("config") or {}
+    return (
+        entry["class_name"] == keras_import.INPUT_SCALING
+        and isinstance(config, dict)
+        and keras_import.is_input_scaling(config.get("scale"), config.get("offset", 0.0))
+    )
 
 
 def _layer(entry: dict, where: str) -> spec.Layer | None:
@@ -152,15 +167,21 @@ def _python(value: Any) -> str:
 # --- Functional configs: the graph of inbound nodes --------------------------------------------
 
 
-def _functional(model: dict, where: str) -> tuple[spec.Layer, ...]:
+def _functional(model: dict, where: str) -> tuple[tuple[spec.Layer, ...], bool]:
+    """The layers, and whether a Rescaling(1/255) of the input was left out."""
     graph = keras_graph.Graph()
     tensors: dict[str, keras_graph.Node] = {}
+    inputs_named: set[str] = set()
+    scaled = False
     for entry in _layer_entries(model, where):
         name = entry.get("name") or (entry.get("config") or {}).get("name")
         place = f"{where}: layer {name!r}"
         sources = _inbound(entry, place)
         if entry["class_name"] == "InputLayer":
             tensors[name] = graph.input(place)
+            inputs_named.add(name)
+        elif len(sources) == 1 and sources[0] in inputs_named and _input_scaling(entry):
+            tensors[name], scaled = _tensor(tensors, sources[0], place), True
         elif entry["class_name"] == "Add":
             tensors[name] = graph.add(tuple(_tensor(tensors, s, place) for s in sources), place)
         else:
@@ -172,7 +193,7 @@ def _functional(model: dict, where: str) -> tuple[spec.Layer, ...]:
     outputs = _endpoints(model.get("output_layers"), where)
     if len(outputs) != 1:
         raise SpecError(f"{where}: the model has {len(outputs)} outputs; cnnlab models have one")
-    return graph.layers(inputs, _tensor(tensors, outputs[0], where))
+    return graph.layers(inputs, _tensor(tensors, outputs[0], where)), scaled
 
 
 def _tensor(tensors: dict[str, keras_graph.Node], name: str, place: str) -> keras_graph.Node:

@@ -634,9 +634,9 @@ _ANY_LAYER_DEFAULTS = {"trainable": (True,), "dtype": (None, "float32")}
 _DROPPED = ("name", "input_shape", "input_dim", "batch_input_shape", "batch_size")
 
 
-_INPUT_SCALING = "Rescaling"  # Rescaling(1./255) first: cnnlab's own x / 255, left out
-_SCALING_NOTE = (
-    "the code's Rescaling(1/255) is left out: cnnlab feeds images as x / 255 already "
+INPUT_SCALING = "Rescaling"  # Rescaling(1./255) first: cnnlab's own x / 255, left out
+SCALING_NOTE = (
+    "the model's Rescaling(1/255) is left out: cnnlab feeds images as x / 255 already "
     '(normalize = "scale", the default in [training])'
 )
 
@@ -644,12 +644,18 @@ _SCALING_NOTE = (
 def _is_input_scaling(source: _Source, call: ast.Call) -> bool:
     """Whether a `Rescaling(...)` call is Rescaling(1/255) (offset 0): cnnlab's own scaling.
     The scale may be written as a number or as one division of two numbers (`1./255`)."""
-    arguments = _bind_arguments(source, call, _INPUT_SCALING, ("scale", "offset"))
+    arguments = _bind_arguments(source, call, INPUT_SCALING, ("scale", "offset"))
     scale = _written_number(source, arguments.get("scale"), "Rescaling's scale")
     offset = 0.0
     if "offset" in arguments:
         offset = _written_number(source, arguments["offset"], "Rescaling's offset")
-    return scale is not None and math.isclose(scale, 1 / 255, rel_tol=1e-6) and offset == 0
+    return is_input_scaling(scale, offset)
+
+
+def is_input_scaling(scale: object, offset: object) -> bool:
+    """Whether Rescaling(scale, offset) is x / 255, cnnlab's own input scaling."""
+    numbers = all(_is_number(v) for v in (scale, offset))
+    return numbers and math.isclose(scale, 1 / 255, rel_tol=1e-6) and offset == 0  # type: ignore[arg-type]
 
 
 def _written_number(source: _Source, node: ast.expr | None, what: str) -> float | None:
@@ -684,7 +690,7 @@ def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
         )
     if keras_name in _INPUT_LAYERS:
         return None
-    if keras_name == _INPUT_SCALING:  # not right after the input (those are taken out first)
+    if keras_name == INPUT_SCALING:  # not right after the input (those are taken out first)
         raise _scaling_refused(source, call)
     if keras_name == "Normalization":
         raise source.error(
@@ -928,7 +934,7 @@ def _read_model(
         layers = tuple(layer for node in nodes if (layer := _layer(source, node)) is not None)
     if not layers:
         raise source.error(site.call, f"the Sequential model {site.var!r} has no layers")
-    notes = [_SCALING_NOTE] if (scaled if not site.functional else _has_scaling(source)) else []
+    notes = [SCALING_NOTE] if (scaled if not site.functional else _has_scaling(source)) else []
     if compile_call is None:
         optimizer = spec.OptimizerSpec()
         notes.append(
@@ -992,7 +998,7 @@ def _without_input_scaling(source: _Source, nodes: list[ast.expr]) -> tuple[list
         name = source.callee(call) if isinstance(call, ast.Call) else None
         if name in _INPUT_LAYERS:
             continue
-        if name == _INPUT_SCALING and isinstance(call, ast.Call):
+        if name == INPUT_SCALING and isinstance(call, ast.Call):
             if not _is_input_scaling(source, call):
                 raise _scaling_refused(source, call)
             return [*nodes[:index], *nodes[index + 1 :]], True
@@ -1003,7 +1009,7 @@ def _without_input_scaling(source: _Source, nodes: list[ast.expr]) -> tuple[list
 def _has_scaling(source: _Source) -> bool:
     """Whether a functional model's code calls Rescaling (read, and checked, by the graph)."""
     return any(
-        isinstance(node, ast.Call) and source.callee(node) == _INPUT_SCALING
+        isinstance(node, ast.Call) and source.callee(node) == INPUT_SCALING
         for node in ast.walk(source.tree)
     )
 
@@ -1193,7 +1199,7 @@ class _TensorReader:
         layer_name = self.source.callee(layer_call)
         if layer_name == "Add":
             return self.graph.add(self._added(node, node.args), where)
-        if layer_name == _INPUT_SCALING and len(node.args) == 1:
+        if layer_name == INPUT_SCALING and len(node.args) == 1:
             inner = self._value(node.args[0])
             if (
                 isinstance(inner, ast.Call)
