@@ -81,9 +81,12 @@ def test_seeds_that_did_not_reach_the_rung_are_left_out_and_a_model_with_none_is
     assert (rung.kept, rung.pruned, rung.out) == (("a",), ("b",), ("gone",))
 
 
-def test_tied_models_keep_the_studys_order():
-    assert decide({"x": [0.7], "y": [0.7], "z": [0.7]}).kept == ("x",)
-    assert decide({"z": [0.7], "y": [0.7], "x": [0.7]}).kept == ("z",)
+def test_models_tied_with_the_last_one_kept_go_on_too_listed_in_the_studys_order():
+    all_tied = decide({"x": [1.0, 1.0], "y": [1.0, 1.0], "z": [1.0, 1.0]})
+    assert (all_tied.kept, all_tied.pruned) == (("x", "y", "z"), ())
+    rung = decide({"z": [0.7], "a": [0.9], "y": [0.7], "b": [0.7], "c": [0.1], "d": [0.2]})
+    assert rung.kept == ("a", "z", "y", "b") and rung.pruned == ("d", "c")  # 6 / 3 = 2, + ties
+    assert decide({"a": [0.9], "b": [0.8], "c": [0.8]}).kept == ("a",)  # a tie below the cut
 
 
 @pytest.mark.parametrize(

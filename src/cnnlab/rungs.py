@@ -9,11 +9,11 @@ the same `decide_rung`, so a stopped study resumes to the same decisions.
 Successive halving (Jamieson & Talwalkar 2016), as Hyperband's brackets and ASHA run it (Li et
 al. 2018, 2020): rungs at r, r*eta, r*eta^2, ... epochs below the last (r = min_epochs, eta =
 factor); at each rung the models still in are ranked and the top max(1, floor(n / eta)) go
-on. cnnlab ranks models, not runs: a study compares architectures over seeds, so a model's
-figure at a rung is the mean over its seeds that reached it, and its seeds go on or stop
-together. A model none of whose seeds reached the rung (each failed or diverged before it) is
-out already: neither kept nor pruned. No model is protected (a study names no reference
-model); a rung never prunes the last one.
+on, with any model tied with the last of them. cnnlab ranks models, not runs: a study
+compares architectures over seeds, so a model's figure at a rung is the mean over its seeds
+that reached it, and its seeds go on or stop together. A model none of whose seeds reached
+the rung (each failed or diverged before it) is out already: neither kept nor pruned. No model
+is protected (a study names no reference model); a rung never prunes the last one.
 """
 
 from __future__ import annotations
@@ -160,10 +160,10 @@ def decide_rung(
     settings: HalvingSettings,
 ) -> Rung:
     """Rank the models by their mean figure over the seeds that reached the rung (None or a
-    non-finite figure: a seed that did not) and keep the top max(1, floor(n / factor)).
-
-    Ties keep the models' given order (the study's), so the decision is a function of the
-    figures alone.
+    non-finite figure: a seed that did not) and keep the top max(1, floor(n / factor)), and
+    every model tied with the last of those (equal figures are no ranking: pruning one of two
+    models at 100 % validation accuracy would be a coin toss). The ranking lists ties in the
+    models' given order (the study's), so the decision is a function of the figures alone.
     """
     means = {}
     for model, figures in values.items():
@@ -176,6 +176,8 @@ def decide_rung(
         RankedModel(m, means[m][0], means[m][1], rank) for rank, m in enumerate(order, start=1)
     )
     keep = max(1, len(order) // settings.factor) if order else 0
+    while 0 < keep < len(order) and means[order[keep]][0] == means[order[keep - 1]][0]:
+        keep += 1  # a model tied with the last one kept is not ranked below it: it goes on
     return Rung(
         number=number,
         epoch=epoch,
