@@ -117,3 +117,16 @@ def test_cnnlab_run_executor_ray_trains_the_study_and_prints_its_runs(
     rows = json.loads(capsys.readouterr().out)
     assert [row["status"] for row in rows] == ["done"] * 4
     assert_identical(one_thread, results_of(tmp_path))
+
+
+def test_ray_tasks_standardise_per_channel_as_one_process_does(
+    study_file, tmp_path, mnist_dir, local_ray
+):
+    # The statistics come from each task's own training part, as in this process.
+    here = train(study_file, tmp_path / "here", mnist_dir, threads=1, normalize="per-channel")
+    found = train(
+        study_file, tmp_path / "ray", mnist_dir, executor="ray", threads=1, normalize="per-channel"
+    )
+    assert_identical(here, found)
+    with open_store(tmp_path / "ray") as store:
+        assert all(run.training["normalize"] == "per-channel" for run in store.list_runs())
