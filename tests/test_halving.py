@@ -138,6 +138,20 @@ def stored_run(model, seed, accuracies, status="pending"):
     )
 
 
+def test_a_time_estimate_expects_a_model_to_pass_each_rung_ahead_with_chance_1_over_factor():
+    runs = [stored_run("a", 0, [0.9, 0.9]), stored_run("b", 0, [0.1], status="pruned")]
+    runs += [stored_run(m, 0, [0.5]) for m in "cdef"] + [stored_run("g", 0, [])]
+    halving = rungs.Halving(
+        THIRD, 9, tuple("abcdefg"), rungs.replay(runs, list("abcdefg"), THIRD, 9)
+    )
+    # rungs at 1 and 3 of 9; rung 1 waits for g. g: 1 epoch surely, 1 -> 3 with 1/3, 3 -> 9 with 1/9
+    assert rungs.expected_epochs(halving, runs[-1]) == pytest.approx(1 + 2 / 3 + 6 / 9)
+    decided = rungs.replay(runs[:-1], list("abcdef"), THIRD, 9)  # a and one more kept at 1
+    halving = rungs.Halving(THIRD, 9, tuple("abcdef"), decided)
+    assert "a" in decided[0].kept
+    assert rungs.expected_epochs(halving, runs[0]) == pytest.approx(2 + 1 + 6 / 3)  # passed 1
+
+
 def test_a_run_stopped_early_by_early_stopping_keeps_its_last_figure_and_a_diverged_one_none():
     early = stored_run("a", 0, [0.5, 0.6], status="done")
     diverged = stored_run("a", 1, [0.9], status="diverged")

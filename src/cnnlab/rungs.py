@@ -263,6 +263,20 @@ class Halving:
         }
 
 
+def expected_epochs(halving: Halving, run: RunRecord) -> float:
+    """The epochs a run still in can expect to train in all, for a time estimate: to its
+    model's next rung surely, and each later stretch with the chance 1 / factor of passing
+    each rung on the way (a model whose rung is not decided yet has not passed it)."""
+    passed = sum(run.model in rung.kept for rung in halving.rungs)
+    ahead = halving.settings.rungs(halving.epochs)[passed:]
+    total, chance, at = float(len(run.epochs)), 1.0, len(run.epochs)
+    for stop in (*ahead, halving.epochs):
+        total += max(stop - at, 0) * chance
+        at = max(at, stop)
+        chance /= halving.settings.factor
+    return total
+
+
 def halving_of(settings: Mapping[str, Any], runs: Sequence[RunRecord]) -> Halving | None:
     """The halving of a study run with `--prune halving`, from its stored settings and runs;
     None for a study that prunes nothing."""

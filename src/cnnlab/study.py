@@ -40,7 +40,7 @@ from cnnlab.executors import (
 )
 from cnnlab.grid import did_you_mean
 from cnnlab.optim import resolve_optimizer
-from cnnlab.rungs import reached
+from cnnlab.rungs import expected_epochs, halving_of, reached
 from cnnlab.shapes import check_classifier_output, infer_shapes
 from cnnlab.spec import (
     PRECISIONS,
@@ -629,7 +629,10 @@ def study_status(directory: str | Path) -> StudyStatus:
     """The status of the study in `directory` (only its latest expansion's runs)."""
     with open_existing_store(directory) as store:
         name, runs, others = _current_runs(store, all_runs=False)
-    return summarize_progress(name, Path(directory), runs, others)
+        info = store.get_study()
+    halving = halving_of(info.settings if info else {}, runs)
+    expected = (lambda run: expected_epochs(halving, run)) if halving else None
+    return summarize_progress(name, Path(directory), runs, others, expected_epochs=expected)
 
 
 def check_store(directory: str | Path) -> list[str]:
@@ -657,10 +660,16 @@ def _current_runs(store: Store, *, all_runs: bool) -> tuple[str, list[RunRecord]
 
 
 def summarize_progress(
-    name: str, directory: Path, runs: Sequence[RunRecord], other_runs: int = 0
+    name: str,
+    directory: Path,
+    runs: Sequence[RunRecord],
+    other_runs: int = 0,
+    *,
+    expected_epochs: Callable[[RunRecord], float] | None = None,
 ) -> StudyStatus:
     """Counts, epochs done of all and an ETA from the measured epoch times; a run whose worker
-    is gone counts as pending, which it is for the next `cnnlab run`."""
+    is gone counts as pending, which it is for the next `cnnlab run`. expected_epochs: the
+    epochs a run still going will train in all, when not its plan (`--prune halving`)."""
     done = sum(_epochs_done(run) for run in runs)
     total = sum(_epochs_planned(run) for run in runs)
     claimed = [run for run in runs if run.status == "running"]
@@ -674,7 +683,9 @@ def summarize_progress(
         counts=counts,
         epochs_done=done,
         epochs_total=total,
-        eta_seconds=estimate_remaining_seconds(runs, workers=max(1, len(running))),
+        eta_seconds=estimate_remaining_seconds(
+            runs, workers=max(1, len(running)), expected_epochs=expected_epochs
+        ),
         running=running,
         other_runs=other_runs,
     )
@@ -694,9 +705,15 @@ def _abandoned(run: RunRecord) -> bool:
     )
 
 
-def estimate_remaining_seconds(runs: Sequence[RunRecord], *, workers: int) -> float | None:
+def estimate_remaining_seconds(
+    runs: Sequence[RunRecord],
+    *,
+    workers: int,
+    expected_epochs: Callable[[RunRecord], float] | None = None,
+) -> float | None:
     """Epochs left times the mean epoch time of their model (of all models when unmeasured),
-    shared among the workers now training."""
+    shared among the workers now training; a run's epochs left are its plan's, or what
+    `expected_epochs` expects for a run still going."""
     seconds: dict[str, list[float]] = {}
     for run in runs:
         seconds.setdefault(run.model, []).extend(e.seconds for e in run.epochs)
@@ -708,7 +725,10 @@ def estimate_remaining_seconds(runs: Sequence[RunRecord], *, workers: int) -> fl
     for run in runs:
         own = seconds.get(run.model)
         per_epoch = sum(own) / len(own) if own else overall
-        left += (_epochs_planned(run) - _epochs_done(run)) * per_epoch
+        planned: float = _epochs_planned(run)
+        if expected_epochs is not None and run.status not in FINAL_STATUSES:
+            planned = expected_epochs(run)
+        left += (planned - _epochs_done(run)) * per_epoch
     return left / workers
 
 
