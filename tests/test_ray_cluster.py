@@ -205,6 +205,13 @@ def joined(result: dict):
     return result["value"]
 
 
+def replace_node(ray_cluster, workers: dict, removed) -> None:
+    """A new node on the removed one's directory, in its place in `workers` (the module's
+    tests share the cluster: a later test must find the node that is there now)."""
+    root = workers.pop(removed)
+    workers[ray_cluster.add_node(num_cpus=1, **node_options(root))] = root
+
+
 def node_dir_of(workers: dict, key: str):
     """The worker node whose own disk holds the run's directory (it trains the run there)."""
     for node, root in workers.items():
@@ -272,7 +279,7 @@ def test_a_lost_node_costs_only_the_epoch_in_flight_and_epochs_stream_meanwhile(
         assert np.array_equal(
             resumed.get_predictions(key).predicted, local.get_predictions(key).predicted
         )
-    ray_cluster.add_node(num_cpus=1, **node_options(workers[node]))
+    replace_node(ray_cluster, workers, node)
 
 
 def test_killing_the_driver_then_running_again_loses_no_finished_epoch(
@@ -320,7 +327,7 @@ def test_a_run_whose_ray_retries_are_spent_is_pending_again_and_resumes_later(
     try:
         outcome = joined(driving)
     finally:
-        ray_cluster.add_node(num_cpus=1, **node_options(workers[node]))
+        replace_node(ray_cluster, workers, node)
     # Given back, not failed: no --retry-failed needed, and the finished epochs stay.
     assert outcome.counts["failed"] == 0 and outcome.counts["pending"] == 1
     (run,) = study.study_runs(directory)
