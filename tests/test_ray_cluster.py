@@ -69,10 +69,16 @@ def cli_options(directory: Path, mnist_dir: Path) -> list[str]:
 
 
 def epoch_records(directory: Path) -> dict[tuple[str, int], float]:
-    """When the store recorded each (run, epoch): a redone epoch gets a new time."""
+    """When the store recorded each (run, epoch): a redone epoch gets a new time. None yet
+    while the driver is still creating the store (its file exists before its tables)."""
     uri = f"{(directory / STORE_FILENAME).as_uri()}?mode=ro"
     with sqlite3.connect(uri, uri=True) as db:
-        rows = db.execute("SELECT run_key, epoch, recorded_at FROM epochs").fetchall()
+        try:
+            rows = db.execute("SELECT run_key, epoch, recorded_at FROM epochs").fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            return {}
     return {(key, epoch): at for key, epoch, at in rows}
 
 
