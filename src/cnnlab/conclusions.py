@@ -341,43 +341,46 @@ def factor_findings(measured: Sequence[ModelEvidence]) -> list[Finding]:
     effect only where 95 % intervals separate. One factor at a time: a factor's levels are
     compared with the other factors at their baseline only."""
     findings = []
-    grids = dict.fromkeys(tuple(name for name, _ in m.factors) for m in measured if m.factors)
-    for names in grids:  # two grids: two designs, each with its own factors
-        members = [m for m in measured if tuple(n for n, _ in m.factors) == names]
-        note = design.describe([dict(m.factors) for m in members])
-        if len(members) > 1:
+    for names, note, members, effects in _grid_effects(measured):
+        if members > 1:
             findings.append(
                 Finding("design", f"Design of the grid over {', '.join(names)}: " + note.text)
             )
-        for name in names:
-            rows = [
-                {"model": m.name, "accuracy": acc, **dict(m.factors)}
-                for m in members
-                if _at_baseline(dict(m.factors), name, note.baseline)
-                for acc in m.accuracies
-            ]
-            findings.append(_factor_finding(stats.factor_effects(rows, name)))
+        findings += [_factor_finding(effect) for effect in effects]
     return findings
 
 
 def factor_effects_of(measured: Sequence[ModelEvidence]) -> list[stats.FactorEffect]:
     """Each grid factor's marginal means over the same runs as `factor_findings` (the report
     plots them)."""
-    measured = [m for m in measured if m.runs]
-    effects = []
+    grids = _grid_effects([m for m in measured if m.runs])
+    return [effect for _, _, _, effects in grids for effect in effects]
+
+
+def _grid_effects(
+    measured: Sequence[ModelEvidence],
+) -> list[tuple[tuple[str, ...], Any, int, list[stats.FactorEffect]]]:
+    """Per grid (two grids: two designs, each with its own factors): its factor names, its
+    design, how many models it has, and each factor's effect with the others at baseline."""
     grids = dict.fromkeys(tuple(name for name, _ in m.factors) for m in measured if m.factors)
+    found = []
     for names in grids:
         members = [m for m in measured if tuple(n for n, _ in m.factors) == names]
         note = design.describe([dict(m.factors) for m in members])
-        for name in names:
-            rows = [
-                {"model": m.name, "accuracy": acc, **dict(m.factors)}
-                for m in members
-                if _at_baseline(dict(m.factors), name, note.baseline)
-                for acc in m.accuracies
-            ]
-            effects.append(stats.factor_effects(rows, name))
-    return effects
+        effects = [
+            stats.factor_effects(
+                [
+                    {"model": m.name, "accuracy": acc, **dict(m.factors)}
+                    for m in members
+                    if _at_baseline(dict(m.factors), name, note.baseline)
+                    for acc in m.accuracies
+                ],
+                name,
+            )
+            for name in names
+        ]
+        found.append((names, note, len(members), effects))
+    return found
 
 
 def _at_baseline(factors: dict[str, Any], name: str, baseline: Mapping[str, Any] | None) -> bool:

@@ -175,7 +175,7 @@ def train_tasks(
     except Exception as error:  # runs that cannot even start are recorded, not raised
         reason = f"{type(error).__name__}: {error}"
         seconds = (time.perf_counter() - started) / len(tasks)
-        return [_failed_report(task, reason, seconds, device) for task in tasks]
+        return [failed_report(task, reason, seconds, device) for task in tasks]
     return [
         _pruned_report(task, dataset, result) for task, result in zip(tasks, results, strict=True)
     ]
@@ -219,7 +219,10 @@ def _run_seconds(result: TrainResult) -> float:
     return resumed + result.timings.total_seconds
 
 
-def _failed_report(task: RunTask, reason: str, seconds: float, device: str | None) -> RunReport:
+def failed_report(
+    task: RunTask, reason: str, seconds: float = 0.0, device: str | None = None
+) -> RunReport:
+    """The report of a run that raised instead of reporting (on Ray: it never trained)."""
     return RunReport(
         key=task.key,
         status="failed",

@@ -44,6 +44,7 @@ from cnnlab.executors import (
     catch_up_epochs,
     checkpoint_path,
     epoch_metrics,
+    failed_report,
     finish,
     prune_checkpoints,
     release_quietly,
@@ -470,23 +471,6 @@ class Driver:
         for ref, task in self.in_flight.items():
             self.ray.cancel(ref)
             release_quietly(self.store, task.key, self.worker)
-
-
-def failed_report(task: RunTask, reason: str) -> RunReport:
-    """The report of a task that raised instead of reporting (it never trained)."""
-    return RunReport(
-        key=task.key,
-        status="failed",
-        reason=reason,
-        stopped_epoch=None,
-        history=(),
-        test=None,
-        predictions=None,
-        seconds=0.0,
-        device="",
-        versions=versions(),
-        checkpoint=None,
-    )
 
 
 def first_line(error: Exception) -> str:
