@@ -233,7 +233,7 @@ def test_cnnlab_train_takes_normalize_and_a_bad_one_is_one_line(capsys, tmp_path
     args = ["train", str(model), "--dataset", source, "--epochs", "1", "--json"]
     assert main([*args, "--normalize", "per_chanel"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: normalize must be one of scale, per-channel, got 'per_chanel'; "
+        "error: --normalize: normalize must be one of scale, per-channel, got 'per_chanel'; "
         "did you mean 'per-channel'?"
     )
     assert main([*args, "--normalize", "per-channel"]) == 0
@@ -241,11 +241,14 @@ def test_cnnlab_train_takes_normalize_and_a_bad_one_is_one_line(capsys, tmp_path
     assert stats["mean"][0] > stats["mean"][1] > stats["mean"][2]  # red, green, blue as made
 
 
-def test_cnnlab_run_normalize_overrides_the_study_and_is_part_of_the_run_key(tmp_path):
+def test_cnnlab_run_normalize_overrides_the_study_and_is_part_of_the_run_key(capsys, tmp_path):
     write_npz(tmp_path)
     spec = tmp_path / "s.toml"
     spec.write_text(TINY_STUDY.replace("npz:colour.npz", f"npz:{tmp_path / 'colour.npz'}"))
     command = ["run", str(spec), "--dir", str(tmp_path / "s"), "--epochs", "1", "--quiet"]
+    assert main([*command, "--normalize", "per_chanel"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --normalize: normalize must be")
+    assert not (tmp_path / "s").exists()  # refused before anything was made
     assert main([*command, "--no-report"]) == 0
     assert main([*command, "--no-report", "--normalize", "per-channel"]) == 0
     runs = study.study_runs(tmp_path / "s", all_runs=True)

@@ -26,6 +26,7 @@ FLAGS = {
     "early_stopping": "--early-stopping",
     "reduce_lr_on_plateau": "--reduce-lr-on-plateau",
     "label_smoothing": "--label-smoothing",
+    "normalize": "--normalize",
 }
 
 
@@ -85,6 +86,7 @@ class RecipeFlags:
     early_stopping: str | None = None
     reduce_lr_on_plateau: str | None = None
     label_smoothing: float | None = None
+    normalize: str | None = None
 
     def changes(self) -> dict[str, Any]:
         """The TrainingSpec fields these flags set, as a study file's [training] writes them."""
@@ -107,6 +109,8 @@ class RecipeFlags:
                 )
         if self.label_smoothing is not None:
             changes["label_smoothing"] = self.label_smoothing
+        if self.normalize is not None:
+            changes["normalize"] = self.normalize
         return changes
 
 

@@ -134,6 +134,7 @@ def run_command(
         early_stopping=early_stopping,
         reduce_lr_on_plateau=plateau,
         label_smoothing=label_smoothing,
+        normalize=normalize,
     )
     pruning = {"method": prune, "factor": prune_factor, "min_epochs": prune_min_epochs}
     pruning |= {"metric": prune_metric}
@@ -149,7 +150,6 @@ def run_command(
             models=models,
             train_limit=train_limit,
             precision=precision,
-            normalize=normalize,
             device=device,
             jobs=jobs,
             threads=threads,

@@ -91,7 +91,6 @@ def train_command(
             validation=held_out,
             train_limit=train_limit,
             precision=precision,
-            normalize=normalize,
         ),
         recipe.RecipeFlags(
             augment=tuple(augment or ()),
@@ -99,6 +98,7 @@ def train_command(
             early_stopping=early_stopping,
             reduce_lr_on_plateau=plateau,
             label_smoothing=label_smoothing,
+            normalize=normalize,
         ),
     )
     train.check_seed(seed)
