@@ -70,6 +70,7 @@ from cnnlab.studydir import (  # study_directory: re-exported for cnnlab.trained
     study_directory,  # noqa: F401
 )
 from cnnlab.summary import summarize
+from cnnlab.tidy import run_row  # re-exported: `cnnlab run --json` and status rows
 
 RUNS_DIRNAME = "runs"
 # A checkpoint holds the weights and up to two optimizer buffers of the same size (Adam's m and
@@ -743,33 +744,6 @@ def _epochs_planned(run: RunRecord) -> int:
 def _epochs_done(run: RunRecord) -> int:
     """Epochs behind a run (an ended run has none left to do)."""
     return len(run.epochs)
-
-
-def run_row(run: RunRecord) -> dict[str, Any]:
-    """One run as a flat row for tables and JSON."""
-    last = run.epochs[-1] if run.epochs else None
-    return {
-        "key": run.key,
-        "model": run.model,
-        "seed": run.seed,
-        "status": run.status,
-        "epochs": len(run.epochs),
-        "epochs_planned": int(run.training.get("epochs", len(run.epochs))),  # the plan
-        "test_accuracy": run.test.accuracy if run.test else None,
-        "test_loss": run.test.loss if run.test else None,
-        "val_accuracy": last.val_accuracy if last else None,
-        "params": run.params,
-        "flops": run.flops,
-        "seconds": run.seconds,
-        "device": run.device,
-        "attempts": run.attempts,
-        "reason": run.reason,
-        # EarlyStopping: the epoch it stopped after and its best one (None without it); for a
-        # failed or diverged run, stopped_epoch is the epoch it ended in.
-        "stopped_epoch": run.stopped_epoch,
-        "best_epoch": run.best_epoch,
-        "learning_rate": [epoch.learning_rate for epoch in run.epochs],
-    }
 
 
 # -- showing progress while a study trains ------------------------------------------------------

@@ -63,39 +63,54 @@ def results(
 
 def run_table(runs: Sequence[RunRecord]) -> Rows:
     """One row per run: identity, status, test figures, best epochs, cost, settings, factors."""
-    return [_run_row(run) for run in runs]
+    return [_table_row(run) for run in runs]
 
 
-def _run_row(run: RunRecord) -> dict[str, Any]:
+def run_row(run: RunRecord) -> dict[str, Any]:
+    """One run as a flat row: what `cnnlab runs --json` and `cnnlab run --json` print, and
+    the core of the tidy run table."""
     last = run.epochs[-1] if run.epochs else None
-    scored = [e for e in run.epochs if getattr(e, BEST_MONITOR) is not None]
-    best = max(scored, key=lambda e: (getattr(e, BEST_MONITOR), -e.epoch)) if scored else None
-    row = {
+    return {
         "key": run.key,
         "model": run.model,
         "seed": run.seed,
         "status": run.status,
-        "dataset": run.dataset,
         "epochs": len(run.epochs),
+        "epochs_planned": int(run.training.get("epochs", len(run.epochs))),  # the plan
         "test_accuracy": run.test.accuracy if run.test else None,
         "test_loss": run.test.loss if run.test else None,
         "val_accuracy": last.val_accuracy if last else None,
-        "val_loss": last.val_loss if last else None,
-        # As in `cnnlab runs --json`: EarlyStopping's best epoch (the weights tested when it
-        # restores them); the best-validation epoch has its own name.
-        "best_epoch": run.best_epoch,
-        f"best_{BEST_MONITOR}": getattr(best, BEST_MONITOR) if best else None,
-        f"best_{BEST_MONITOR}_epoch": best.epoch if best else None,
         "params": run.params,
         "flops": run.flops,
         "seconds": run.seconds,
         "device": run.device,
         "attempts": run.attempts,
         "reason": run.reason,
+        # EarlyStopping: the epoch it stopped after and its best one (None without it); for a
+        # failed or diverged run, stopped_epoch is the epoch it ended in. The best-validation
+        # epoch has its own name in the tidy table.
         "stopped_epoch": run.stopped_epoch,
+        "best_epoch": run.best_epoch,
+        "learning_rate": [epoch.learning_rate for epoch in run.epochs],
     }
+
+
+def _table_row(run: RunRecord) -> dict[str, Any]:
+    """`run_row` for the tidy table: the per-epoch learning rates left to the epoch table;
+    the dataset, the last validation loss, the best validation figure, every [training] key
+    and the grid's factors added."""
+    row = run_row(run)
+    del row["learning_rate"]
+    last = run.epochs[-1] if run.epochs else None
+    scored = [e for e in run.epochs if getattr(e, BEST_MONITOR) is not None]
+    best = max(scored, key=lambda e: (getattr(e, BEST_MONITOR), -e.epoch)) if scored else None
+    row["dataset"] = run.dataset
+    row["val_loss"] = last.val_loss if last else None
+    row[f"best_{BEST_MONITOR}"] = getattr(best, BEST_MONITOR) if best else None
+    row[f"best_{BEST_MONITOR}_epoch"] = best.epoch if best else None
     for name, value in sorted(run.training.items()):
-        row.setdefault(name if name != "epochs" else "epochs_planned", _plain(value))
+        if name != "epochs":  # epochs_planned already
+            row.setdefault(name, _plain(value))
     for name, value in run.spec.get("factors", []):
         row[f"factor_{name}"] = _plain(value)
     return row
