@@ -162,3 +162,9 @@ def test_cnnlab_run_with_recipe_flags_is_the_same_study_as_the_keys_in_the_file(
     assert run.training["label_smoothing"] == 0.1
     assert main(["run", str(keyed), *where, *quick[:-1]]) == 0
     assert capsys.readouterr().out.startswith("nothing to do: 1 runs done")
+    assert main(["runs", str(tmp_path / "s")]) == 0  # the rate changed: the table shows the last
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "┃" in line).split("┃")
+    row = next(line for line in lines if "│" in line).split("│")
+    cells = {name.strip(): value.strip() for name, value in zip(header, row, strict=True)}
+    assert cells["learning rate"] == "0.005"

@@ -414,7 +414,10 @@ def runs_command(
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table()
-    columns = ("model", "seed", "status", "epochs", "test_accuracy", "test_loss", "seconds", "key")
+    columns: tuple[str, ...] = ("model", "seed", "status", "epochs", "test_accuracy", "test_loss")
+    if any(len({rate for rate in row["learning_rate"] if rate is not None}) > 1 for row in rows):
+        columns += ("learning_rate",)  # a schedule or ReduceLROnPlateau changed it: the last
+    columns += ("seconds", "key")
     for column in columns:
         table.add_column(column.replace("_", " "), justify="left" if column == "model" else "right")
     for row in rows:
@@ -457,6 +460,9 @@ def _cell(row: dict, column: str) -> str:
         return f"{value:.4f}"
     if column == "seconds":
         return f"{value:.1f}"
+    if column == "learning_rate":
+        last = next((rate for rate in reversed(value) if rate is not None), None)
+        return "-" if last is None else f"{last:.3g}"
     return str(value)
 
 
