@@ -33,7 +33,8 @@ the validation-against-test offset of a small validation set is left out.
 Printed per study and spread: runs and epochs (means), the epochs each procedure saves
 against fixed 5 (measured on the same draws), how often the declared best set misses the true
 best, how often it holds neither the best nor its equal twin, how often the twin or the best
-is dropped (called worse by a test, or pruned), the mean size of the best set, and the CPU.
+is dropped (called worse by a test, or pruned), the mean size of the best set, and the CPU; then
+the mean seeds `--until-decided` gave each model (where its runs go).
 Pure simulation: no training, seconds on any CPU.
 """
 
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,8 @@ class Tally:
     equal_dropped: int = 0  # the best or its twin was called worse or pruned
     best_set_size: float = 0.0
     reps: int = 0
+    seeds: dict[str, float] = field(default_factory=dict)  # summed seeds per model
+
 
     def add(self, spent: Spent, truth: Truth) -> None:
         self.reps += 1
@@ -144,6 +147,8 @@ class Tally:
         self.no_best_kept += not {truth.best, TWIN} & set(spent.best_set)
         self.equal_dropped += bool({truth.best, TWIN} & set(spent.dropped))
         self.best_set_size += len(spent.best_set)
+        for model, count in spent.seeds.items():
+            self.seeds[model] = self.seeds.get(model, 0.0) + count
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ class Spent:
     epochs: int
     best_set: list[str]
     dropped: list[str]  # called worse, or pruned
+    seeds: dict[str, int] = field(default_factory=dict)  # seeds per model, where they vary
 
 
 def fixed_five(draws: np.ndarray, truth: Truth, epochs: int) -> Spent:
@@ -171,7 +177,8 @@ def until_decided(
     decisions = sequential.decide(results, settings)
     worse = [d.model for d in decisions.models if d.state == "worse"]
     kept = [m for m in truth.models if m not in worse]
-    return Spent(decisions.runs_spent, decisions.runs_spent * epochs, kept, worse)
+    seeds = {d.model: d.seeds for d in decisions.models}
+    return Spent(decisions.runs_spent, decisions.runs_spent * epochs, kept, worse, seeds)
 
 
 def halving(
@@ -253,6 +260,15 @@ def print_table(rows: list[tuple[str, float, dict[str, Tally]]]) -> None:
             )
 
 
+def print_seeds(rows: list[tuple[str, float, dict[str, Tally]]]) -> None:
+    """Where `--until-decided` spends its runs: each model's mean seeds."""
+    print("until decided, mean seeds per model:")
+    for name, spread, tallies in rows:
+        t = tallies["until decided"]
+        each = ", ".join(f"{m} {n / t.reps:.1f}" for m, n in t.seeds.items())
+        print(f"  {name} {spread:g}x: {each}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("studies", nargs="+", type=Path)
@@ -291,6 +307,7 @@ def main() -> None:
             found = simulate(truth, spread, args.reps, settings, pruning, args.epochs, args.seed)
             rows.append((truth.name, spread, found))
     print_table(rows)
+    print_seeds(rows)
 
 
 def cpu_name() -> str:
