@@ -138,7 +138,6 @@ class Tally:
     reps: int = 0
     seeds: dict[str, float] = field(default_factory=dict)  # summed seeds per model
 
-
     def add(self, spent: Spent, truth: Truth) -> None:
         self.reps += 1
         self.runs += spent.runs
