@@ -405,9 +405,11 @@ def compare_to_best(
 
     Every other model is tested against the best by `compare_two` (Welch across seeds with 2+
     seeds each; exact McNemar on `correct`, (seeds, images) bools per model, with one run
-    each), and the p-values are Holm-adjusted over the tests made, so "worse" holds for the
-    family at level alpha (Holm needs no independence and allows mixed tests). A model that
-    no test applies to is neither worse nor in `not_worse`: it is listed as untested.
+    each), and the p-values are Holm-adjusted over the tests made (Holm needs no independence
+    and allows mixed tests). A model as good as the best is called worse with probability at
+    most about alpha; the best is chosen by the same data, so when many models tie, the chance
+    that *some* tied model is called worse exceeds alpha (docs/report.md has the figures). A
+    model that no test applies to is neither worse nor in `not_worse`: it is listed as untested.
     """
     accs = {name: _as_values(v, f"accuracies[{name!r}]") for name, v in accuracies.items()}
     if not accs:
