@@ -23,7 +23,10 @@ def test_one_at_a_time_is_a_baseline_and_each_factor_changed_alone():
     assert design.choose(axes, "one-at-a-time") == [(3, 3), (5, 3), (7, 3), (3, 5)]
 
 
-@pytest.mark.parametrize(("k", "runs", "resolution"), [(3, 4, "III"), (4, 8, "IV"), (7, 8, "III")])
+@pytest.mark.parametrize(
+    ("k", "runs", "resolution"),
+    [(3, 4, "III"), (4, 8, "IV"), (5, 8, "III"), (7, 8, "III"), (8, 16, "IV"), (16, 32, "IV")],
+)
 def test_fractional_keeps_main_effects_orthogonal_and_states_its_resolution(k, runs, resolution):
     signs = design.fractional_signs(k)
     assert signs.shape == (runs, k)
@@ -32,6 +35,16 @@ def test_fractional_keeps_main_effects_orthogonal_and_states_its_resolution(k, r
     combos = design.choose(axes, "fractional")
     note = design.describe([dict(zip([n for n, _ in axes], c, strict=True)) for c in combos])
     assert note.kind == "fractional" and f"resolution {resolution}" in note.text
+
+
+@pytest.mark.parametrize("k", [4, 8, 16])
+def test_fractional_main_effects_are_not_aliased_with_two_factor_interactions_where_runs_allow(k):
+    # With k <= runs / 2 two-level factors a resolution IV fraction exists (a foldover): no
+    # main-effect column may equal a two-factor interaction's, or that effect is confounded.
+    signs = design.fractional_signs(k)
+    for i, j in itertools.combinations(range(k), 2):
+        interaction = signs[:, i] * signs[:, j]
+        assert np.all(signs.T @ interaction == 0), (i, j)
 
 
 def test_random_k_draws_distinct_combinations_the_same_for_the_same_seed():
