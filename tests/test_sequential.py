@@ -233,3 +233,14 @@ def test_a_malformed_budget_is_one_clear_error(text):
 def test_settings_round_trip_through_their_stored_dict():
     settings = SequentialSettings(3, 7, 0.002, 0.05, Budget(seconds=3600))
     assert SequentialSettings.from_dict(settings.to_dict()) == settings
+
+
+def test_raising_max_seeds_replays_every_look_at_the_new_levels_so_a_decided_model_reopens():
+    # docs/sequential.md: alpha spread over more looks lowers each look's level, so a model
+    # shown worse under max 4 (level 0.025 at 2 seeds) is open under max 10 (level 0.01).
+    results = {"a": [0.9911, 0.9901], "b": [0.9844, 0.9842]}
+    under_4 = decide(results, SequentialSettings(min_seeds=2, max_seeds=4))
+    under_10 = decide(results, SequentialSettings(min_seeds=2, max_seeds=10))
+    assert [d.state for d in under_4.models] == ["best", "worse"]
+    assert [d.state for d in under_10.models] == ["open", "open"]
+    assert under_10.needed == {"a": 3, "b": 3}

@@ -4,7 +4,7 @@ The driver alternates between `cnnlab.sequential.decide` (pure, on the stored ac
 `cnnlab.study.run_study` (the models that need their next seed, seeds 0..n-1, so the order
 is the one a fixed study trains in). Everything it decides is replayed from the store, so a
 stopped study resumes to the same decisions with the same command, and `--max-seeds` raised
-extends it.
+extends it (replaying every look at the new, lower levels: a decided model may open again).
 """
 
 from __future__ import annotations
