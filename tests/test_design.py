@@ -47,6 +47,17 @@ def test_fractional_main_effects_are_not_aliased_with_two_factor_interactions_wh
         assert np.all(signs.T @ interaction == 0), (i, j)
 
 
+def test_a_non_regular_orthogonal_array_is_not_called_resolution_above_its_factors():
+    # Plackett-Burman's 12 runs in 11 factors: balanced, orthogonal main effects, but no
+    # defining word; its two-factor interactions are partially aliased with main effects.
+    row = [1, 1, -1, 1, 1, 1, -1, -1, -1, 1, -1]
+    rows = [row[-i:] + row[:-i] for i in range(11)] + [[-1] * 11]
+    combos = [{f"f{j}": int(v > 0) for j, v in enumerate(r)} for r in rows]
+    note = design.describe(combos)
+    assert "two-factor interactions are estimable" not in note.text
+    assert "partially aliased" in note.text
+
+
 def test_random_k_draws_distinct_combinations_the_same_for_the_same_seed():
     first = design.choose(AXES, "random:5", seed=3)
     assert len(set(first)) == 5 and first == design.choose(AXES, "random:5", seed=3)

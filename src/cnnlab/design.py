@@ -125,7 +125,8 @@ def describe(combos: Sequence[Mapping[str, Any]]) -> DesignNote:
         )
     if (note := _as_one_at_a_time(unique, varied)) is not None:
         return note
-    if all(len(levels[n]) == 2 for n in varied) and (res := _resolution(unique, varied, levels)):
+    two_level = all(len(levels[n]) == 2 for n in varied)
+    if two_level and (res := _resolution(unique, varied, levels)) is not None:
         return DesignNote("fractional", _fractional_text(len(varied), len(unique), res))
     return DesignNote(
         "incomplete",
@@ -152,19 +153,37 @@ def _as_one_at_a_time(unique: list[Mapping[str, Any]], varied: list[str]) -> Des
 def _resolution(
     unique: list[Mapping[str, Any]], varied: list[str], levels: Mapping[str, list[Any]]
 ) -> int | None:
-    """The resolution of a two-level fraction (its shortest defining word), or None unless
-    every main-effect column is balanced and orthogonal to the others."""
+    """The resolution of a two-level fraction (its shortest defining word; 0: none, a
+    non-regular array), or None unless every main-effect column is balanced and orthogonal
+    to the others."""
     x = np.array([[1 if c[n] == levels[n][1] else -1 for n in varied] for c in unique])
     if np.any(x.sum(axis=0) != 0) or np.any(x.T @ x - len(x) * np.eye(len(varied)) != 0):
         return None
+    if not _regular(x):
+        return 0
     for size in range(3, len(varied) + 1):
         for word in itertools.combinations(range(len(varied)), size):
             if abs(np.prod(x[:, list(word)], axis=1).sum()) == len(x):
                 return size
-    return len(varied) + 1  # no defining word: a regular fraction of higher resolution
+    return 0  # no defining word in a fraction: not a regular one (Plackett-Burman and kin)
+
+
+def _regular(x: np.ndarray) -> bool:
+    """Whether the +-1 rows are a regular fraction: a coset of a subgroup of GF(2)^k, so every
+    effect is either orthogonal to or fully aliased with each other (no partial aliasing)."""
+    bits = {tuple(row) for row in ((x < 0) ^ (x[0] < 0)).astype(int)}
+    if len(x) & (len(x) - 1):
+        return False
+    return all(tuple(np.bitwise_xor(a, b)) in bits for a in bits for b in bits)
 
 
 def _fractional_text(k: int, runs: int, resolution: int) -> str:
+    if resolution == 0:
+        return (
+            f"Orthogonal {runs}-run two-level array, not a regular fraction: main effects are "
+            "estimable, but each two-factor interaction is partially aliased with main "
+            "effects, so they hold only if interactions are negligible."
+        )
     p = k - int(round(math.log2(runs))) if runs & (runs - 1) == 0 else None
     name = f"2^({k}-{p})" if p is not None else f"{runs}-run two-level"
     roman = {3: "III", 4: "IV", 5: "V"}.get(resolution, str(resolution))
