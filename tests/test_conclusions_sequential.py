@@ -34,3 +34,16 @@ def test_conclusions_state_the_procedure_the_seeds_per_model_and_the_budget():
 def test_a_fixed_seed_study_keeps_the_fixed_sample_tests():
     text = conclusions.to_markdown(conclusions.write_conclusions(evidence(False)))
     assert "Seeds were added" not in text and "Significantly worse than" in text
+
+
+def test_a_within_margin_claim_is_stated_against_the_models_still_open_only():
+    # "within the margin" is shown against the models open at that look; a model stopped
+    # before (futile, or within the margin itself) is not covered, so the words must not say
+    # "every model".
+    results = {"good": [0.990, 0.991], "close": [0.9895, 0.9903]}
+    decisions = decide(results, SequentialSettings(min_seeds=2, max_seeds=4, margin=0.01))
+    assert {d.model: d.state for d in decisions.models}["close"] == "within margin"
+    models = tuple(conclusions.ModelEvidence(m, tuple(v)) for m, v in results.items())
+    evidence = conclusions.Evidence(models, n_images=10_000, decisions=decisions)
+    text = conclusions.to_markdown(conclusions.write_conclusions(evidence))
+    assert "Shown at most 1 points below every model still open when it stopped: close" in text

@@ -23,7 +23,10 @@ def test_one_at_a_time_is_a_baseline_and_each_factor_changed_alone():
     assert design.choose(axes, "one-at-a-time") == [(3, 3), (5, 3), (7, 3), (3, 5)]
 
 
-@pytest.mark.parametrize(("k", "runs", "resolution"), [(3, 4, "III"), (4, 8, "IV"), (7, 8, "III")])
+@pytest.mark.parametrize(
+    ("k", "runs", "resolution"),
+    [(3, 4, "III"), (4, 8, "IV"), (5, 8, "III"), (7, 8, "III"), (8, 16, "IV"), (16, 32, "IV")],
+)
 def test_fractional_keeps_main_effects_orthogonal_and_states_its_resolution(k, runs, resolution):
     signs = design.fractional_signs(k)
     assert signs.shape == (runs, k)
@@ -32,6 +35,27 @@ def test_fractional_keeps_main_effects_orthogonal_and_states_its_resolution(k, r
     combos = design.choose(axes, "fractional")
     note = design.describe([dict(zip([n for n, _ in axes], c, strict=True)) for c in combos])
     assert note.kind == "fractional" and f"resolution {resolution}" in note.text
+
+
+@pytest.mark.parametrize("k", [4, 8, 16])
+def test_fractional_main_effects_are_not_aliased_with_two_factor_interactions_where_runs_allow(k):
+    # With k <= runs / 2 two-level factors a resolution IV fraction exists (a foldover): no
+    # main-effect column may equal a two-factor interaction's, or that effect is confounded.
+    signs = design.fractional_signs(k)
+    for i, j in itertools.combinations(range(k), 2):
+        interaction = signs[:, i] * signs[:, j]
+        assert np.all(signs.T @ interaction == 0), (i, j)
+
+
+def test_a_non_regular_orthogonal_array_is_not_called_resolution_above_its_factors():
+    # Plackett-Burman's 12 runs in 11 factors: balanced, orthogonal main effects, but no
+    # defining word; its two-factor interactions are partially aliased with main effects.
+    row = [1, 1, -1, 1, 1, 1, -1, -1, -1, 1, -1]
+    rows = [row[-i:] + row[:-i] for i in range(11)] + [[-1] * 11]
+    combos = [{f"f{j}": int(v > 0) for j, v in enumerate(r)} for r in rows]
+    note = design.describe(combos)
+    assert "two-factor interactions are estimable" not in note.text
+    assert "partially aliased" in note.text
 
 
 def test_random_k_draws_distinct_combinations_the_same_for_the_same_seed():

@@ -144,6 +144,21 @@ def test_a_failed_run_stops_its_model_without_a_decision():
     assert states["b"].state == "best"
 
 
+def test_failed_runs_count_as_runs_spent_and_against_a_run_budget():
+    # Every model trains seeds 0 and 1 before the first look: c's failed seed 0 and its
+    # seed 1 were runs spent, as was a's failed seed 1.
+    results = {"a": [0.99, None], "b": [0.99, 0.98], "c": [None, 0.5], "d": [0.96, 0.975]}
+    decisions = decide(results, SequentialSettings(min_seeds=2, max_seeds=6))
+    seeds = {d.model: d.seeds for d in decisions.models}
+    assert seeds == {"a": 2, "b": 2, "c": 2, "d": 2} and decisions.runs_spent == 8
+    assert decisions.needed == {"b": 3, "d": 3}
+    # A budget of 9 runs cannot pay for the next look at 3 seeds of b and d (8 + 2 > 9).
+    budget = SequentialSettings(min_seeds=2, max_seeds=6, margin=1e-5, budget=Budget(runs=9))
+    stopped = decide(results, budget)
+    assert stopped.finished and stopped.runs_spent == 8
+    assert {d.model: d.state for d in stopped.models}["b"] == "budget"
+
+
 def test_a_run_budget_stops_open_models_before_the_look_it_cannot_pay_for():
     rng = np.random.default_rng(2)
     results = {m: list(rng.normal(0.99, 0.002, 10)) for m in ("a", "b", "c")}
@@ -218,3 +233,14 @@ def test_a_malformed_budget_is_one_clear_error(text):
 def test_settings_round_trip_through_their_stored_dict():
     settings = SequentialSettings(3, 7, 0.002, 0.05, Budget(seconds=3600))
     assert SequentialSettings.from_dict(settings.to_dict()) == settings
+
+
+def test_raising_max_seeds_replays_every_look_at_the_new_levels_so_a_decided_model_reopens():
+    # docs/sequential.md: alpha spread over more looks lowers each look's level, so a model
+    # shown worse under max 4 (level 0.025 at 2 seeds) is open under max 10 (level 0.01).
+    results = {"a": [0.9911, 0.9901], "b": [0.9844, 0.9842]}
+    under_4 = decide(results, SequentialSettings(min_seeds=2, max_seeds=4))
+    under_10 = decide(results, SequentialSettings(min_seeds=2, max_seeds=10))
+    assert [d.state for d in under_4.models] == ["best", "worse"]
+    assert [d.state for d in under_10.models] == ["open", "open"]
+    assert under_10.needed == {"a": 3, "b": 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,27 @@ def test_an_interrupted_until_decided_study_resumes_to_the_same_decisions(
         study_file, settings=SETTINGS, directory=tmp_path, data_dir=mnist_dir, **OPTIONS
     )
     assert again.rounds == 0 and again.decisions == decided.decisions
+
+
+@pytest.mark.slow
+def test_until_decided_with_other_training_settings_decides_on_their_own_runs(
+    study_file, decided, tmp_path, mnist_dir
+):
+    # The directory holds a decided study at 1 epoch; 2 epochs are another recipe, whose runs
+    # must be trained and decided on, not the 1-epoch runs' decisions shown as theirs.
+    shutil.copytree(decided.study.directory, tmp_path / "copy")
+    again = until_decided.run_until_decided(
+        study_file,
+        settings=SETTINGS,
+        directory=tmp_path / "copy",
+        models="dense,stuck",
+        data_dir=mnist_dir,
+        epochs=2,
+        **OPTIONS,
+    )
+    assert again.rounds >= 1 and len(again.study.finished) >= 4
+    assert {run.training["epochs"] for run in again.study.runs} == {2}
+    assert again.decisions.runs_spent == len(again.study.runs)
 
 
 @pytest.mark.slow

@@ -271,7 +271,12 @@ def sequential_findings(decisions: sequential.Decisions) -> list[Finding]:
     found = [Finding("best set", head)]
     groups = (
         (("worse",), "Shown worse than another model"),
-        (("within margin",), f"Shown within {100 * settings.margin:g} points of every model"),
+        # one-sided, and only against the models open at that look (docs/sequential.md)
+        (
+            ("within margin",),
+            f"Shown at most {100 * settings.margin:g} points below every model still open "
+            "when it stopped",
+        ),
         (("futile", "max seeds", "budget", "failed"), "Stopped without a decision"),
         (("open",), "Still open (the study is not finished)"),
     )

@@ -171,7 +171,7 @@ class ModelDecision:
 
     model: str
     state: State
-    seeds: int  # finished seeds the decision used
+    seeds: int  # seeds the decision used (a failed model: its runs trained, failed ones too)
     reason: str
     p_value: float | None = None  # the adjusted p-value behind a "worse" or margin claim
 
@@ -328,7 +328,8 @@ def decide(
         for m in failed:
             seed = values[m][:n].index(None)
             text = f"seed index {seed} failed or diverged: stopped without a decision"
-            stopped[m] = ModelDecision(m, "failed", seed, text)
+            # its runs up to this look were trained (and paid for), the failed ones too
+            stopped[m] = ModelDecision(m, "failed", min(len(values[m]), n), text)
         open_models = [m for m in open_models if m not in failed]
         if any(len(values[m]) < n for m in open_models):
             return _pending(values, open_models, stopped, n, settings, seconds_spent)

@@ -4,13 +4,13 @@ The driver alternates between `cnnlab.sequential.decide` (pure, on the stored ac
 `cnnlab.study.run_study` (the models that need their next seed, seeds 0..n-1, so the order
 is the one a fixed study trains in). Everything it decides is replayed from the store, so a
 stopped study resumes to the same decisions with the same command, and `--max-seeds` raised
-extends it.
+extends it (replaying every look at the new, lower levels: a decided model may open again).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +19,19 @@ from cnnlab import sequential
 from cnnlab.errors import SpecError
 from cnnlab.sequential import Decisions, SequentialSettings
 from cnnlab.spec import SeedRange, StudySpec
-from cnnlab.store import FINAL_STATUSES, STORE_FILENAME
+from cnnlab.store import FINAL_STATUSES, STORE_FILENAME, NewRun, RunRecord
 from cnnlab.study import (
     StudyOutcome,
     driven_study,
     drivers_outcome,
     open_existing_store,
+    plan_study,
     run_study,
     study_runs,
 )
+
+# The options of `run_study` that change what a run is (its key), so which stored runs count.
+_RECIPE_OPTIONS = ("epochs", "dataset", "train_limit", "precision", "normalize", "training")
 
 
 def resolve_settings(
@@ -84,7 +88,8 @@ def run_until_decided(
     settings.check_budget(len(names))
     annotations = {sequential.SETTINGS_KEY: {**settings.to_dict(), "models": names}}
     started, finished, rounds = time.perf_counter(), [], 0
-    decisions = _decide(root, names, settings)
+    ours = _recipe_of(spec, root, names, run_options)
+    decisions = _decide(root, names, settings, ours)
     outcome = None
     while not decisions.finished:
         seeds = max(decisions.needed.values())
@@ -100,7 +105,7 @@ def run_until_decided(
         rounds += bool(outcome.finished)
         if not outcome.complete:  # runs held by another process: it carries on from here
             break
-        after = _decide(root, names, settings)
+        after = _decide(root, names, settings, ours)
         if after == decisions:  # nothing moved (cannot happen with complete runs; a guard)
             break
         decisions = after
@@ -108,10 +113,38 @@ def run_until_decided(
     return UntilDecidedOutcome(whole, decisions, rounds)
 
 
-def _decide(root: Path, names: list[str], settings: SequentialSettings) -> Decisions:
-    """The decisions from what the study directory holds (nothing yet: every model open)."""
-    runs = study_runs(root) if (root / STORE_FILENAME).is_file() else []
-    chosen = [run for run in runs if run.model in names]
+def _recipe_of(
+    spec: StudySpec, root: Path, names: list[str], run_options: dict[str, Any]
+) -> Callable[[RunRecord], bool]:
+    """Whether a stored run is one this call would train (same model spec, recipe, dataset):
+    a directory may hold the same models' runs under other settings (--epochs, an edited
+    [training]), which must neither decide nor stand in for this call's runs."""
+    recipe = {name: run_options[name] for name in _RECIPE_OPTIONS if name in run_options}
+    plan = plan_study(
+        spec, directory=root, seeds=1, models=names, data_dir=run_options.get("data_dir"), **recipe
+    )
+    models = {task.model.name: task.model for task in plan.tasks}
+    training = plan.training.identity()
+
+    def ours(run: RunRecord) -> bool:
+        model = models.get(run.model)
+        if model is None:
+            return False
+        return NewRun(run.model, run.seed, plan.dataset_id, model, training).key == run.key
+
+    return ours
+
+
+def _decide(
+    root: Path,
+    names: list[str],
+    settings: SequentialSettings,
+    ours: Callable[[RunRecord], bool],
+) -> Decisions:
+    """The decisions from the runs of this call's recipe that the study directory holds
+    (nothing yet: every model open)."""
+    runs = study_runs(root, all_runs=True) if (root / STORE_FILENAME).is_file() else []
+    chosen = [run for run in runs if run.model in names and ours(run)]
     seconds = sum(run.seconds or 0.0 for run in chosen if run.status in FINAL_STATUSES)
     results = {m: sequential.accuracies_by_seed(chosen, m) for m in names}
     return sequential.decide(results, settings, seconds_spent=seconds)
