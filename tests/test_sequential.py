@@ -78,11 +78,24 @@ def test_a_model_a_margin_below_the_best_is_called_within_it_at_most_alpha_of_th
     assert rates.get(("m1", "within margin"), 0.0) <= settings.alpha + TOLERANCE
 
 
-def test_alpha_spent_over_all_looks_adds_up_to_alpha():
+def test_alpha_spent_over_an_open_ended_sequence_of_looks_adds_up_to_alpha_for_any_maximum():
     settings = SequentialSettings(min_seeds=3, max_seeds=9, alpha=0.05)
+    spent = [settings.level(n) for n in range(3, 100_000)]
+    assert sum(spent) == pytest.approx(0.05, rel=1e-4)
+    assert sum(spent[:7]) < 0.05  # looks 3..9: the rest stays for a raised maximum
+    assert spent[0] == pytest.approx(0.05 * 3 / 12)
+    assert SequentialSettings(min_seeds=3, max_seeds=50).level(5) == settings.level(5)
+
+
+def test_studies_stored_before_open_ended_spending_keep_their_linear_levels():
+    stored = SequentialSettings(min_seeds=3, max_seeds=9).to_dict()
+    del stored["spending"]  # what cnnlab wrote before
+    settings = SequentialSettings.from_dict(stored)
+    assert settings.spending == "linear"
     spent = [settings.level(n) for n in range(3, 10)]
     assert sum(spent) == pytest.approx(0.05)
     assert spent[0] == pytest.approx(0.05 * 3 / 9)
+    assert "linearly" in settings.procedure
 
 
 def test_welch_upper_matches_scipy_one_sided_welch():
@@ -160,8 +173,9 @@ def test_failed_runs_count_as_runs_spent_and_against_a_run_budget():
 
 
 def test_a_run_budget_stops_open_models_before_the_look_it_cannot_pay_for():
-    rng = np.random.default_rng(2)
-    results = {m: list(rng.normal(0.99, 0.002, 10)) for m in ("a", "b", "c")}
+    rng = np.random.default_rng(1)  # 0.3 points apart at a spread of 0.2: open after 2 seeds
+    means = {"a": 0.99, "b": 0.987, "c": 0.984}
+    results = {m: list(rng.normal(mu, 0.002, 10)) for m, mu in means.items()}
     settings = SequentialSettings(min_seeds=2, max_seeds=10, margin=1e-5, budget=Budget(runs=8))
     decisions = decide(results, settings)
     assert decisions.finished
@@ -235,12 +249,20 @@ def test_settings_round_trip_through_their_stored_dict():
     assert SequentialSettings.from_dict(settings.to_dict()) == settings
 
 
-def test_raising_max_seeds_replays_every_look_at_the_new_levels_so_a_decided_model_reopens():
-    # docs/sequential.md: alpha spread over more looks lowers each look's level, so a model
-    # shown worse under max 4 (level 0.025 at 2 seeds) is open under max 10 (level 0.01).
-    results = {"a": [0.9911, 0.9901], "b": [0.9844, 0.9842]}
-    under_4 = decide(results, SequentialSettings(min_seeds=2, max_seeds=4))
-    under_10 = decide(results, SequentialSettings(min_seeds=2, max_seeds=10))
-    assert [d.state for d in under_4.models] == ["best", "worse"]
-    assert [d.state for d in under_10.models] == ["open", "open"]
-    assert under_10.needed == {"a": 3, "b": 3}
+def test_raising_max_seeds_keeps_every_decision_made_and_reopens_only_undecided_models():
+    # docs/sequential.md: no level depends on max_seeds, so the looks up to the old maximum
+    # replay to the same claims; only models stopped at max seeds (or futile) go on.
+    rng = np.random.default_rng(11)
+    changed = reopened = 0
+    for _ in range(300):
+        means = rng.choice([0.99, 0.989, 0.985], size=3)
+        draws = rng.normal(means, 0.002, size=(10, 3)).T
+        results = {f"m{i}": list(draws[i]) for i in range(3)}
+        under_4 = decide({m: v[:4] for m, v in results.items()}, SequentialSettings(max_seeds=4))
+        under_10 = decide(results, SequentialSettings(max_seeds=10))
+        for before, after in zip(under_4.models, under_10.models, strict=True):
+            if before.state in ("worse", "within margin"):
+                changed += (after.state, after.seeds) != (before.state, before.seeds)
+            reopened += before.state == "max seeds" and after.seeds > 4
+    assert changed == 0
+    assert reopened > 0  # extending does go on where the answer was open

@@ -251,7 +251,7 @@ def sequential_best_set(best: stats.BestSet, decisions: sequential.Decisions) ->
     )
     return dataclasses.replace(
         best,
-        method=sequential.PROCEDURE,
+        method=decisions.settings.procedure,
         comparisons=comparisons,
         not_worse=(best.best, *kept),
     )
@@ -262,7 +262,7 @@ def sequential_findings(decisions: sequential.Decisions) -> list[Finding]:
     settings = decisions.settings
     budget = settings.budget
     head = (
-        f"Seeds were added only while a model's place was open ({sequential.PROCEDURE}; "
+        f"Seeds were added only while a model's place was open ({settings.procedure}; "
         f"alpha = {settings.alpha:g}, margin {100 * settings.margin:g} points, "
         f"{settings.min_seeds} to {settings.max_seeds} seeds"
         + (f", budget {budget}" if budget.runs or budget.seconds else "")

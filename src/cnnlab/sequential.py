@@ -9,10 +9,13 @@ the same stored accuracies, so it resumes to the same decisions.
 
 The procedure, valid under repeated looks (docs/sequential.md has the proof and references):
 - Looks at n = min_seeds, ..., max_seeds seeds; every model still open has n seeds at look n.
-- Alpha is spent over the looks linearly in information (Lan & DeMets 1983), alpha_n =
-  alpha * (n - n_prev) / max_seeds with n_prev = 0 before the first look; by the union bound
-  (Bonferroni over looks) the spent levels add up to at most alpha whatever the correlation
-  between looks.
+- Alpha is spent over an open-ended sequence of looks: alpha_n = alpha * min_seeds /
+  (n (n + 1)), which adds up to alpha over n = min_seeds, min_seeds + 1, ... without end. By
+  the union bound (Bonferroni over looks) the levels spent add up to at most alpha whatever
+  the correlation between looks and wherever the study stops, so raising max_seeds after
+  seeing the results stays valid and changes no decision already made. (Studies stored
+  before this spending was adopted keep theirs, "linear": alpha * (n - n_prev) / max_seeds,
+  Lan & DeMets 1983, with n_prev = 0 before the first look.)
 - Worse: model k is shown worse when (K - 1) * min_l p(k vs l) <= alpha_n, l over the other
   models still open, p the one-sided Welch t-test of "k is at least as good as l" at n seeds
   each (Gupta's subset selection with Bonferroni over the K - 1 rivals; Holm's first step,
@@ -43,11 +46,19 @@ DEFAULT_MIN_SEEDS = 2  # the fewest that give a spread, so a t-test
 DEFAULT_MAX_SEEDS = 10
 DEFAULT_MARGIN = 0.001  # 0.1 accuracy points: one binomial SE at 99 % on 10,000 images
 DEFAULT_ALPHA = 0.05
-PROCEDURE = (
-    "sequential Welch t-tests at equal seed counts, alpha spent linearly over the looks "
-    "(Bonferroni over looks), Bonferroni over the K - 1 rivals for 'worse' (subset selection), "
-    "intersection-union tests for 'within the margin'"
-)
+SPENDINGS = ("open-ended", "linear")
+PROCEDURES = {
+    spending: (
+        f"sequential Welch t-tests at equal seed counts, alpha spent {how} "
+        "(Bonferroni over looks), Bonferroni over the K - 1 rivals for 'worse' (subset "
+        "selection), intersection-union tests for 'within the margin'"
+    )
+    for spending, how in (
+        ("open-ended", "over an open-ended sequence of looks, alpha min / (n (n + 1)) at n seeds"),
+        ("linear", "linearly over the looks up to the maximum"),
+    )
+}
+PROCEDURE = PROCEDURES["open-ended"]
 
 State = Literal["open", "best", "worse", "within margin", "max seeds", "futile", "budget", "failed"]
 DECIDED: tuple[State, ...] = ("best", "worse", "within margin")
@@ -108,6 +119,7 @@ class SequentialSettings:
     margin: float = DEFAULT_MARGIN  # in accuracy (0.001 = 0.1 points)
     alpha: float = DEFAULT_ALPHA
     budget: Budget = field(default_factory=Budget)
+    spending: str = "open-ended"  # "linear": how studies stored before open-ended spent it
 
     def __post_init__(self) -> None:
         if self.min_seeds < 2:
@@ -128,11 +140,23 @@ class SequentialSettings:
             )
         if not 0 < self.alpha < 1:
             raise SpecError(f"alpha must lie in (0, 1), got {self.alpha}")
+        if self.spending not in SPENDINGS:
+            known = ", ".join(SPENDINGS)
+            raise SpecError(f"spending must be one of {known}, got {self.spending!r}")
 
     def level(self, n: int) -> float:
-        """The alpha spent at the look with n seeds (linear in information, Lan-DeMets)."""
-        previous = 0 if n == self.min_seeds else n - 1
-        return self.alpha * (n - previous) / self.max_seeds
+        """The alpha spent at the look with n seeds: alpha min / (n (n + 1)), so the looks'
+        levels add up to alpha however many follow and none depends on max_seeds; "linear"
+        (older studies): alpha (n - n_prev) / max_seeds, linear in information (Lan-DeMets)."""
+        if self.spending == "linear":
+            previous = 0 if n == self.min_seeds else n - 1
+            return self.alpha * (n - previous) / self.max_seeds
+        return self.alpha * self.min_seeds / (n * (n + 1))
+
+    @property
+    def procedure(self) -> str:
+        """The procedure in words, for the conclusions and `--json`."""
+        return PROCEDURES[self.spending]
 
     def check_budget(self, models: int) -> None:
         """A run budget that cannot buy every model its minimum seeds is refused up front."""
@@ -151,6 +175,7 @@ class SequentialSettings:
             "alpha": self.alpha,
             "budget_runs": self.budget.runs,
             "budget_seconds": self.budget.seconds,
+            "spending": self.spending,
         }
 
     @classmethod
@@ -162,6 +187,7 @@ class SequentialSettings:
             float(values["margin"]),  # type: ignore[arg-type]
             float(values["alpha"]),  # type: ignore[arg-type]
             budget,
+            str(values.get("spending", "linear")),  # stored before open-ended spending: linear
         )
 
 
@@ -208,7 +234,7 @@ class Decisions:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "procedure": PROCEDURE,
+            "procedure": self.settings.procedure,
             "settings": self.settings.to_dict(),
             "best": self.best,
             "runs_spent": self.runs_spent,
