@@ -190,6 +190,8 @@ def test_predict_prints_class_and_probability_per_image(trained_study, mnist_dir
     [
         ((32, 32), "L", r"a 32x32 image in mode L; the network takes 28x28 in mode L"),
         ((28, 28), "RGB", r"a 28x28 image in mode RGB; the network takes 28x28 in mode L"),
+        # Pillow's size is (width, height); the line says height x width, as image shapes do
+        ((28, 32), "L", r"a 32x28 image in mode L; the network takes 28x28 in mode L"),
     ],
 )
 def test_an_image_of_another_size_or_mode_is_one_line_with_the_expected_size(

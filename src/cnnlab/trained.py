@@ -306,7 +306,8 @@ def read_images(paths: Sequence[str | Path], image_shape: tuple[int, int, int]) 
     """Image files as uint8 (N, H, W, C) for a network taking `image_shape`.
 
     Never resized or converted: a file of another size or colour mode is a RunError naming the
-    file, what it is and what the network takes.
+    file, what it is and what the network takes (height x width, as image shapes are written;
+    Pillow's size is width, height).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -325,8 +326,8 @@ def read_images(paths: Sequence[str | Path], image_shape: tuple[int, int, int]) 
             raise RunError(f"{path}: not an image file Pillow can read ({error})") from None
         if size != (width, height) or image_mode != mode:
             raise RunError(
-                f"{path}: a {size[0]}x{size[1]} image in mode {image_mode}; the network takes "
-                f"{width}x{height} in mode {mode} ({_shape_text(image_shape)}); "
+                f"{path}: a {size[1]}x{size[0]} image in mode {image_mode}; the network takes "
+                f"{height}x{width} in mode {mode} ({_shape_text(image_shape)}); "
                 "resize or convert it first"
             )
         arrays.append(array.reshape(height, width, channels))
