@@ -247,8 +247,9 @@ def _eight_bit(image: Any, path: Path) -> Any:
     """The image with 8-bit samples, as Pillow's convert needs them.
 
     convert("L") clips 16-bit grey at 255 (nearly every pixel white); a 16-bit sample keeps its
-    high byte instead, as TensorFlow's decode_png(dtype=uint8) does. Pillow opens 16-bit grey
-    PNGs as I;16 or, before Pillow 10, as I. Other 32-bit images have no one 0-255 reading.
+    high byte instead, as TensorFlow's decode_png(dtype=uint8) does (png_io.cc,
+    png_set_strip_16). Pillow opens 16-bit grey PNGs as I;16 (older releases: as I).
+    Other 32-bit images have no one 0-255 reading.
     """
     from PIL import Image
 
