@@ -76,6 +76,28 @@ def test_jpeg_files_are_read_too(tmp_path):
     assert np.abs(dataset.train_images[0].astype(int) - pixels).max() < 8  # lossy, but red
 
 
+def test_sixteen_bit_grey_pngs_are_scaled_to_eight_bits_not_clipped(tmp_path):
+    # Pillow's convert("L") clips 16-bit values at 255, so every pixel above 255 of 65535
+    # came out white; TensorFlow's decode_png(dtype=uint8) keeps the high byte.
+    wide = np.arange(48, dtype=np.uint16).reshape(8, 6) * 1365
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.fromarray(wide).save(tmp_path / split / "a" / "x.png")
+    dataset = load_dataset(f"folder:{tmp_path}", data_dir=tmp_path / "cache")
+    assert dataset.image_shape == (8, 6, 1)
+    np.testing.assert_array_equal(dataset.train_images[0, :, :, 0], wide >> 8)
+    rgb = load_dataset(f"folder:{tmp_path}?channels=3", data_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(rgb.train_images[0, :, :, 2], wide >> 8)
+
+
+def test_a_float_image_with_no_one_byte_reading_is_refused_naming_it(tmp_path):
+    write_split(tmp_path / "train", {"a": 1}, colour=False)
+    write_split(tmp_path / "test", {"a": 1}, colour=False)
+    Image.fromarray(np.ones((8, 6), np.float32)).save(tmp_path / "train" / "a" / "f.tiff")
+    with pytest.raises(DataError, match=r"f\.tiff: a 32-bit float image \(mode F\)"):
+        load_dataset(f"folder:{tmp_path}", data_dir=tmp_path / "cache")
+
+
 def test_mixed_sizes_are_refused_naming_the_odd_file_unless_a_size_is_given(tmp_path):
     write_split(tmp_path / "train", {"a": 2})
     write_split(tmp_path / "test", {"a": 1})

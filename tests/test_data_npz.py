@@ -39,3 +39,25 @@ def test_huge_label_values_are_refused_instead_of_becoming_classes(tmp_path):
     np.savez(tmp_path / "c.npz", x_train=x, y_train=y, x_test=x, y_test=y)
     with pytest.raises(DataError, match="labels include 1000000000000000, beyond the 100,000"):
         load_dataset(f"npz:{tmp_path / 'c.npz'}")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channels_first_images_are_refused_naming_the_transpose(tmp_path, channels):
+    # PyTorch's layout (N, C, H, W) read as Keras's (N, H, W, C) would be C x H images of W
+    # channels: a model would train on nonsense without a word.
+    x = RNG.integers(0, 256, size=(4, channels, 32, 32), dtype=np.uint8)
+    y = np.arange(4) % 2
+    np.savez(tmp_path / "c.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(
+        DataError,
+        match=rf"c\.npz\[x_train\]: images have shape \(4, {channels}, 32, 32\).*"
+        r"channels first.*transpose\(0, 2, 3, 1\)",
+    ):
+        load_dataset(f"npz:{tmp_path / 'c.npz'}")
+
+
+def test_images_with_many_channels_last_still_load(tmp_path):
+    x = RNG.integers(0, 256, size=(4, 8, 8, 5), dtype=np.uint8)
+    y = np.arange(4) % 2
+    np.savez(tmp_path / "c.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    assert load_dataset(f"npz:{tmp_path / 'c.npz'}").image_shape == (8, 8, 5)

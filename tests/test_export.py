@@ -132,3 +132,24 @@ def test_export_to_a_directory_is_refused(trained_study, tmp_path, capsys):
         + ["--format", "safetensors", "-o", str(tmp_path)]
     )
     assert code == 2 and "is a directory; give the file to write" in capsys.readouterr().err
+
+
+def test_export_over_an_existing_file_or_spec_toml_needs_force(trained_study, tmp_path, capsys):
+    # safetensors writes NAME.toml beside the weights: a study file of that name was lost.
+    study_file = tmp_path / "mine.toml"
+    study_file.write_text("# my study\n")
+    command = ["export", str(trained_study), "--model", "dense", "--seed", "0"]
+    command += ["--format", "safetensors", "-o", str(tmp_path / "mine.safetensors")]
+    assert main(command) == 2
+    assert f"{study_file} already exists; use --force" in capsys.readouterr().err
+    assert study_file.read_text() == "# my study\n"
+    assert not (tmp_path / "mine.safetensors").exists()
+    assert main([*command, "--force"]) == 0
+    assert study_file.read_text().startswith("name = ")
+
+
+def test_safetensors_weights_named_like_their_spec_toml_are_refused(trained_study, tmp_path):
+    with pytest.raises(ExportError, match=r"m\.toml: the spec TOML is written beside"):
+        export_run(
+            trained_study, model="dense", seed=0, format="safetensors", output=tmp_path / "m.toml"
+        )

@@ -67,6 +67,33 @@ def test_json_config_of_the_small_resnet_gives_the_same_layers_as_its_code():
     _matches_keras(from_config, KERAS["small_resnet_functional"])
 
 
+def test_a_configs_compile_config_gives_the_optimizer_the_code_compiled_with(tmp_path):
+    # Keras 3 writes compile_config (optimizer, loss) into to_json() and a .keras's config.json.
+    from_code = import_keras_file(SNIPPET)
+    from_config = import_keras_config(FIXTURES / "small_resnet_functional.json")
+    assert from_config.spec.optimizer == from_code.spec.optimizer == s.OptimizerSpec("adam")
+    assert not any("holds no optimizer" in note for note in from_config.notes)
+    config = json.loads((FIXTURES / "small_resnet_functional.json").read_text())
+    optimizer = config["compile_config"]["optimizer"]
+    optimizer.update(
+        class_name="SGD",
+        config={
+            "learning_rate": 0.05000000074505806,
+            "momentum": 0.9,
+            "nesterov": True,
+            "weight_decay": None,
+        },
+    )
+    (tmp_path / "sgd.json").write_text(json.dumps(config))
+    assert import_keras_config(tmp_path / "sgd.json").spec.optimizer == s.OptimizerSpec(
+        "sgd", (("learning_rate", 0.05), ("momentum", 0.9), ("nesterov", True))
+    )
+    config["compile_config"]["loss"] = "mean_squared_error"
+    (tmp_path / "mse.json").write_text(json.dumps(config))
+    with pytest.raises(SpecError, match=r"mse\.json: compile_config: loss 'mean_squared_error'"):
+        import_keras_config(tmp_path / "mse.json")
+
+
 def test_a_keras_archive_is_read_from_its_config_json(tmp_path):
     archive = tmp_path / "resnet.keras"
     with zipfile.ZipFile(archive, "w") as zipped:

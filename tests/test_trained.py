@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors import safe_open
 
 from cnnlab import study
 from cnnlab.checkpoint import BEST_MONITOR, best_epoch, load_best
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
+from cnnlab.export import export_run
 from cnnlab.store import open_store
 from cnnlab.trained import RunError, load_run, read_images
 from conftest import TRAINED_STUDY_LIMIT
@@ -190,6 +192,8 @@ def test_predict_prints_class_and_probability_per_image(trained_study, mnist_dir
     [
         ((32, 32), "L", r"a 32x32 image in mode L; the network takes 28x28 in mode L"),
         ((28, 28), "RGB", r"a 28x28 image in mode RGB; the network takes 28x28 in mode L"),
+        # Pillow's size is (width, height); the line says height x width, as image shapes do
+        ((28, 32), "L", r"a 32x28 image in mode L; the network takes 28x28 in mode L"),
     ],
 )
 def test_an_image_of_another_size_or_mode_is_one_line_with_the_expected_size(
@@ -223,3 +227,32 @@ def test_a_damaged_best_checkpoint_is_one_line_and_last_still_loads(trained_stud
     with pytest.raises(RunError, match=r"is damaged \(best\.safetensors does not match its sha256"):
         load_run(copy, model=run.model, seed=run.seed)
     assert load_run(copy, model=run.model, seed=run.seed, epoch="last").epoch == 4
+
+
+def test_a_folder_runs_class_names_come_back_for_predict_and_export(tmp_path, capsys):
+    # The names live in the folder, not in a registry: the study records them when it runs.
+    rng = np.random.default_rng(3)
+    for split, count in (("train", 6), ("test", 2)):
+        for name, level in (("cat", 40), ("dog", 220)):
+            (tmp_path / "photos" / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(level, 10, (6, 6)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels, "L").save(tmp_path / "photos" / split / name / f"{i}.png")
+    spec = tmp_path / "pets.toml"
+    spec.write_text(
+        f'name = "pets"\ndataset = "folder:{tmp_path / "photos"}"\n[[model]]\nname = "tiny"\n'
+        'layers = ["flatten", { dense = "classes", activation = "softmax" }]\n'
+        "[training]\nepochs = 1\nvalidation = 0\n"
+    )
+    directory = tmp_path / "study"
+    study.run_study(spec, directory=directory, data_dir=tmp_path / "cache", progress="quiet")
+    run = load_run(directory, model="tiny", epoch="last")
+    assert run.class_names == ("cat", "dog")
+    image = tmp_path / "photos" / "test" / "dog" / "0.png"
+    assert main(["predict", str(directory), "--model", "tiny", "--epoch", "last", str(image)]) == 0
+    line = capsys.readouterr().out.strip()  # "...0.png: 1 (dog) 0.9876"
+    assert line.split(" ")[2] in ("(cat)", "(dog)")
+    weights = tmp_path / "tiny.safetensors"
+    export_run(directory, model="tiny", epoch="last", format="safetensors", output=weights)
+    with safe_open(str(weights), "pt") as exported:
+        assert json.loads(exported.metadata()["class_names"]) == ["cat", "dog"]

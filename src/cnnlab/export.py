@@ -86,12 +86,23 @@ def check_format(format: str) -> None:
         )
 
 
+def export_paths(output: str | Path, format: str) -> list[Path]:
+    """The files an export to `output` writes (safetensors: the spec TOML beside the weights)."""
+    output = Path(output).expanduser()
+    return [output, output.with_suffix(".toml")] if format == "safetensors" else [output]
+
+
 def export_loaded(loaded: LoadedRun, output: Path, format: str) -> list[Path]:
     """Write an already loaded run; see `export_run`."""
     check_format(format)
     output = output.expanduser()
     if output.is_dir():
         raise ExportError(f"{output} is a directory; give the file to write (-o FILE)")
+    if len(set(export_paths(output, format))) < len(export_paths(output, format)):
+        raise ExportError(
+            f"{output}: the spec TOML is written beside the weights under this very name; "
+            "give the weights another suffix (-o NAME.safetensors)"
+        )
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         writer = {"onnx": _onnx, "torchscript": _torchscript, "safetensors": _safetensors}

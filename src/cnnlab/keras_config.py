@@ -11,12 +11,15 @@ read. Weights are never read: a `.keras` file's `model.weights.h5` is left alone
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from cnnlab import keras_graph, keras_import, spec
+import numpy as np
+
+from cnnlab import keras_graph, keras_import, optim, spec
 from cnnlab.errors import SpecError
 
 MAX_CONFIG_BYTES = 20_000_000  # a ResNet-152's config is ~1 MB; far above any real one
@@ -42,24 +45,82 @@ def import_keras_config(path: str | Path, *, name: str | None = None) -> keras_i
     read = _sequential if kind == "Sequential" else _functional
     layers, scaled = read(model, where)
     model_name = name or _model_name(model, path)
+    compiled = config.get("compile_config")
+    optimizer = _optimizer(compiled, layers, where) if compiled else spec.OptimizerSpec()
     imported = spec.ModelSpec(
         name=model_name,
         layers=layers,
+        optimizer=optimizer,
         description=f"Imported from the Keras config {path.name}.",
     )
-    note = (
-        "a config holds no optimizer (compile arguments live elsewhere), so the optimizer is "
-        f"cnnlab's default, {imported.optimizer.name}"
-    )
+    notes = [keras_import.SCALING_NOTE] if scaled else []
+    if not compiled:
+        notes.insert(
+            0,
+            "the config has no compile_config (the model was saved uncompiled), so the "
+            f"optimizer is cnnlab's default, {imported.optimizer.name}",
+        )
     return keras_import.ImportedModel(
         spec=imported,
         source=where,
         line=1,
         index=1,
         model_lines=(1,),
-        notes=(note, keras_import.SCALING_NOTE) if scaled else (note,),
+        notes=tuple(notes),
         kind=f"{kind} config",
     )
+
+
+def _optimizer(compiled: Any, layers: tuple[spec.Layer, ...], where: str) -> spec.OptimizerSpec:
+    """compile_config's optimizer (Keras 3 writes it when the model was compiled), through
+    `import-keras`'s rules for the same compile call; values at cnnlab's defaults left out."""
+    place = f"{where}: compile_config"
+    if not isinstance(compiled, dict):
+        raise SpecError(f"{place}: not a table: {keras_import._show(compiled)}")
+    arguments = []
+    if compiled.get("optimizer") is not None:
+        arguments.append(f"optimizer={_call(compiled['optimizer'], _OPTIMIZER_BOOKKEEPING)}")
+    if compiled.get("loss") is not None:
+        arguments.append(f"loss={_call(compiled['loss'], ('name', 'dtype'))}")
+    try:
+        found = keras_import.optimizer_from_code(f"compile({', '.join(arguments)})", layers)
+    except SpecError as error:
+        reason = re.sub(r"^<string>:\d+: ", "", str(error))
+        raise SpecError(f"{place}: {reason}") from None
+    defaults = optim.KERAS_DEFAULTS.get(found.name, {})
+    params = tuple((k, v) for k, v in found.params if defaults.get(k, optim.EXTRAS.get(k)) != v)
+    return spec.OptimizerSpec(found.name, params)
+
+
+# Optimizer config keys that change nothing while use_ema is False (refused otherwise) and
+# Keras 3's defaults of None (no loss scaling, no gradient accumulation).
+_OPTIMIZER_BOOKKEEPING = ("name", "ema_momentum", "ema_overwrite_frequency")
+_NONE_KEYS = ("loss_scale_factor", "gradient_accumulation_steps")
+
+
+def _call(value: Any, dropped: tuple[str, ...]) -> str:
+    """A serialized optimizer or loss as the call that made it: Adam(learning_rate=0.001, ...).
+
+    Keras stores hyperparameters as float32 variables, so 0.001 comes back 0.0010000000474974513;
+    each float is written as the shortest text that float32 reads back the same.
+    """
+    if not (isinstance(value, dict) and isinstance(value.get("class_name"), str)):
+        return _python(value)
+    config = value.get("config") or {}
+    if not isinstance(config, dict):
+        return _python(value)
+    arguments = ", ".join(
+        f"{key}={_python(_float32(item))}"
+        for key, item in config.items()
+        if key not in dropped and not (key in _NONE_KEYS and item is None)
+    )
+    return f"{value['class_name']}({arguments})"
+
+
+def _float32(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value) and value == float(np.float32(value)):
+        return float(str(np.float32(value)))
+    return value
 
 
 def _read(path: Path) -> Any:

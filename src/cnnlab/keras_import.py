@@ -725,6 +725,19 @@ def layer_from_code(text: str, *, filename: str = "<string>") -> spec.Layer | No
     return _layer(_Source(tree, text, filename), statement.value)
 
 
+def optimizer_from_code(
+    text: str, layers: tuple[spec.Layer, ...], *, filename: str = "<string>"
+) -> spec.OptimizerSpec:
+    """The optimizer of one written-out compile call, e.g. "compile(optimizer=Adam(), loss=...)",
+    its loss checked against `layers`. The rules are `import-keras`'s (the config importer uses
+    them)."""
+    tree = _parse(text, filename)
+    statement = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(statement, ast.Expr) or not isinstance(statement.value, ast.Call):
+        raise SpecError(f"{filename}: expected one compile call, got {_show(text)}")
+    return _compiled_optimizer(_Source(tree, text, filename), statement.value, layers)
+
+
 def _required_fields(cls: type) -> list[dataclasses.Field]:
     return [
         f

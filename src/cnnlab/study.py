@@ -570,6 +570,8 @@ def _study_settings(plan: StudyPlan, keys: list[str]) -> dict[str, Any]:
         # Where a local source's path leads from here, so a report built from another
         # directory finds the test set (the identity keeps the source as it was written).
         "dataset_source": absolute_source(plan.study.dataset),
+        # A folder's or CIFAR's class names, for load_run and predict (which never load it).
+        "class_names": list(plan.dataset.class_names or ()),
         "training": plan.training.identity(),
         "keys": keys,
     }
@@ -641,6 +643,18 @@ def check_store(directory: str | Path) -> list[str]:
     store (none: an empty list); read-only, so an archived study can be checked too."""
     with open_existing_store(directory) as store:
         return store.verify()
+
+
+def dataset_class_names(directory: str | Path, dataset: str) -> tuple[str, ...] | None:
+    """The class names of `dataset` (an identity, as runs hold it) as the study recorded them
+    when `cnnlab run` last started; None where it recorded none or used another dataset."""
+    with open_existing_store(directory) as store:
+        info = store.get_study()
+    settings = info.settings if info else {}
+    names = settings.get("class_names")
+    if settings.get("dataset") != dataset or not isinstance(names, list) or not names:
+        return None
+    return tuple(str(name) for name in names)
 
 
 def study_runs(directory: str | Path, *, all_runs: bool = False) -> list[RunRecord]:

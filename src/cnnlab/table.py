@@ -105,8 +105,15 @@ def stored_spec(spec: dict[str, Any]) -> specs.ModelSpec:
 
 def _stored_layer(layer: dict[str, Any]) -> specs.Layer:
     cls = getattr(specs, str(layer["type"]))
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in layer.items() if k != "type"}
+    fields = {k: _stored_value(v) for k, v in layer.items() if k != "type"}
     return cls(**fields)
+
+
+def _stored_value(value: Any) -> Any:
+    """A field back from JSON: lists as tuples, a block's layers (JSON objects) as layers."""
+    if isinstance(value, list):
+        return tuple(_stored_value(item) for item in value)
+    return _stored_layer(value) if isinstance(value, dict) else value
 
 
 def _pairs(values: list[Any]) -> tuple[tuple[str, Any], ...]:

@@ -35,7 +35,7 @@ from cnnlab.grid import did_you_mean
 from cnnlab.inputs import with_standardisation
 from cnnlab.spec import ModelSpec
 from cnnlab.store import RunRecord
-from cnnlab.study import RUNS_DIRNAME, study_directory, study_runs
+from cnnlab.study import RUNS_DIRNAME, dataset_class_names, study_directory, study_runs
 from cnnlab.table import stored_spec
 
 EpochChoice = Literal["best", "last"] | int
@@ -159,7 +159,7 @@ def load_run(
         image_shape=image_shape,  # type: ignore[arg-type]
         classes=classes,
         dataset=identity["dataset"]["name"],
-        class_names=_class_names(identity["dataset"]["name"], classes),
+        class_names=_class_names(root, run.dataset, identity["dataset"]["name"], classes),
         history=tuple(_history(run)),
         test_accuracy=run.test.accuracy if run.test else None,
         channel_stats=stats,
@@ -288,8 +288,9 @@ def _history(run: RunRecord) -> list[dict[str, Any]]:
     ]
 
 
-def _class_names(dataset: str, classes: int) -> tuple[str, ...] | None:
-    names = CLASS_NAMES.get(dataset)
+def _class_names(root: Path, dataset: str, name: str, classes: int) -> tuple[str, ...] | None:
+    """The names the study recorded from its dataset (a folder's, CIFAR's), else the table's."""
+    names = dataset_class_names(root, dataset) or CLASS_NAMES.get(name)
     return names if names is not None and len(names) == classes else None
 
 
@@ -306,7 +307,8 @@ def read_images(paths: Sequence[str | Path], image_shape: tuple[int, int, int]) 
     """Image files as uint8 (N, H, W, C) for a network taking `image_shape`.
 
     Never resized or converted: a file of another size or colour mode is a RunError naming the
-    file, what it is and what the network takes.
+    file, what it is and what the network takes (height x width, as image shapes are written;
+    Pillow's size is width, height).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -325,8 +327,8 @@ def read_images(paths: Sequence[str | Path], image_shape: tuple[int, int, int]) 
             raise RunError(f"{path}: not an image file Pillow can read ({error})") from None
         if size != (width, height) or image_mode != mode:
             raise RunError(
-                f"{path}: a {size[0]}x{size[1]} image in mode {image_mode}; the network takes "
-                f"{width}x{height} in mode {mode} ({_shape_text(image_shape)}); "
+                f"{path}: a {size[1]}x{size[0]} image in mode {image_mode}; the network takes "
+                f"{height}x{width} in mode {mode} ({_shape_text(image_shape)}); "
                 "resize or convert it first"
             )
         arrays.append(array.reshape(height, width, channels))

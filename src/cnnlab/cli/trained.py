@@ -64,11 +64,16 @@ def export_command(
     ),
     seed: int = typer.Option(None, "--seed", help="The run's seed (when the model has several)."),
     epoch: str = typer.Option("best", "--epoch", help=EPOCH_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ) -> None:
     """Write a trained run as ONNX, TorchScript or safetensors, its metadata inside."""
     from cnnlab import export
+    from cnnlab.errors import CnnlabError
 
     export.check_format(export_format)  # before loading: a missing package says so at once
+    for path in export.export_paths(output, export_format):
+        if path.exists() and not path.is_dir() and not force:
+            raise CnnlabError(f"{path} already exists; use --force to overwrite it")
     paths = export.export_run(
         directory, model=model, seed=seed, epoch=epoch, format=export_format, output=output
     )

@@ -76,6 +76,12 @@ def _as_images(array: np.ndarray, where: str) -> np.ndarray:
             f"{where}: images have shape {array.shape}, expected (N, H, W) or (N, H, W, C) "
             "with N, H, W, C >= 1"
         )
+    if array.shape[1] in (1, 3) and array.shape[3] > 4:
+        raise DataError(
+            f"{where}: images have shape {array.shape}: channels first (N, C, H, W), as PyTorch "
+            "keeps them? cnnlab takes Keras's channels_last (N, H, W, C); save "
+            "x.transpose(0, 2, 3, 1)"
+        )
     return _read_only(array)
 
 

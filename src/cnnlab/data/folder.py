@@ -24,6 +24,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from cnnlab.errors import DataError
 
 SHUFFLE_SEED = 1337  # fixed, so a folder's order is the same on every load and machine
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-CACHE_VERSION = 1  # bump when the decoding changes, so old caches are not reused
+CACHE_VERSION = 2  # bump when the decoding changes, so old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -233,13 +234,34 @@ def _decode_all(paths: tuple[Path, ...], size: tuple[int, int], channels: int) -
     for i, path in enumerate(paths):
         with _open(path) as image:
             try:
-                pixels = image.convert(mode)
+                pixels = _eight_bit(image, path).convert(mode)
                 if pixels.size != (width, height):
                     pixels = pixels.resize((width, height), Image.Resampling.BILINEAR)
                 out[i] = np.asarray(pixels).reshape(height, width, channels)
             except (OSError, ValueError, SyntaxError) as error:
                 raise DataError(f"{path}: not a readable image ({_reason(error)})") from error
     return out
+
+
+def _eight_bit(image: Any, path: Path) -> Any:
+    """The image with 8-bit samples, as Pillow's convert needs them.
+
+    convert("L") clips 16-bit grey at 255 (nearly every pixel white); a 16-bit sample keeps its
+    high byte instead, as TensorFlow's decode_png(dtype=uint8) does (png_io.cc,
+    png_set_strip_16). Pillow opens 16-bit grey PNGs as I;16 (older releases: as I).
+    Other 32-bit images have no one 0-255 reading.
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):
+        return Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8), "L")
+    if image.mode in ("I", "F"):
+        kind = "integer" if image.mode == "I" else "float"
+        raise DataError(
+            f"{path}: a 32-bit {kind} image (mode {image.mode}) has no one 0-255 reading; "
+            "save it with 8 or 16 bits per sample (PNG, JPEG)"
+        )
+    return image
 
 
 def _cache_path(
