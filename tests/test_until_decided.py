@@ -143,6 +143,19 @@ def test_bad_until_decided_options_are_one_line_before_anything_trains(
     assert not directory.exists()
 
 
+def test_a_study_file_with_a_seed_range_takes_the_options_without_the_flag(
+    study_file, tmp_path, capsys
+):
+    # seeds = { min, max } runs until decided, so --max-seeds applies to it (it extends such a
+    # study); here a maximum below the file's minimum shows it was read, before anything trains.
+    ranged = tmp_path / "ranged.toml"
+    ranged.write_text("seeds = { min = 2, max = 3 }\n" + study_file.read_text())
+    directory = tmp_path / "never"
+    assert main(["run", str(ranged), "--dir", str(directory), "--max-seeds", "1"]) == 2
+    assert "--min-seeds must not exceed --max-seeds, got min 2 > max 1" in capsys.readouterr().err
+    assert not directory.exists()
+
+
 @pytest.mark.slow
 def test_the_reports_conclusions_show_the_decisions_and_runs_spent(decided, mnist_dir):
     from cnnlab import conclusions, report

@@ -223,18 +223,23 @@ def _train(
     from cnnlab.spec import load_study
 
     wanted = sequential.pop("until_decided")
-    named = [name for name, value in sequential.items() if value is not None]
-    if not wanted and named:
-        option = "--" + named[0].replace("_points", "").replace("_", "-")
-        raise SpecError(f"{option} belongs to --until-decided; add --until-decided")
     if wanted and options["seeds"] is not None:
         raise SpecError(
             "--until-decided chooses the seeds itself: give --min-seeds/--max-seeds, not --seeds"
         )
     spec = load_study(study_ref)
+    # A study file's `seeds = { min, max }` runs until decided, so its options apply without
+    # the flag (`--max-seeds 10` extends such a study).
+    sequentially = wanted or (spec.seed_range is not None and options["seeds"] is None)
+    named = [name for name, value in sequential.items() if value is not None]
+    if not sequentially and named:
+        option = "--" + named[0].replace("_points", "").replace("_", "-")
+        raise SpecError(
+            f"{option} belongs to --until-decided; add --until-decided (or give the study file "
+            "seeds = { min, max })"
+        )
     spec = dataclasses.replace(spec, training=recipe.apply_recipe_flags(spec.training, flags))
     pruned = halving.resolve_settings(spec.prune, **pruning)
-    sequentially = wanted or (spec.seed_range is not None and options["seeds"] is None)
     if pruned is not None and sequentially:
         raise SpecError(
             "--prune halving and --until-decided (or seeds = { min, max }) do not combine: "
