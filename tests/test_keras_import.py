@@ -9,6 +9,12 @@ import pytest
 from cnnlab import spec
 from cnnlab.errors import SpecError
 from cnnlab.keras_import import import_keras, import_keras_file, import_keras_source
+
+try:
+    from tomllib import loads as toml_loads
+except ImportError:  # Python 3.10
+    from tomli import loads as toml_loads
+
 from cnnlab.spec import (
     CLASSES,
     Activation,
@@ -371,3 +377,102 @@ def test_the_library_reads_a_file_given_as_a_path(tmp_path):
     code.write_text("model = Sequential([Flatten(), Dense(10, activation='softmax')])\n")
     assert import_keras(code).spec.layers == import_keras(str(code)).spec.layers
     assert import_keras(code).source == str(code)
+
+
+def test_relu_layer_at_its_defaults_reads_as_the_relu_activation():
+    code = (
+        "model = Sequential([Conv2D(8, 3), ReLU(), Flatten(),"
+        " layers.ReLU(max_value=None, negative_slope=0.0, threshold=0), Dense(10)])\n"
+    )
+    assert _layers(code) == (
+        Conv2D(8, (3, 3)),
+        Activation("relu"),
+        Flatten(),
+        Activation("relu"),
+        Dense(10),
+    )
+
+
+@pytest.mark.parametrize("argument", ["max_value=6.0", "negative_slope=0.1", "threshold=1.0"])
+def test_relu_layer_with_other_arguments_is_refused(argument):
+    code = f"model = Sequential([Conv2D(8, 3), ReLU({argument}), Flatten(), Dense(10)])\n"
+    with pytest.raises(SpecError, match=rf"model.py:1: ReLU argument '{argument.split('=')[0]}'"):
+        _layers(code)
+
+
+AUGMENTED = """\
+from tensorflow import keras
+from tensorflow.keras import layers
+data_augmentation = keras.Sequential(
+    [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1), layers.RandomZoom(0.1)]
+)
+model = keras.Sequential([
+    data_augmentation,
+    layers.Rescaling(1./255),
+    layers.Conv2D(16, 3, padding="same", activation="relu"),
+    layers.Flatten(),
+    layers.Dense(10),
+])
+"""
+
+
+def test_random_layers_at_the_input_are_left_out_with_the_augment_line():
+    imported = import_keras(AUGMENTED, filename="model.py")
+    assert imported.spec.layers == (
+        Conv2D(16, (3, 3), padding="same", activation="relu"),
+        Flatten(),
+        Dense(10),
+    )
+    assert imported.model_lines == (6,)  # data_augmentation is part of the model, not one
+    note = next(n for n in imported.notes if "augment" in n)
+    line = (
+        'augment = [{ random_flip = "horizontal" }, { random_rotation = 0.1 }, '
+        "{ random_zoom = 0.1 }]"
+    )
+    assert line in note
+    flags = "--augment random_flip=horizontal --augment random_rotation=0.1"
+    assert flags in note
+
+
+def test_written_augment_line_reads_back_as_the_keras_layers():
+    imported = import_keras(
+        "model = Sequential([RandomTranslation(0.1, 0.2, fill_mode='nearest'), RandomCrop(28, 28),"
+        " RandomContrast(0.2), Flatten(), Dense(10)])\n",
+        filename="model.py",
+    )
+    note = next(n for n in imported.notes if "augment" in n)
+    line = note.split("`")[1]
+    training = spec.TrainingSpec(augment=toml_loads(line)["augment"])
+    assert [(a.name, a.kwargs()) for a in training.augment] == [
+        (
+            "RandomTranslation",
+            {
+                "height_factor": (-0.1, 0.1),
+                "width_factor": (-0.2, 0.2),
+                "fill_mode": "nearest",
+                "interpolation": "bilinear",
+                "fill_value": 0.0,
+            },
+        ),
+        ("RandomCrop", {"height": 28, "width": 28, "pad": 0}),
+        ("RandomContrast", {"factor": (0.2, 0.2)}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("RandomBrightness(0.2)", r"RandomBrightness is not supported as augmentation \(supported"),
+        ("RandomRotation(0.1, fill_mode='wrap')", r"RandomRotation: fill_mode must be one of"),
+        ("RandomContrast(0.2, value_range=(0, 1))", r"RandomContrast argument 'value_range'"),
+    ],
+)
+def test_random_layer_cnnlab_cannot_express_is_refused(code, message):
+    with pytest.raises(SpecError, match=rf"model.py:1: {message}"):
+        _layers(f"model = Sequential([{code}, Flatten(), Dense(10)])\n")
+
+
+def test_random_layer_inside_the_model_is_refused():
+    code = "model = Sequential([Conv2D(8, 3), RandomFlip(), Flatten(), Dense(10)])\n"
+    with pytest.raises(SpecError, match=r"model.py:1: RandomFlip is only read first in the model"):
+        _layers(code)

@@ -8,8 +8,11 @@ line. Dense units named like the class count (`num_classes`) become `spec.CLASSE
 `input_shape=...` and `Input(...)` layers are dropped without a check: the dataset gives the
 input shape. A `Rescaling(1./255)` applied to the input is left out with a note: it is
 cnnlab's own input scaling (normalize = "scale"); any other Rescaling, and Normalization, is
-refused with what cnnlab does instead. An argument cnnlab cannot build is refused unless it has
-Keras's default value (`groups=1` passes, `groups=2` does not): nothing is silently changed.
+refused with what cnnlab does instead. Random layers (`RandomFlip`, ...) first in a
+Sequential model, nested Sequentials included, are left out with a note giving the study's
+`[training] augment` line (`cnnlab.keras_augment`). An argument cnnlab cannot build is refused
+unless it has Keras's default value (`groups=1` passes, `groups=2` does not): nothing is
+silently changed.
 
 Functional code (`x = layers.Conv2D(...)(x)`, `layers.Add()([x, shortcut])`,
 `keras.Model(inputs, outputs)`) is read by following each tensor name back to the layer call
@@ -33,8 +36,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab import keras_graph, spec
+from cnnlab import keras_augment, keras_graph, spec
 from cnnlab.errors import SpecError
+from cnnlab.spec.recipes import KerasObject
 
 MAX_SOURCE_BYTES = 1_000_000  # far above any model's code; bounds parse time and memory
 MAX_SIZE = 1_000_000  # sanity bound on filters, units, kernel, stride and pool sizes
@@ -501,6 +505,7 @@ class _Rule:
     positional: tuple[str, ...]  # Keras's leading parameters, in order
     read: Mapping[str, _Convert]  # the arguments cnnlab builds
     keras_defaults: Mapping[str, tuple[object, ...]] = field(default_factory=dict)
+    fixed: Mapping[str, object] = field(default_factory=dict)  # what the Keras class itself means
 
 
 _CHANNELS_LAST = (None, "channels_last")  # Keras's default image_data_format
@@ -618,6 +623,14 @@ _LAYERS: dict[str, _Rule] = {
         _WEIGHT_DEFAULTS | {"quantization_config": (None,), "lora_rank": (None,)},
     ),
     "Activation": _Rule(spec.Activation, ("activation",), {"activation": _activation}),
+    # ReLU() at its defaults is the relu activation (keras/src/layers/activations/relu.py).
+    "ReLU": _Rule(
+        spec.Activation,
+        ("max_value", "negative_slope", "threshold"),
+        {},
+        {"max_value": (None,), "negative_slope": (0.0, 0), "threshold": (0.0, 0)},
+        {"activation": "relu"},
+    ),
 }
 # Other Keras names of the same layers (Keras 2 and 3 export both).
 _LAYER_ALIASES = {
@@ -692,6 +705,12 @@ def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
         return None
     if keras_name == INPUT_SCALING:  # not right after the input (those are taken out first)
         raise _scaling_refused(source, call)
+    if keras_augment.is_random_layer(keras_name):  # not at the input (those are taken out first)
+        raise source.error(
+            call,
+            f"{keras_name} is only read first in the model, at its input (it is left out and "
+            "written as the study's [training] augment); cnnlab does not augment inside a model",
+        )
     if keras_name == "Normalization":
         raise source.error(
             call,
@@ -708,7 +727,7 @@ def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
         )
     _refuse_keras1_kernel(source, call, rule)
     arguments = _bind_arguments(source, call, keras_name, rule.positional)
-    values = _read_arguments(source, keras_name, rule, arguments)
+    values = {**rule.fixed, **_read_arguments(source, keras_name, rule, arguments)}
     missing = [f.name for f in _required_fields(rule.build) if f.name not in values]
     if missing:
         raise source.error(call, f"{keras_name} needs its argument {missing[0]!r}")
@@ -852,11 +871,24 @@ def _find_models(source: _Source) -> list[_Site]:
     for block in _blocks(source.tree):
         for position, statement in enumerate(block):
             var, functional = _model_target(source, statement)
-            if var is not None:
+            if var is not None and not _is_augmentation_only(source, statement.value):  # type: ignore[attr-defined]
                 body = _until_rebound(var, block[position + 1 :])
                 call = statement.value
                 sites.append(_Site(var, call, statement.lineno, body, functional))  # type: ignore[arg-type]
     return sorted(sites, key=lambda site: site.line)
+
+
+def _is_augmentation_only(source: _Source, call: ast.Call) -> bool:
+    """`data_augmentation = Sequential([RandomFlip(...), ...])`: a part of a model, not one."""
+    listed = call.args[0] if call.args else None
+    return (
+        isinstance(listed, ast.List)
+        and bool(listed.elts)
+        and all(
+            isinstance(item, ast.Call) and keras_augment.is_random_layer(source.callee(item))
+            for item in listed.elts
+        )
+    )
 
 
 def _blocks(tree: ast.Module) -> list[list[ast.stmt]]:
@@ -943,11 +975,14 @@ def _read_model(
             raise source.error(
                 site.call, f"the model has {len(nodes)} layers; at most {MAX_LAYERS}"
             )
+        nodes, augmentation = _without_augmentation(source, _flattened(source, nodes))
         nodes, scaled = _without_input_scaling(source, nodes)
         layers = tuple(layer for node in nodes if (layer := _layer(source, node)) is not None)
     if not layers:
         raise source.error(site.call, f"the Sequential model {site.var!r} has no layers")
     notes = [SCALING_NOTE] if (scaled if not site.functional else _has_scaling(source)) else []
+    if not site.functional and augmentation:
+        notes.append(keras_augment.note(augmentation))
     if compile_call is None:
         optimizer = spec.OptimizerSpec()
         notes.append(
@@ -1017,6 +1052,52 @@ def _without_input_scaling(source: _Source, nodes: list[ast.expr]) -> tuple[list
             return [*nodes[:index], *nodes[index + 1 :]], True
         break
     return nodes, False
+
+
+def _flattened(source: _Source, nodes: list[ast.expr]) -> list[ast.expr]:
+    """The layers with each nested `Sequential([...])` (written inline or named, as a
+    tutorial's `data_augmentation`) replaced by its own layers: a chain within the chain."""
+    flat = []
+    for node in nodes:
+        call = source.resolve(node, "a layer")
+        if isinstance(call, ast.Call) and source.callee(call) == "Sequential":
+            flat += _flattened(source, _list_form_layers(source, call))
+        else:
+            flat.append(node)
+    return flat
+
+
+def _without_augmentation(
+    source: _Source, nodes: list[ast.expr]
+) -> tuple[list[ast.expr], list[KerasObject]]:
+    """The layers with the random layers at the input taken out, and those as `augment` items
+    (a random layer anywhere else is refused by `_layer`)."""
+    kept, found = [], []
+    for position, node in enumerate(nodes):
+        call = source.resolve(node, "a layer")
+        name = source.callee(call) if isinstance(call, ast.Call) else None
+        if name in _INPUT_LAYERS:
+            kept.append(node)
+        elif keras_augment.is_random_layer(name):
+            found.append(_augmentation(source, call, name))  # type: ignore[arg-type]
+        else:
+            return [*kept, *nodes[position:]], found
+    return kept, found
+
+
+def _augmentation(source: _Source, call: ast.Call, name: str) -> KerasObject:
+    """One random layer call as an `augment` item, its arguments read as written literals."""
+    try:
+        keras_augment.check_supported(name)
+        arguments = _bind_arguments(source, call, name, keras_augment.POSITIONAL[name])
+        values = {
+            argument: source.literal(node, f"{name} argument {argument!r}")
+            for argument, node in arguments.items()
+            if argument not in _DROPPED
+        }
+        return keras_augment.augmentation(name, values)
+    except SpecError as error:
+        raise source.error(call, str(error)) from None
 
 
 def _has_scaling(source: _Source) -> bool:
