@@ -3,7 +3,7 @@ halving`, by simulation from real stored multi-seed results.
 
     .venv/bin/python benchmarks/decide.py STUDY_DIR [STUDY_DIR ...] [--reps 400]
         [--spreads 0.5 1 2] [--max-seeds 10] [--margin 0.1] [--seed 0]
-        [--epochs 9] [--prune-factor 3] [--prune-min-epochs 1]
+        [--epochs 9] [--prune-factor 3] [--prune-min-epochs N]
 
 Each STUDY_DIR is a study trained with several seeds (e.g. `cnnlab run seed --seeds 5`). Every
 model with 2+ finished seeds gives a true mean accuracy (its seeds' mean) and a true
@@ -17,7 +17,7 @@ draws:
   what the report's conclusions use for a fixed study);
 - until decided: `cnnlab.sequential.decide` with 2..max seeds;
 - halving: every model 5 seeds, `cnnlab.rungs.decide_rung` at each rung of `--epochs` (rungs
-  at min_epochs x factor^k), the models left compared as fixed 5 does; a pruned model is out
+  at min_epochs x factor^k; by default one rung at epochs // factor), the models left compared as fixed 5 does; a pruned model is out
   of the best set.
 
 Halving ranks a validation figure at an early epoch, so each simulated run also needs a

@@ -123,11 +123,15 @@ def test_the_decide_benchmark_counts_runs_misses_and_equal_models_called_worse(d
     assert sequential.runs < fixed.runs  # b, 19 points worse, stops after 2 seeds
     assert fixed.missed_best <= 3 and sequential.missed_best <= 3  # a or its twin may lead
     assert 1.8 <= sequential.best_set_size / sequential.reps <= 2.0  # a and its twin, not b
-    # Halving, factor 3 over 9 epochs: rung 1 keeps one of three models (a or its twin); the
-    # other two stop after epoch 1: 5 seeds x (1 + 1 + 9) epochs.
-    assert halved.epochs == 20 * 5 * 11 and halved.no_best_kept == 0
+    # Halving, factor 3 over 9 epochs, by default one rung at epoch 3 keeping one of three
+    # models (a or its twin); the other two stop after epoch 3: 5 seeds x (3 + 3 + 9) epochs.
+    assert halved.epochs == 20 * 5 * 15 and halved.no_best_kept == 0
     assert halved.equal_dropped == 20  # one of two equal models is always pruned
-    # A slow starter: a and its twin end best but lag 44 points after epoch 1 (c = 0.5).
+    # A slow starter: a and its twin end best but lag 44 points after epoch 1 (c = 0.5), 11
+    # after epoch 3. Hyperband's first rung at epoch 1 loses them; the default rung keeps one.
     slow = dataclasses.replace(truth, rise=np.array([0.5, 0.0, 0.5]))
-    missed = bench.simulate(slow, 1.0, 20, settings, halving, 9, 0)["halving"]
+    kept = bench.simulate(slow, 1.0, 20, settings, halving, 9, 0)["halving"]
+    assert kept.no_best_kept == 0
+    first = HalvingSettings(min_epochs=1)
+    missed = bench.simulate(slow, 1.0, 20, settings, first, 9, 0)["halving"]
     assert missed.no_best_kept == 20 and missed.best_set_size == 20  # b alone goes on

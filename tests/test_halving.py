@@ -33,7 +33,7 @@ from cnnlab.train import train_runs
 
 # -- the rung decision (pure) ---------------------------------------------------------------
 
-THIRD = HalvingSettings(factor=3)
+THIRD = HalvingSettings(factor=3, min_epochs=1)  # rungs at 1 and 3 of 9
 
 
 def decide(values, settings=THIRD, epoch=1):
@@ -92,9 +92,13 @@ def test_models_tied_with_the_last_one_kept_go_on_too_listed_in_the_studys_order
 @pytest.mark.parametrize(
     ("settings", "epochs", "expected"),
     [
-        (HalvingSettings(), 9, (1, 3)),
-        (HalvingSettings(), 12, (1, 3, 9)),
-        (HalvingSettings(factor=2), 8, (1, 2, 4)),
+        (HalvingSettings(), 9, (3,)),  # by default a factor before the end: epochs // factor
+        (HalvingSettings(), 12, (4,)),
+        (HalvingSettings(), 2, (1,)),
+        (HalvingSettings(factor=2), 12, (6,)),
+        (HalvingSettings(min_epochs=1), 9, (1, 3)),
+        (HalvingSettings(min_epochs=1), 12, (1, 3, 9)),
+        (HalvingSettings(factor=2, min_epochs=1), 8, (1, 2, 4)),
         (HalvingSettings(factor=3, min_epochs=2), 12, (2, 6)),
         (HalvingSettings(min_epochs=4), 5, (4,)),
     ],

@@ -74,7 +74,7 @@ def halving_settings(
     found = pruning or Pruning()
     return HalvingSettings(
         factor=_first(factor, found.factor, rungs.DEFAULT_FACTOR),
-        min_epochs=_first(min_epochs, found.min_epochs, rungs.DEFAULT_MIN_EPOCHS),
+        min_epochs=min_epochs if min_epochs is not None else found.min_epochs,  # None: auto
         metric=_first(metric, found.metric, rungs.DEFAULT_METRIC),
     )
 

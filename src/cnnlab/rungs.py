@@ -7,13 +7,14 @@ order: the driver (`cnnlab.halving`) and the readers (`cnnlab status`, the repor
 the same `decide_rung`, so a stopped study resumes to the same decisions.
 
 Successive halving (Jamieson & Talwalkar 2016), as Hyperband's brackets and ASHA run it (Li et
-al. 2018, 2020): rungs at r, r*eta, r*eta^2, ... epochs below the last (r = min_epochs, eta =
-factor); at each rung the models still in are ranked and the top max(1, floor(n / eta)) go
-on, with any model tied with the last of them. cnnlab ranks models, not runs: a study
-compares architectures over seeds, so a model's figure at a rung is the mean over its seeds
-that reached it, and its seeds go on or stop together. A model none of whose seeds reached
-the rung (each failed or diverged before it) is out already: neither kept nor pruned. No model
-is protected (a study names no reference model); a rung never prunes the last one.
+al. 2018, 2020): rungs at r, r*eta, r*eta^2, ... epochs below the last (r = min_epochs, by
+default epochs // eta; eta = factor); at each rung the models still in are ranked and the top
+max(1, floor(n / eta)) go on, with any model tied with the last of them. cnnlab ranks models,
+not runs: a study compares architectures over seeds, so a model's figure at a rung is the mean
+over its seeds that reached it, and its seeds go on or stop together. A model none of whose
+seeds reached the rung (each failed or diverged before it) is out already: neither kept nor
+pruned. No model is protected (a study names no reference model); a rung never prunes the last
+one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from cnnlab.spec.vocabulary import PRUNE_METRICS
 from cnnlab.store.interface import FINAL_STATUSES, RunRecord
 
 DEFAULT_FACTOR = 3  # Hyperband's and ASHA's eta: a third goes on at each rung
-DEFAULT_MIN_EPOCHS = 1  # the first rung: the earliest epoch a validation figure exists
+# The first rung when none is given: epochs // factor (at least 1), one rung a factor before the
+# end. Rung 1 (Hyperband's r for searches over many configurations) lost the best of the seed
+# preset's 13 models in 38-45 % of simulated studies, whose learning curves cross
+# (docs/sequential.md); a third of the way, 1-4 % like a fixed study.
+DEFAULT_MIN_EPOCHS = None
 DEFAULT_METRIC = "val_accuracy"
 SETTINGS_KEY = "prune"  # where the study's stored settings keep halving's
 METRIC_WORDS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss"}
@@ -40,7 +45,7 @@ class HalvingSettings:
     """How `--prune halving` prunes: the reduction factor, the first rung, the figure ranked."""
 
     factor: int = DEFAULT_FACTOR
-    min_epochs: int = DEFAULT_MIN_EPOCHS
+    min_epochs: int | None = DEFAULT_MIN_EPOCHS  # None: epochs // factor, at least 1
     metric: str = DEFAULT_METRIC  # a History key: val_accuracy (higher is better) or val_loss
 
     def __post_init__(self) -> None:
@@ -49,9 +54,11 @@ class HalvingSettings:
                 "--prune-factor must be a whole number >= 2 (the top 1/factor of the models "
                 f"go on at each rung), got {self.factor!r}"
             )
-        if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int):
+        if self.min_epochs is None:
+            pass
+        elif isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int):
             raise SpecError(f"--prune-min-epochs must be a whole number, got {self.min_epochs!r}")
-        if self.min_epochs < 1:
+        elif self.min_epochs < 1:
             raise SpecError(f"--prune-min-epochs must be at least 1, got {self.min_epochs}")
         if self.metric not in PRUNE_METRICS:
             raise SpecError(
@@ -63,19 +70,23 @@ class HalvingSettings:
     def higher_is_better(self) -> bool:
         return self.metric != "val_loss"
 
+    def first_rung(self, epochs: int) -> int:
+        """min_epochs, or when not given epochs // factor (at least 1)."""
+        return self.min_epochs if self.min_epochs is not None else max(1, epochs // self.factor)
+
     def rungs(self, epochs: int) -> tuple[int, ...]:
-        """The rungs' epochs below the last of `epochs`: min_epochs, x factor, ...; a
+        """The rungs' epochs below the last of `epochs`: the first rung, x factor, ...; a
         SpecError when not even one fits."""
         if epochs < 2:
             raise SpecError(
                 f"--prune halving needs at least 2 epochs (a rung before the last), got {epochs}"
             )
-        if self.min_epochs >= epochs:
+        if self.first_rung(epochs) >= epochs:
             raise SpecError(
                 f"--prune-min-epochs {self.min_epochs} leaves no rung before the last of "
                 f"{epochs} epochs; use at most {epochs - 1}, or more epochs"
             )
-        found, epoch = [], self.min_epochs
+        found, epoch = [], self.first_rung(epochs)
         while epoch < epochs:
             found.append(epoch)
             epoch *= self.factor
@@ -97,7 +108,10 @@ class HalvingSettings:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> HalvingSettings:
-        return cls(int(values["factor"]), int(values["min_epochs"]), str(values["metric"]))
+        least = values.get("min_epochs")
+        return cls(
+            int(values["factor"]), None if least is None else int(least), str(values["metric"])
+        )
 
 
 @dataclass(frozen=True)
@@ -290,6 +304,6 @@ def halving_of(settings: Mapping[str, Any], runs: Sequence[RunRecord]) -> Halvin
         return None
     halving = HalvingSettings.from_dict(stored)
     epochs = int(chosen[0].training.get("epochs", 0))
-    if epochs < 2 or halving.min_epochs >= epochs:
+    if epochs < 2 or halving.first_rung(epochs) >= epochs:
         return Halving(halving, epochs, tuple(models), ())
     return Halving(halving, epochs, tuple(models), replay(chosen, models, halving, epochs))

@@ -113,7 +113,9 @@ def run_command(
         None, "--prune-factor", help="--prune halving: the top 1/F go on at each rung (3)."
     ),
     prune_min_epochs: int = typer.Option(
-        None, "--prune-min-epochs", help="--prune halving: the first rung's epoch (1)."
+        None,
+        "--prune-min-epochs",
+        help="--prune halving: the first rung's epoch (default: epochs // factor, at least 1).",
     ),
     prune_metric: str = typer.Option(
         None, "--prune-metric", help="--prune halving: val_accuracy (default) or val_loss."
