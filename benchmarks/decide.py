@@ -17,8 +17,8 @@ draws:
   what the report's conclusions use for a fixed study);
 - until decided: `cnnlab.sequential.decide` with 2..max seeds;
 - halving: every model 5 seeds, `cnnlab.rungs.decide_rung` at each rung of `--epochs` (rungs
-  at min_epochs x factor^k; by default one rung at epochs // factor), the models left compared as fixed 5 does; a pruned model is out
-  of the best set.
+  at min_epochs x factor^k; by default one rung at epochs // factor), the models left
+  compared as fixed 5 does; a pruned model is out of the best set.
 
 Halving ranks a validation figure at an early epoch, so each simulated run also needs a
 learning curve. The curves come from the source study's stored epoch histories: a model's
