@@ -214,6 +214,15 @@ def test_bf16_precision_trains(mnist):
     assert result.test_accuracy > 0.5
 
 
+def test_bf16_on_a_cpu_without_native_bf16_says_it_runs_emulated(mnist, monkeypatch):
+    monkeypatch.setattr("cnnlab.devices.cpu_has_native_bf16", lambda: False)
+    slow = quick(tiny_model(), mnist, precision="bf16", train_limit=200, device="cpu")
+    assert any("emulated" in note and "fp32" in note for note in slow.notes), slow.notes
+    assert not quick(tiny_model(), mnist, train_limit=200, device="cpu").notes
+    monkeypatch.setattr("cnnlab.devices.cpu_has_native_bf16", lambda: True)
+    assert not quick(tiny_model(), mnist, precision="bf16", train_limit=200, device="cpu").notes
+
+
 def test_result_serialises_to_json(mnist, tmp_path):
     result = quick(tiny_model(), mnist, run_dir=tmp_path)
     data = json.loads(json.dumps(result.to_dict(predictions=True)))

@@ -36,6 +36,7 @@ from cnnlab.build import build_model
 from cnnlab.checkpoint import load_latest, restore_optimizer_state, save_best, save_checkpoint
 from cnnlab.data.normalize import ChannelStats, channel_stats
 from cnnlab.devices import (
+    bf16_note,
     check_fits_in_memory,
     configure_threads,
     describe_device,
@@ -403,6 +404,8 @@ class RunSetup:
             ),
         )
         run.resumed_from, run.notes = _resume(run)
+        slow = bf16_note(self.device, self.training.precision)
+        run.notes += (slow,) if slow else ()
         # The global generator now holds this seed's dropout state (seeded or restored).
         run.dropout.set_state(_global_dropout_state(self.device))
         return run
