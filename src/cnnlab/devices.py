@@ -141,7 +141,10 @@ def describe_device(device: torch.device) -> str:
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN has bf16 kernels on this CPU (avx512_bf16 or AMX; it honours
     ONEDNN_MAX_CPU_ISA). Without them torch emulates bf16 in fp32 arithmetic."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op: a torch without it says nothing
+        return True
 
 
 def bf16_note(device: torch.device, precision: str) -> str | None:
