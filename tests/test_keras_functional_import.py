@@ -208,6 +208,9 @@ def test_layer_kind_imports_from_keras_code(kind):
     assert import_keras(text).spec.layers == (expected,)
 
 
+UNSCALED = ["Conv2D", "Flatten", "Dense"]
+
+
 @pytest.mark.parametrize("kind", ["sequential", "functional"])
 def test_a_configs_rescaling_of_the_input_is_cnnlabs_own_scaling_and_left_out(kind):
     # Written by Keras 3.15.1's model.to_json(): Input((28, 28, 1)), Rescaling(1./255),
@@ -227,4 +230,61 @@ def test_a_configs_rescaling_by_another_scale_is_refused_naming_it(tmp_path):
     path = tmp_path / "m.json"
     path.write_text(json.dumps(config))
     with pytest.raises(SpecError, match=r"m\.json: layer 'rescaling' \(Rescaling\): .*x / 255"):
+        import_keras_config(path)
+
+
+def test_a_configs_random_layers_at_the_input_are_left_out_with_the_augment_line():
+    # Written by tests/fixtures/keras/make_augment_configs.py (Keras 3.15.1's model.to_json()):
+    # a nested data_augmentation Sequential applied to the Input, then Rescaling(1./255).
+    imported = import_keras_config(FIXTURES / "augment_functional.json")
+    assert [type(layer).__name__ for layer in imported.spec.layers] == UNSCALED
+    line = (
+        'augment = [{ random_flip = "horizontal" }, { random_rotation = 0.1 }, '
+        "{ random_zoom = 0.1 }]"
+    )
+    assert any(line in note for note in imported.notes)
+    assert any("Rescaling(1/255) is left out" in note for note in imported.notes)
+
+
+def test_a_sequential_configs_random_layers_nested_or_not_are_the_augment_line():
+    imported = import_keras_config(FIXTURES / "augment_sequential.json")
+    assert [type(layer).__name__ for layer in imported.spec.layers] == UNSCALED
+    line = (  # Keras 3 writes RandomContrast(0.2)'s factor as [0, 0.2]
+        'augment = [{ random_flip = "horizontal" }, { random_crop = [32, 32] }, '
+        "{ random_contrast = [0.0, 0.2] }]"
+    )
+    assert any(line in note for note in imported.notes)
+
+
+def _edited(tmp_path, fixture: str, edit) -> Path:
+    config = json.loads((FIXTURES / fixture).read_text())
+    edit(config["config"]["layers"])
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_a_configs_random_crop_smaller_than_its_input_is_refused(tmp_path):
+    def crop_24(layers):
+        layers[1]["config"]["layers"][2]["config"].update(height=24, width=24)
+
+    path = _edited(tmp_path, "augment_sequential.json", crop_24)
+    with pytest.raises(
+        SpecError,
+        match=r"m\.json: layer 'random_crop' \(RandomCrop\): RandomCrop "
+        r"to 24x24 changes the model's 32x32x3 input",
+    ):
+        import_keras_config(path)
+
+
+def test_a_configs_random_layer_after_other_layers_is_refused(tmp_path):
+    def contrast_last(layers):
+        layers.insert(5, layers.pop(2))  # RandomContrast after Flatten
+
+    path = _edited(tmp_path, "augment_sequential.json", contrast_last)
+    with pytest.raises(
+        SpecError,
+        match=r"m\.json: layer 'random_contrast' \(RandomContrast\): "
+        r"RandomContrast is not at the model's input",
+    ):
         import_keras_config(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab import spec
+from cnnlab.cli import main
 from cnnlab.errors import SpecError
 from cnnlab.keras_import import import_keras, import_keras_file, import_keras_source
 
@@ -27,6 +28,7 @@ from cnnlab.spec import (
     GlobalAveragePooling2D,
     MaxPooling2D,
     OptimizerSpec,
+    Residual,
 )
 
 SNIPPETS = Path(__file__).parent / "keras_snippets"
@@ -474,5 +476,108 @@ def test_random_layer_cnnlab_cannot_express_is_refused(code, message):
 
 def test_random_layer_inside_the_model_is_refused():
     code = "model = Sequential([Conv2D(8, 3), RandomFlip(), Flatten(), Dense(10)])\n"
-    with pytest.raises(SpecError, match=r"model.py:1: RandomFlip is only read first in the model"):
+    with pytest.raises(SpecError, match=r"model.py:1: RandomFlip is not at the model's input:"):
         _layers(code)
+
+
+AUGMENTED_FUNCTIONAL = """\
+import keras
+from keras import layers
+data_augmentation = keras.Sequential([layers.RandomFlip("horizontal"), layers.RandomZoom(0.1)])
+inputs = keras.Input(shape=(28, 28, 1))
+x = data_augmentation(inputs)
+x = layers.RandomRotation(0.1)(x)
+x = layers.Rescaling(1./255)(x)
+x = layers.Conv2D(16, 3, activation="relu")(x)
+shortcut = x
+x = layers.Conv2D(16, 3, padding="same")(x)
+x = layers.add([x, shortcut])
+x = layers.Flatten()(x)
+outputs = layers.Dense(10)(x)
+model = keras.Model(inputs, outputs)
+"""
+
+
+def test_random_layers_applied_to_a_functional_input_are_left_out_with_the_augment_line():
+    imported = import_keras(AUGMENTED_FUNCTIONAL, filename="model.py")
+    assert imported.spec.layers == (
+        Conv2D(16, (3, 3), activation="relu"),
+        Residual(layers=(Conv2D(16, (3, 3), padding="same"),)),
+        Flatten(),
+        Dense(10),
+    )
+    assert imported.model_lines == (14,)
+    line = (
+        'augment = [{ random_flip = "horizontal" }, { random_zoom = 0.1 }, '
+        "{ random_rotation = 0.1 }]"
+    )
+    assert any(line in note for note in imported.notes)
+    assert any("Rescaling(1/255) is left out" in note for note in imported.notes)
+
+
+@pytest.mark.parametrize(
+    ("change", "more", "message"),
+    [
+        (  # after a convolution
+            ("x = layers.RandomRotation(0.1)(x)\n", ""),
+            ("outputs = layers.Dense(10)(x)", "x = layers.RandomFlip()(x)\noutputs = Dense(10)(x)"),
+            r"model.py:12: RandomFlip is not at the model's input: cnnlab",
+        ),
+        (  # after the input's Rescaling
+            (
+                "x = layers.RandomRotation(0.1)(x)\nx = layers.Rescaling(1./255)(x)\n",
+                "x = layers.Rescaling(1./255)(x)\nx = layers.RandomRotation(0.1)(x)\n",
+            ),
+            ("", ""),
+            r"model.py:7: RandomRotation is not at the model's input: .*Rescaling included",
+        ),
+        (  # in one branch of a residual block only
+            ("shortcut = x\n", "shortcut = layers.RandomFlip()(x)\n"),
+            ("", ""),
+            r"model.py:9: RandomFlip is in one branch of a residual block",
+        ),
+    ],
+)
+def test_random_layer_elsewhere_in_functional_code_is_refused_saying_where(change, more, message):
+    code = AUGMENTED_FUNCTIONAL.replace(*change).replace(*more)
+    with pytest.raises(SpecError, match=message):
+        import_keras(code, filename="model.py")
+
+
+def test_the_cli_writes_a_functional_models_augment_note(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text(AUGMENTED_FUNCTIONAL)
+    assert main(["import-keras", str(path)]) == 0
+    header = " ".join(line[2:] for line in capsys.readouterr().out.splitlines() if line[:2] == "# ")
+    assert "--augment random_flip=horizontal --augment random_zoom=0.1" in header
+
+
+CROPPED = """\
+inputs = Input(shape=(32, 32, 3))
+x = RandomCrop({size})(inputs)
+x = Flatten()(x)
+model = Model(inputs, Dense(10)(x))
+"""
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        CROPPED.format(size="24, 24"),
+        "model = Sequential([Input((32, 32, 3)), RandomCrop(32, 24), Flatten(), Dense(10)])\n",
+        "model = Sequential([RandomCrop(24, 24, input_shape=(32, 32, 3)), Flatten(), Dense(10)])\n",
+    ],
+)
+def test_a_random_crop_smaller_than_the_input_is_refused(code):
+    with pytest.raises(
+        SpecError,
+        match=r"model.py:\d: RandomCrop to \d+x24 changes the model's "
+        r"32x32x3 input",
+    ):
+        import_keras(code, filename="model.py")
+
+
+def test_a_random_crop_of_the_inputs_size_is_the_augment_line():
+    imported = import_keras(CROPPED.format(size="32, 32"), filename="model.py")
+    assert imported.spec.layers == (Flatten(), Dense(10))
+    assert any("augment = [{ random_crop = [32, 32] }]" in note for note in imported.notes)

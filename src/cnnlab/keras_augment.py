@@ -48,10 +48,32 @@ def check_supported(keras_name: str) -> None:
         )
 
 
-def augmentation(keras_name: str, arguments: dict[str, object]) -> KerasObject:
+def misplaced(keras_name: str) -> str:
+    """Why a random layer that is not at the model's input is refused (the caller adds where)."""
+    return (
+        f"{keras_name} is not at the model's input: cnnlab reads random layers only as the "
+        "model's first layers, before any other (a Rescaling included), and writes them as the "
+        "study's [training] augment; it does not augment inside a model"
+    )
+
+
+def in_a_branch(keras_name: str) -> str:
+    """Why a random layer on one branch of a residual block is refused."""
+    return (
+        f"{keras_name} is in one branch of a residual block: cnnlab augments the whole input "
+        "(from [training] augment), so it reads random layers only as the model's first layers"
+    )
+
+
+def augmentation(
+    keras_name: str, arguments: dict[str, object], input_shape: Sequence[object] | None = None
+) -> KerasObject:
     """A Keras random layer's call arguments (literal values) as one `augment` item; SpecError
-    (without a place: the caller adds it) for a layer or argument cnnlab cannot express."""
+    (without a place: the caller adds it) for a layer or argument cnnlab cannot express, or
+    a RandomCrop that changes the model's input (`input_shape`, when the model gives one)."""
     check_supported(keras_name)
+    if keras_name == "RandomCrop" and input_shape is not None:
+        _check_crop(arguments.get("height"), arguments.get("width"), tuple(input_shape))
     given = {}
     for argument, value in arguments.items():
         if argument in ("seed", "name", "trainable", "dtype"):
@@ -68,6 +90,22 @@ def augmentation(keras_name: str, arguments: dict[str, object]) -> KerasObject:
         return resolve({"name": keras_name, **given}, AUGMENTATIONS, (), "augmentation")
     except FieldError as error:
         raise SpecError(f"{keras_name}: {error.rule}") from None
+
+
+def _check_crop(height: object, width: object, input_shape: tuple[object, ...]) -> None:
+    # Keras's RandomCrop outputs height x width in training and (its docs say: resized and
+    # cropped) at inference, so the layers after it are built for that size: leaving it out is
+    # the identity only when it keeps the input's size, the rule of cnnlab's random_crop.
+    size = input_shape[:2]
+    if len(size) < 2 or not all(isinstance(n, int) for n in size) or (height, width) == size:
+        return
+    shape = "x".join(str(n) for n in input_shape)
+    raise SpecError(
+        f"RandomCrop to {height}x{width} changes the model's {shape} input (the layers after it "
+        f"take {height}x{width} images, at inference too), so it cannot be left out; cnnlab's "
+        f"random_crop keeps the image's size: crop to {size[0]}x{size[1]} (with pad = N for "
+        f"random shifts), or train on {height}x{width} images"
+    )
 
 
 def note(layers: Sequence[KerasObject]) -> str:

@@ -5,7 +5,9 @@ The config is data, read with `json` only; each layer's config goes through the 
 default), so both importers accept and refuse the same things. Functional configs are graphs
 (each layer's `inbound_nodes`), read by `cnnlab.keras_graph` into chains and residual blocks;
 Keras 3's node format (`keras_history`) and Keras 2's (`[name, node, tensor, kwargs]`) are both
-read. Weights are never read: a `.keras` file's `model.weights.h5` is left alone.
+read. Random augmentation layers at the input (a nested `data_augmentation` Sequential
+included) and a Rescaling(1/255) after them are left out with `import-keras`'s notes. Weights
+are never read: a `.keras` file's `model.weights.h5` is left alone.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import keras_graph, keras_import, optim, spec
+from cnnlab import keras_augment, keras_graph, keras_import, optim, spec
 from cnnlab.errors import SpecError
+from cnnlab.spec.recipes import KerasObject
 
 MAX_CONFIG_BYTES = 20_000_000  # a ResNet-152's config is ~1 MB; far above any real one
 
@@ -43,7 +46,8 @@ def import_keras_config(path: str | Path, *, name: str | None = None) -> keras_i
             f"with a config, got {keras_import._show(kind)}"
         )
     read = _sequential if kind == "Sequential" else _functional
-    layers, scaled = read(model, where)
+    chain = read(model, where)
+    layers = chain.layers
     model_name = name or _model_name(model, path)
     compiled = config.get("compile_config")
     optimizer = _optimizer(compiled, layers, where) if compiled else spec.OptimizerSpec()
@@ -53,7 +57,9 @@ def import_keras_config(path: str | Path, *, name: str | None = None) -> keras_i
         optimizer=optimizer,
         description=f"Imported from the Keras config {path.name}.",
     )
-    notes = [keras_import.SCALING_NOTE] if scaled else []
+    notes = [keras_import.SCALING_NOTE] if chain.scaled else []
+    if chain.augmentation:
+        notes.append(keras_augment.note(chain.augmentation))
     if not compiled:
         notes.insert(
             0,
@@ -169,16 +175,61 @@ def _layer_entries(model: dict, where: str) -> list[dict]:
     return entries
 
 
-def _sequential(model: dict, where: str) -> tuple[tuple[spec.Layer, ...], bool]:
-    """The layers, and whether a Rescaling(1/255) before the first one was left out."""
-    entries = _layer_entries(model, where)
-    first = next((e for e in entries if e["class_name"] != "InputLayer"), None)
-    scaled = first is not None and _input_scaling(first)
-    layers = [_layer(entry, where) for entry in entries if not (scaled and entry is first)]
+def _sequential(model: dict, where: str) -> keras_graph.Chain:
+    """The layers, with the random layers at the input, then a Rescaling(1/255), taken out."""
+    entries = _flattened(_layer_entries(model, where), where)
+    shape = _input_shape(entries)
+    steps = [entry for entry in entries if entry["class_name"] != "InputLayer"]
+    count = 0
+    while count < len(steps) and keras_augment.is_random_layer(steps[count]["class_name"]):
+        count += 1
+    augmentation = tuple(_augmentation(entry, where, shape) for entry in steps[:count])
+    scaled = count < len(steps) and _input_scaling(steps[count])
+    layers = [_layer(entry, where) for entry in steps[count + scaled :]]
     found = tuple(layer for layer in layers if layer is not None)
     if not found:
         raise SpecError(f"{where}: the Sequential config has no layers")
-    return found, scaled
+    return keras_graph.Chain(found, augmentation, scaled)
+
+
+def _flattened(entries: list[dict], where: str, depth: int = 0) -> list[dict]:
+    """The layer entries with each nested Sequential's own entries in its place."""
+    flat = []
+    for entry in entries:
+        if entry["class_name"] != "Sequential":
+            flat.append(entry)
+        elif depth >= _MAX_NESTED:
+            raise SpecError(f"{where}: Sequential models nested more than {_MAX_NESTED} deep")
+        else:
+            inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+            flat += _flattened(_layer_entries(inner, where), where, depth + 1)
+    return flat
+
+
+_MAX_NESTED = 8  # a data_augmentation Sequential is 1
+
+
+def _input_shape(entries: list[dict]) -> tuple[object, ...] | None:
+    """The input's shape (batch size left out) that the first entry giving one writes."""
+    for entry in entries:
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        for key in ("batch_shape", "batch_input_shape"):  # Keras 3, Keras 2
+            if isinstance(config.get(key), list) and config[key]:
+                return tuple(config[key][1:])
+    return None
+
+
+def _augmentation(entry: dict, where: str, shape: tuple[object, ...] | None) -> KerasObject:
+    """A random layer's config as an `augment` item, by `import-keras`'s rules."""
+    kind, config = entry["class_name"], entry.get("config") or {}
+    name = config.get("name") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        raise SpecError(f"{where}: layer {name!r}: its config is not a table")
+    arguments = {key: value for key, value in config.items() if key not in _DROPPED}
+    try:
+        return keras_augment.augmentation(kind, arguments, shape)
+    except SpecError as error:
+        raise SpecError(f"{where}: layer {name!r} ({kind}): {error}") from None
 
 
 def _input_scaling(entry: dict) -> bool:
@@ -228,33 +279,53 @@ def _python(value: Any) -> str:
 # --- Functional configs: the graph of inbound nodes --------------------------------------------
 
 
-def _functional(model: dict, where: str) -> tuple[tuple[spec.Layer, ...], bool]:
-    """The layers, and whether a Rescaling(1/255) of the input was left out."""
+def _functional(model: dict, where: str) -> keras_graph.Chain:
+    """The layers, with the random layers and a Rescaling(1/255) of the input taken out (by
+    the graph, which refuses them elsewhere)."""
     graph = keras_graph.Graph()
     tensors: dict[str, keras_graph.Node] = {}
-    inputs_named: set[str] = set()
-    scaled = False
-    for entry in _layer_entries(model, where):
+    entries = _layer_entries(model, where)
+    shape = _input_shape(entries)
+    for entry in entries:
         name = entry.get("name") or (entry.get("config") or {}).get("name")
         place = f"{where}: layer {name!r}"
         sources = _inbound(entry, place)
         if entry["class_name"] == "InputLayer":
             tensors[name] = graph.input(place)
-            inputs_named.add(name)
-        elif len(sources) == 1 and sources[0] in inputs_named and _input_scaling(entry):
-            tensors[name], scaled = _tensor(tensors, sources[0], place), True
         elif entry["class_name"] == "Add":
             tensors[name] = graph.add(tuple(_tensor(tensors, s, place) for s in sources), place)
+        elif len(sources) != 1:
+            raise SpecError(f"{place}: applied to {len(sources)} tensors; cnnlab reads one")
         else:
-            layer = _layer(entry, where)
-            if len(sources) != 1:
-                raise SpecError(f"{place}: applied to {len(sources)} tensors; cnnlab reads one")
-            tensors[name] = graph.apply(layer, _tensor(tensors, sources[0], place), place)  # type: ignore[arg-type]
+            tensor = _tensor(tensors, sources[0], place)
+            for step in _flattened([entry], where):  # a nested Sequential: its layers
+                tensor = _apply(graph, step, tensor, where, shape)
+            tensors[name] = tensor
     inputs = [_tensor(tensors, n, where) for n in _endpoints(model.get("input_layers"), where)]
     outputs = _endpoints(model.get("output_layers"), where)
     if len(outputs) != 1:
         raise SpecError(f"{where}: the model has {len(outputs)} outputs; cnnlab models have one")
-    return graph.layers(inputs, _tensor(tensors, outputs[0], where)), scaled
+    return graph.layers(inputs, _tensor(tensors, outputs[0], where))
+
+
+def _apply(
+    graph: keras_graph.Graph,
+    entry: dict,
+    tensor: keras_graph.Node,
+    where: str,
+    shape: tuple[object, ...] | None,
+) -> keras_graph.Node:
+    """One layer entry applied to a tensor (random layers and Rescaling(1/255) as the graph's
+    augment and scale steps); a nested Sequential's own InputLayer changes nothing."""
+    kind = entry["class_name"]
+    place = f"{where}: layer {(entry.get('config') or {}).get('name') or entry.get('name')!r}"
+    if kind == "InputLayer":
+        return tensor
+    if keras_augment.is_random_layer(kind):
+        return graph.augment(_augmentation(entry, where, shape), tensor, place)
+    if _input_scaling(entry):
+        return graph.scale(tensor, place)
+    return graph.apply(_layer(entry, where), tensor, place)  # type: ignore[arg-type]
 
 
 def _tensor(tensors: dict[str, keras_graph.Node], name: str, place: str) -> keras_graph.Node:

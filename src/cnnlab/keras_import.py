@@ -8,11 +8,11 @@ line. Dense units named like the class count (`num_classes`) become `spec.CLASSE
 `input_shape=...` and `Input(...)` layers are dropped without a check: the dataset gives the
 input shape. A `Rescaling(1./255)` applied to the input is left out with a note: it is
 cnnlab's own input scaling (normalize = "scale"); any other Rescaling, and Normalization, is
-refused with what cnnlab does instead. Random layers (`RandomFlip`, ...) first in a
-Sequential model, nested Sequentials included, are left out with a note giving the study's
-`[training] augment` line (`cnnlab.keras_augment`). An argument cnnlab cannot build is refused
-unless it has Keras's default value (`groups=1` passes, `groups=2` does not): nothing is
-silently changed.
+refused with what cnnlab does instead. Random layers (`RandomFlip`, ...) applied to the input
+before any other layer, Sequential or functional, nested Sequentials included, are left out with
+a note giving the study's `[training] augment` line (`cnnlab.keras_augment`). An argument
+cnnlab cannot build is refused unless it has Keras's default value (`groups=1` passes,
+`groups=2` does not): nothing is silently changed.
 
 Functional code (`x = layers.Conv2D(...)(x)`, `layers.Add()([x, shortcut])`,
 `keras.Model(inputs, outputs)`) is read by following each tensor name back to the layer call
@@ -706,11 +706,7 @@ def _layer(source: _Source, node: ast.expr) -> spec.Layer | None:
     if keras_name == INPUT_SCALING:  # not right after the input (those are taken out first)
         raise _scaling_refused(source, call)
     if keras_augment.is_random_layer(keras_name):  # not at the input (those are taken out first)
-        raise source.error(
-            call,
-            f"{keras_name} is only read first in the model, at its input (it is left out and "
-            "written as the study's [training] augment); cnnlab does not augment inside a model",
-        )
+        raise source.error(call, keras_augment.misplaced(keras_name))
     if keras_name == "Normalization":
         raise source.error(
             call,
@@ -967,22 +963,16 @@ def _read_model(
 ) -> tuple[spec.ModelSpec, tuple[str, ...]]:
     """The spec of one model site, and notes for the reader of the generated file."""
     if site.functional:
-        layers, nodes = _functional_layers(source, site.call), []
+        chain, shape = _functional_layers(source, site.call), None
         compile_call = _compile_call(source, site)
     else:
-        nodes, compile_call = _model_calls(source, site)
-        if len(nodes) > MAX_LAYERS:
-            raise source.error(
-                site.call, f"the model has {len(nodes)} layers; at most {MAX_LAYERS}"
-            )
-        nodes, augmentation = _without_augmentation(source, _flattened(source, nodes))
-        nodes, scaled = _without_input_scaling(source, nodes)
-        layers = tuple(layer for node in nodes if (layer := _layer(source, node)) is not None)
+        chain, shape, compile_call = _sequential_layers(source, site)
+    layers = chain.layers
     if not layers:
         raise source.error(site.call, f"the Sequential model {site.var!r} has no layers")
-    notes = [SCALING_NOTE] if (scaled if not site.functional else _has_scaling(source)) else []
-    if not site.functional and augmentation:
-        notes.append(keras_augment.note(augmentation))
+    notes = [SCALING_NOTE] if chain.scaled else []
+    if chain.augmentation:
+        notes.append(keras_augment.note(chain.augmentation))
     if compile_call is None:
         optimizer = spec.OptimizerSpec()
         notes.append(
@@ -1004,7 +994,6 @@ def _read_model(
                 "Adadelta's learning rate is not given, so it is written as Keras 2's default, "
                 "1.0 (the seed notebook's Keras); Keras 3 and tf.keras default to 0.001"
             )
-    shape = _input_shape(source, nodes) if not site.functional else None
     if shape is not None:
         notes.append(
             f"the code's input shape {shape} is not kept: cnnlab takes the image shape from "
@@ -1017,6 +1006,22 @@ def _read_model(
         description=f"Imported from {Path(source.filename).name}, line {site.line}.",
     )
     return model, tuple(notes)
+
+
+def _sequential_layers(
+    source: _Source, site: _Site
+) -> tuple[keras_graph.Chain, str | None, ast.Call | None]:
+    """A Sequential model's layers (random layers and Rescaling at the input taken out), its
+    input shape as written, and its last compile call."""
+    nodes, compile_call = _model_calls(source, site)
+    if len(nodes) > MAX_LAYERS:
+        raise source.error(site.call, f"the model has {len(nodes)} layers; at most {MAX_LAYERS}")
+    nodes = _flattened(source, nodes)
+    shape = _input_shape(source, nodes)
+    nodes, augmentation = _without_augmentation(source, nodes, _image_shape(source, nodes))
+    nodes, scaled = _without_input_scaling(source, nodes)
+    layers = tuple(layer for node in nodes if (layer := _layer(source, node)) is not None)
+    return keras_graph.Chain(layers, tuple(augmentation), scaled), shape, compile_call
 
 
 def _with_adadelta_rate(optimizer: spec.OptimizerSpec, rate: float) -> spec.OptimizerSpec:
@@ -1068,7 +1073,7 @@ def _flattened(source: _Source, nodes: list[ast.expr]) -> list[ast.expr]:
 
 
 def _without_augmentation(
-    source: _Source, nodes: list[ast.expr]
+    source: _Source, nodes: list[ast.expr], input_shape: tuple[object, ...] | None
 ) -> tuple[list[ast.expr], list[KerasObject]]:
     """The layers with the random layers at the input taken out, and those as `augment` items
     (a random layer anywhere else is refused by `_layer`)."""
@@ -1079,13 +1084,15 @@ def _without_augmentation(
         if name in _INPUT_LAYERS:
             kept.append(node)
         elif keras_augment.is_random_layer(name):
-            found.append(_augmentation(source, call, name))  # type: ignore[arg-type]
+            found.append(_augmentation(source, call, name, input_shape))  # type: ignore[arg-type]
         else:
             return [*kept, *nodes[position:]], found
     return kept, found
 
 
-def _augmentation(source: _Source, call: ast.Call, name: str) -> KerasObject:
+def _augmentation(
+    source: _Source, call: ast.Call, name: str, input_shape: tuple[object, ...] | None
+) -> KerasObject:
     """One random layer call as an `augment` item, its arguments read as written literals."""
     try:
         keras_augment.check_supported(name)
@@ -1095,29 +1102,47 @@ def _augmentation(source: _Source, call: ast.Call, name: str) -> KerasObject:
             for argument, node in arguments.items()
             if argument not in _DROPPED
         }
-        return keras_augment.augmentation(name, values)
+        return keras_augment.augmentation(name, values, input_shape)
     except SpecError as error:
         raise source.error(call, str(error)) from None
 
 
-def _has_scaling(source: _Source) -> bool:
-    """Whether a functional model's code calls Rescaling (read, and checked, by the graph)."""
-    return any(
-        isinstance(node, ast.Call) and source.callee(node) == INPUT_SCALING
-        for node in ast.walk(source.tree)
-    )
+_SHAPE_ARGUMENTS = ("input_shape", "batch_input_shape", "shape", "batch_shape")
 
 
-def _input_shape(source: _Source, nodes: list[ast.expr]) -> str | None:
-    """The input shape the Keras code gives (input_shape=..., Input(shape=...)), as written."""
+def _shape_argument(source: _Source, nodes: list[ast.expr]) -> tuple[str, ast.expr] | None:
+    """The first input shape argument of the layers (input_shape=..., Input((28, 28, 1)))."""
     for node in nodes:
         call = source.resolve(node, "a layer")
         if not isinstance(call, ast.Call):
             continue
         for keyword in call.keywords:
-            if keyword.arg in ("input_shape", "batch_input_shape", "shape"):
-                return source.snippet(keyword.value)
+            if keyword.arg in _SHAPE_ARGUMENTS:
+                return keyword.arg, keyword.value
+        if source.callee(call) == "Input" and call.args:  # keras.Input(shape, batch_size, ...)
+            return "shape", call.args[0]
     return None
+
+
+def _input_shape(source: _Source, nodes: list[ast.expr]) -> str | None:
+    """The input shape the Keras code gives, as written (for a note)."""
+    found = _shape_argument(source, nodes)
+    return source.snippet(found[1]) if found else None
+
+
+def _image_shape(source: _Source, nodes: list[ast.expr]) -> tuple[object, ...] | None:
+    """The input shape as written-out values, batch size left out; None if not written out
+    (the dataset gives the shape: only a RandomCrop's check reads this)."""
+    found = _shape_argument(source, nodes)
+    if found is None:
+        return None
+    try:
+        value = source.literal(found[1], "the input shape")
+    except SpecError:
+        return None
+    if not isinstance(value, tuple):
+        return None
+    return value[1:] if found[0].startswith("batch") else value
 
 
 def _model_calls(source: _Source, site: _Site) -> tuple[list[ast.expr], ast.Call | None]:
@@ -1211,7 +1236,7 @@ def _model_name(source: _Source, site: _Site) -> str:
 # --- Functional models ------------------------------------------------------------------------
 
 
-def _functional_layers(source: _Source, call: ast.Call) -> tuple[spec.Layer, ...]:
+def _functional_layers(source: _Source, call: ast.Call) -> keras_graph.Chain:
     """The layers of `Model(inputs, outputs)`, read by following the tensors back to the input."""
     arguments = _bind_arguments(source, call, "Model", ("inputs", "outputs"))
     for argument in ("inputs", "outputs"):
@@ -1243,6 +1268,7 @@ class _TensorReader:
         self.graph = keras_graph.Graph()
         self.seen: dict[int, keras_graph.Node] = {}  # by the id of the expression making it
         self.applied: dict[int, int] = {}  # a layer object's expression -> line first applied
+        self.input_shape: tuple[object, ...] | None = None  # as Input(shape=...) writes it
         self.in_loops = {
             id(inner): loop.lineno
             for loop in ast.walk(source.tree)
@@ -1286,6 +1312,7 @@ class _TensorReader:
             raise self.source.error(node, f"expected a tensor, got {self.source.snippet(node)}")
         callee = self.source.callee(node)
         if callee in _INPUT_LAYERS:
+            self.input_shape = _image_shape(self.source, [node])
             return self.graph.input(where)
         if callee == "add":  # keras.layers.add([a, b])
             return self.graph.add(self._added(node, node.args), where)
@@ -1293,18 +1320,30 @@ class _TensorReader:
         layer_name = self.source.callee(layer_call)
         if layer_name == "Add":
             return self.graph.add(self._added(node, node.args), where)
-        if layer_name == INPUT_SCALING and len(node.args) == 1:
-            inner = self._value(node.args[0])
-            if (
-                isinstance(inner, ast.Call)
-                and self.source.callee(inner) in _INPUT_LAYERS
-                and _is_input_scaling(self.source, layer_call)
-            ):
-                return self.tensor(node.args[0], depth + 1)  # cnnlab's own x / 255
-        layer = _layer(self.source, layer_call)
         if len(node.args) != 1 or node.keywords:
             raise self.source.error(node, f"{layer_name}(...) must be applied to one tensor")
-        return self.graph.apply(layer, self.tensor(node.args[0], depth + 1), where)  # type: ignore[arg-type]
+        # A nested Sequential is its layers, in order; each is read before the tensor.
+        steps = [self._step(step) for step in _flattened(self.source, [layer_call])]
+        tensor = self.tensor(node.args[0], depth + 1)
+        for step in steps:
+            if isinstance(step, KerasObject):
+                tensor = self.graph.augment(step, tensor, where)
+            elif step == INPUT_SCALING:
+                tensor = self.graph.scale(tensor, where)
+            elif step is not None:  # None: a nested Sequential's own Input
+                tensor = self.graph.apply(step, tensor, where)  # type: ignore[arg-type]
+        return tensor
+
+    def _step(self, node: ast.expr) -> spec.Layer | KerasObject | str | None:
+        """One layer; a random one as its augment item, Rescaling(1/255) as INPUT_SCALING (the
+        graph takes those out at the input and refuses them elsewhere)."""
+        call = self.source.resolve(node, "a layer")
+        name = self.source.callee(call) if isinstance(call, ast.Call) else None
+        if keras_augment.is_random_layer(name):
+            return _augmentation(self.source, call, name, self.input_shape)  # type: ignore[arg-type]
+        if name == INPUT_SCALING and _is_input_scaling(self.source, call):  # type: ignore[arg-type]
+            return INPUT_SCALING
+        return _layer(self.source, node)
 
     def _layer_call(self, node: ast.Call) -> ast.Call:
         """`Conv2D(...)` of `Conv2D(...)(x)`, or of `conv(x)` after `conv = Conv2D(...)`."""
