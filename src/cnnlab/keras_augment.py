@@ -86,6 +86,12 @@ def augmentation(
                 )
             continue
         given[argument] = list(value) if isinstance(value, tuple) else value
+    factor = given.get("factor")
+    if keras_name == "RandomContrast" and isinstance(factor, (int, float)):
+        # Keras 3's code (BaseImagePreprocessingLayer._set_factor with RandomContrast's bounds
+        # (0, 1)) makes a number x the pair (0, x), contrast factors in [1, 1 + x], not the
+        # [1 - x, 1 + x] its docstring and cnnlab's `random_contrast = x` give: write the pair.
+        given["factor"] = [0.0, abs(factor)]
     try:
         return resolve({"name": keras_name, **given}, AUGMENTATIONS, (), "augmentation")
     except FieldError as error:
