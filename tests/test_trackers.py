@@ -73,3 +73,29 @@ def test_export_logs_without_a_destination_or_package_is_one_line(
         from cnnlab.trackers import export_mlflow
 
         export_mlflow(trained_study, "file:/nowhere")
+
+
+def test_tensorboard_gives_models_whose_names_share_a_directory_name_one_each(tmp_path, mnist_dir):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    layers = 'layers = ["flatten", { dense = "classes", activation = "softmax" }]\n'
+    spec = tmp_path / "names.toml"
+    spec.write_text(
+        "".join(f'[[model]]\nname = "{name}"\noptimizer = "adam"\n{layers}' for name in NAMES)
+        + "[training]\nepochs = 1\nvalidation = 0.25\n"
+    )
+    study.run_study(
+        spec, directory=tmp_path / "s", data_dir=mnist_dir, train_limit=200, progress="quiet"
+    )
+    written = export_tensorboard(tmp_path / "s", tmp_path / "tb")
+    assert len(set(written)) == len(NAMES)
+    for run, run_dir in zip(study.study_runs(tmp_path / "s"), written, strict=True):
+        events = EventAccumulator(str(run_dir), size_guidance={})
+        events.Reload()
+        assert [s.value for s in events.Scalars("test_accuracy")] == pytest.approx(
+            [run.test.accuracy]
+        )
+
+
+NAMES = ("a/b", "a-b", "plain")

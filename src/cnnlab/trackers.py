@@ -4,7 +4,8 @@ Both are written with the packages' own writers (optional extras: `pip install
 'cnnlab[tensorboard]'`, `pip install 'cnnlab[mlflow]'`), from the results store, so a finished
 study or one still training can be exported, again and again:
 
-- TensorBoard (`export_tensorboard`): one log directory per run, `<model>/seed-<seed>`, with
+- TensorBoard (`export_tensorboard`): one log directory per run, `<model>/seed-<seed>` (the
+  model's name as the report's plot files spell it, `slugs.unique_slugs`), with
   every epoch's scalars (step = epoch), a histogram of every weight tensor at each epoch whose
   checkpoint is kept (the last and the best), and the run's HParams (model, seed, training
   settings, grid factors; metrics test_accuracy and best_val_accuracy), so TensorBoard's HParams
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cnnlab.checkpoint import CheckpointDamaged, load_best, load_epoch
 from cnnlab.errors import CnnlabError
+from cnnlab.slugs import unique_slugs
 from cnnlab.store import RunRecord
 
 EPOCH_SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
@@ -43,9 +44,10 @@ def export_tensorboard(directory: str | Path, output: str | Path) -> list[Path]:
     from torch.utils.tensorboard import SummaryWriter
 
     root, runs = _study(directory)
+    names = unique_slugs(list(dict.fromkeys(run.model for run in runs)))
     written = []
     for run in runs:
-        run_dir = Path(output) / _safe(run.model) / f"seed-{run.seed}"
+        run_dir = Path(output) / names[run.model] / f"seed-{run.seed}"
         _clear_events(run_dir)
         try:
             writer = SummaryWriter(log_dir=str(run_dir))
@@ -116,11 +118,6 @@ def _clear_events(run_dir: Path) -> None:
     if run_dir.is_dir():
         for path in run_dir.glob("events.out.tfevents.*"):
             path.unlink()
-
-
-def _safe(name: str) -> str:
-    """A model name as one path component ("seed/model-2" -> "seed-model-2")."""
-    return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "model"
 
 
 # -- MLflow -----------------------------------------------------------------------------------
