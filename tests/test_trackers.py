@@ -99,3 +99,20 @@ def test_tensorboard_gives_models_whose_names_share_a_directory_name_one_each(tm
 
 
 NAMES = ("a/b", "a-b", "plain")
+
+
+def test_mlflow_database_store_without_the_full_package_is_one_line_with_the_fix(
+    trained_study, tmp_path
+):
+    pytest.importorskip("mlflow")
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("mlflow")
+        pytest.skip("the full mlflow package is installed: a sqlite store works")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    from cnnlab.trackers import export_mlflow
+
+    with pytest.raises(TrackerError, match=r"sqlite:/// store needs the full mlflow package"):
+        export_mlflow(trained_study, f"sqlite:///{tmp_path / 'mlflow.db'}")

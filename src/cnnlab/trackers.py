@@ -31,6 +31,8 @@ from cnnlab.store import RunRecord
 
 EPOCH_SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
 HPARAM_METRICS = ("test_accuracy", "best_val_accuracy")
+# Tracking URIs of MLflow's SQLAlchemy store, which mlflow-skinny cannot open.
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 class TrackerError(CnnlabError):
@@ -137,8 +139,22 @@ def export_mlflow(directory: str | Path, uri: str) -> list[str]:
         experiment = _experiment(client, _study_name(root))
         return [_mlflow_run(client, experiment, run, report) for run in runs]
     except (MlflowException, ImportError) as error:  # a store it refuses, a backend's package
-        message = " ".join(str(error).split())
-        raise TrackerError(f"MLflow at {uri}: {message}") from None
+        raise TrackerError(f"MLflow at {uri}: {_mlflow_refusal(uri, error)}") from None
+
+
+def _mlflow_refusal(uri: str, error: Exception) -> str:
+    """MLflow's reason in one line; for a database URI that mlflow-skinny (the extra) cannot
+    open, the fix, where MLflow itself speaks of its model registry."""
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme in DATABASE_SCHEMES and isinstance(error, UnsupportedModelRegistryStoreURIException):
+        return (
+            f"a {scheme}:/// store needs the full mlflow package (pip install mlflow); the "
+            "cnnlab[mlflow] extra is mlflow-skinny, the client alone: give a tracking server's "
+            "http:// address, or a file: store with MLFLOW_ALLOW_FILE_STORE=true"
+        )
+    return " ".join(str(error).split())
 
 
 def _experiment(client: Any, name: str) -> str:
