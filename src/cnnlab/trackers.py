@@ -72,8 +72,45 @@ def _write_run_events(writer: Any, run: RunRecord, root: Path) -> None:
             if tensor.is_floating_point() and tensor.numel() > 1:
                 writer.add_histogram(f"weights/{name}", tensor.float(), global_step=epoch)
     metrics = {name: value for name, value in _summary_metrics(run).items() if value is not None}
-    # run_name=".": the HParams summary goes into the run's own directory, not a new one.
-    writer.add_hparams(hyperparameters(run), metrics, run_name=".")
+    _write_hparams(writer, run, metrics)
+
+
+# TensorBoard's HParams session status per run status: a diverged run is no success.
+SESSION_STATUS = {
+    "done": "STATUS_SUCCESS",
+    "failed": "STATUS_FAILURE",
+    "diverged": "STATUS_FAILURE",
+    "pruned": "STATUS_UNKNOWN",  # stopped on purpose: TensorBoard has no word for it
+}
+
+
+def _write_hparams(writer: Any, run: RunRecord, metrics: dict[str, float]) -> None:
+    """The run's HParams into its own event file, as `SummaryWriter.add_hparams` writes them,
+    but with the session's real status (add_hparams calls every session a success)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams
+
+    experiment, start, _ = hparams(hyperparameters(run), metrics)
+    status = api_pb2.Status.Value(SESSION_STATUS.get(run.status, "STATUS_RUNNING"))
+    content = plugin_data_pb2.HParamsPluginData(
+        session_end_info=plugin_data_pb2.SessionEndInfo(status=status),
+        version=metadata.PLUGIN_DATA_VERSION,
+    )
+    plugin = SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+    )
+    end = Summary(
+        value=[
+            Summary.Value(
+                tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin)
+            )
+        ]
+    )
+    for summary in (experiment, start, end):
+        writer.file_writer.add_summary(summary)
+    for name, value in metrics.items():
+        writer.add_scalar(name, value)
 
 
 def _kept_weights(root: Path, run: RunRecord) -> list[tuple[int, dict[str, Any]]]:
