@@ -268,15 +268,16 @@ def test_load_run_best_of_an_early_stopped_run_is_the_weights_it_kept_and_tested
     spec.write_text(
         '[[model]]\nname = "stopped"\noptimizer = "adam"\n'
         'layers = ["flatten", { dense = "classes", activation = "softmax" }]\n'
-        "[training]\nepochs = 3\nvalidation = 0.25\nbatch_size = 32\n"
-        'early_stopping = { monitor = "val_loss", mode = "max", patience = 1, '
+        "[training]\nepochs = 5\nvalidation = 0.25\nbatch_size = 32\n"
+        'early_stopping = { monitor = "val_loss", mode = "max", patience = 3, '
         "restore_best_weights = true }\n"
     )
     study.run_study(
         spec, directory=tmp_path / "s", data_dir=mnist_dir, train_limit=400, progress="quiet"
     )
     (run,) = stored_runs(tmp_path / "s")
-    assert run.best_epoch == 1 and load_best(tmp_path / "s" / "runs" / run.key).epoch == 2
+    assert (run.best_epoch, run.stopped_epoch) == (1, 4)
+    assert load_best(tmp_path / "s" / "runs" / run.key).epoch == 3  # the highest val_accuracy
     mnist = load_dataset("mnist", data_dir=mnist_dir)
     with open_store(tmp_path / "s") as store:
         stored = store.get_predictions(run.key).predicted
@@ -285,3 +286,5 @@ def test_load_run_best_of_an_early_stopped_run_is_the_weights_it_kept_and_tested
         predicted, _ = loaded.predict(mnist.test_images)
         assert loaded.epoch == 1 and np.array_equal(predicted, stored)
         assert (predicted == mnist.test_labels).mean() == pytest.approx(loaded.test_accuracy)
+    with pytest.raises(RunError, match=r"epoch 2 .*\(kept: epoch 1 \(best\), epoch 3, epoch 4\)"):
+        load_run(tmp_path / "s", model="stopped", epoch=2)

@@ -225,21 +225,23 @@ def _checkpoint(run: RunRecord, run_dir: Path, epoch: EpochChoice) -> Checkpoint
     except CheckpointDamaged as damage:
         raise RunError(f"{where}: the checkpoint in {run_dir} is damaged ({damage})") from None
     if checkpoint is None:
-        raise RunError(
-            f"{where}: no checkpoint of epoch {number} in {run_dir} (kept: {_kept(run_dir)})"
-        )
+        kept = _kept(run_dir, restored)
+        raise RunError(f"{where}: no checkpoint of epoch {number} in {run_dir} (kept: {kept})")
     return checkpoint
 
 
-def _kept(run_dir: Path) -> str:
-    """'epoch 7 (best), epoch 12': the epochs whose weights a run directory holds."""
+def _kept(run_dir: Path, restored: Checkpoint | None = None) -> str:
+    """'epoch 7 (best), epoch 12': the epochs whose weights a run directory holds (the best
+    is EarlyStopping's where it restored its weights)."""
     kept = {epoch: "" for epoch in kept_epochs(run_dir)}
     try:
-        best = load_best(run_dir)
+        saved = load_best(run_dir)
     except CheckpointDamaged:
-        best = None
-    if best is not None:
-        kept[best.epoch] = " (best)"
+        saved = None
+    if saved is not None:
+        kept[saved.epoch] = "" if restored else " (best)"
+    if restored is not None:
+        kept[restored.epoch] = " (best)"
     return ", ".join(f"epoch {e}{label}" for e, label in sorted(kept.items())) or "none"
 
 
