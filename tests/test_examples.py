@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from cnnlab.build import build_model
+from cnnlab.layers import Residual
 from cnnlab.spec import load_model, load_study
+from cnnlab.stacked import StackedSeeds
 from cnnlab.summary import summarize
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -42,6 +46,29 @@ def test_the_residual_grid_pairs_each_plain_model_with_its_residual_twin():
         "add_3",
     ]
     assert not [row for row in plain.rows if row.layer_type == "Add"]
+
+
+def test_the_plain_twin_adds_nothing_so_it_computes_another_function_than_its_residual():
+    study = load_study(EXAMPLES / "plain-vs-residual.toml")
+    models = {model.name: model for model in study.models}
+    plain = build_model(models["none-d2"], (28, 28, 1), 10).eval()
+    residual = build_model(models["identity-d2"], (28, 28, 1), 10).eval()
+    residual.load_state_dict(plain.state_dict())  # the same weights: only the Add differs
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), residual(x))
+        block = next(m for m in plain.modules() if isinstance(m, Residual))
+        features = torch.rand(2, 16, 28, 28, generator=torch.Generator().manual_seed(1))
+        body = features
+        for name in block.body_names:
+            body = block.get_submodule(name)(body)
+        assert torch.equal(block(features), torch.relu(body))
+        # --stack-seeds computes the same plain twin
+        twins = [plain, build_model(models["none-d2"], (28, 28, 1), 10).eval()]
+        generators = [torch.Generator().manual_seed(seed) for seed in range(2)]
+        stacked = StackedSeeds(twins, generators).eval()(x.repeat(1, 2, 1, 1))
+        for seed, twin in enumerate(twins):
+            torch.testing.assert_close(stacked[seed], twin(x), atol=1e-5, rtol=1e-4)
 
 
 def test_the_single_model_example_loads():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.integrate import trapezoid
 
-from cnnlab import plots
+from cnnlab import plots, slugs
 from cnnlab.build import build_model
 from cnnlab.spec import load_model
 from cnnlab.stats import mean_ci
@@ -263,9 +263,9 @@ def test_every_plot_draws_and_saves_as_png_and_svg(tmp_path):
 
 
 def test_plot_file_names_are_safe_for_any_model_name():
-    assert plots.slug("seed/model-1") == "seed-model-1"
-    assert plots.slug("<script>alert(1)</script>") == "script-alert-1-script"
-    assert plots.slug("///") == "model"
+    assert slugs.slug("seed/model-1") == "seed-model-1"
+    assert slugs.slug("<script>alert(1)</script>") == "script-alert-1-script"
+    assert slugs.slug("///") == "model"
 
 
 def test_model_names_are_drawn_as_plain_text_never_as_tex(tmp_path):
@@ -380,7 +380,7 @@ def test_parallel_coordinates_place_each_model_at_its_levels_in_order():
 
 def test_file_names_are_unique_per_model_even_where_slugs_clash():
     names = ["a/b", "a-b", "a?b", "A-B", "seed/model-7", "x y"]
-    stems = plots.unique_slugs(names)
+    stems = slugs.unique_slugs(names)
     assert len({stem.lower() for stem in stems.values()}) == len(names)
     assert stems["seed/model-7"] == "seed-model-7" and stems["x y"] == "x-y"
-    assert stems == plots.unique_slugs(list(reversed(names)))  # a model keeps its file name
+    assert stems == slugs.unique_slugs(list(reversed(names)))  # a model keeps its file name

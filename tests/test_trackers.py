@@ -73,3 +73,74 @@ def test_export_logs_without_a_destination_or_package_is_one_line(
         from cnnlab.trackers import export_mlflow
 
         export_mlflow(trained_study, "file:/nowhere")
+
+
+def test_tensorboard_gives_models_whose_names_share_a_directory_name_one_each(tmp_path, mnist_dir):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    layers = 'layers = ["flatten", { dense = "classes", activation = "softmax" }]\n'
+    spec = tmp_path / "names.toml"
+    spec.write_text(
+        "".join(f'[[model]]\nname = "{name}"\noptimizer = "adam"\n{layers}' for name in NAMES)
+        + "[training]\nepochs = 1\nvalidation = 0.25\n"
+    )
+    study.run_study(
+        spec, directory=tmp_path / "s", data_dir=mnist_dir, train_limit=200, progress="quiet"
+    )
+    written = export_tensorboard(tmp_path / "s", tmp_path / "tb")
+    assert len(set(written)) == len(NAMES)
+    for run, run_dir in zip(study.study_runs(tmp_path / "s"), written, strict=True):
+        events = EventAccumulator(str(run_dir), size_guidance={})
+        events.Reload()
+        assert [s.value for s in events.Scalars("test_accuracy")] == pytest.approx(
+            [run.test.accuracy]
+        )
+
+
+NAMES = ("a/b", "a-b", "plain")
+
+
+def test_mlflow_database_store_without_the_full_package_is_one_line_with_the_fix(
+    trained_study, tmp_path
+):
+    pytest.importorskip("mlflow")
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("mlflow")
+        pytest.skip("the full mlflow package is installed: a sqlite store works")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    from cnnlab.trackers import export_mlflow
+
+    with pytest.raises(TrackerError, match=r"sqlite:/// store needs the full mlflow package"):
+        export_mlflow(trained_study, f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def test_tensorboard_hparams_session_status_follows_the_run(tmp_path, mnist_dir):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    spec = tmp_path / "status.toml"
+    spec.write_text(
+        '[[model]]\nname = "exploding"\noptimizer = { name = "sgd", learning_rate = 1e6 }\n'
+        'layers = ["flatten", { dense = 32, activation = "relu" }, '
+        '{ dense = "classes", activation = "softmax" }]\n'
+        '[[model]]\nname = "plain"\noptimizer = "adam"\n'
+        'layers = ["flatten", { dense = "classes", activation = "softmax" }]\n'
+        "[training]\nepochs = 1\nvalidation = 0.25\n"
+    )
+    study.run_study(
+        spec, directory=tmp_path / "s", data_dir=mnist_dir, train_limit=300, progress="quiet"
+    )
+    statuses = {}
+    written = export_tensorboard(tmp_path / "s", tmp_path / "tb")
+    for run, run_dir in zip(study.study_runs(tmp_path / "s"), written, strict=True):
+        events = EventAccumulator(str(run_dir), size_guidance={})
+        events.Reload()
+        content = events.PluginTagToContent("hparams")["_hparams_/session_end_info"]
+        status = plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info.status
+        statuses[run.status] = api_pb2.Status.Name(status)
+    assert statuses == {"diverged": "STATUS_FAILURE", "done": "STATUS_SUCCESS"}

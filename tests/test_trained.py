@@ -256,3 +256,35 @@ def test_a_folder_runs_class_names_come_back_for_predict_and_export(tmp_path, ca
     export_run(directory, model="tiny", epoch="last", format="safetensors", output=weights)
     with safe_open(str(weights), "pt") as exported:
         assert json.loads(exported.metadata()["class_names"]) == ["cat", "dog"]
+
+
+def test_load_run_best_of_an_early_stopped_run_is_the_weights_it_kept_and_tested(
+    tmp_path, mnist_dir
+):
+    # mode = "max" on val_loss keeps epoch 1 (the loss only falls), so EarlyStopping's kept
+    # weights are not those of the highest validation accuracy: best must still be the weights
+    # the run's test figures came from, as Keras's restore_best_weights leaves the model.
+    spec = tmp_path / "stopped.toml"
+    spec.write_text(
+        '[[model]]\nname = "stopped"\noptimizer = "adam"\n'
+        'layers = ["flatten", { dense = "classes", activation = "softmax" }]\n'
+        "[training]\nepochs = 5\nvalidation = 0.25\nbatch_size = 32\n"
+        'early_stopping = { monitor = "val_loss", mode = "max", patience = 3, '
+        "restore_best_weights = true }\n"
+    )
+    study.run_study(
+        spec, directory=tmp_path / "s", data_dir=mnist_dir, train_limit=400, progress="quiet"
+    )
+    (run,) = stored_runs(tmp_path / "s")
+    assert (run.best_epoch, run.stopped_epoch) == (1, 4)
+    assert load_best(tmp_path / "s" / "runs" / run.key).epoch == 3  # the highest val_accuracy
+    mnist = load_dataset("mnist", data_dir=mnist_dir)
+    with open_store(tmp_path / "s") as store:
+        stored = store.get_predictions(run.key).predicted
+    for epoch in ("best", 1):
+        loaded = load_run(tmp_path / "s", model="stopped", epoch=epoch)
+        predicted, _ = loaded.predict(mnist.test_images)
+        assert loaded.epoch == 1 and np.array_equal(predicted, stored)
+        assert (predicted == mnist.test_labels).mean() == pytest.approx(loaded.test_accuracy)
+    with pytest.raises(RunError, match=r"epoch 2 .*\(kept: epoch 1 \(best\), epoch 3, epoch 4\)"):
+        load_run(tmp_path / "s", model="stopped", epoch=2)

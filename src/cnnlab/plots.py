@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
 import logging
 import math
 import multiprocessing
 import os
-import re
 import threading
 import warnings
 from collections import Counter
@@ -1136,26 +1134,6 @@ class PlotFile:
     png: Path
     svg: Path
     png_bytes: bytes = field(repr=False)
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a model name ('seed/model-1' -> 'seed-model-1')."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
-
-
-def unique_slugs(names: Sequence[str]) -> dict[str, str]:
-    """Each name's slug, made unique: where two names share one ('a/b', 'a-b', 'a?b'; also 'A'
-    and 'a', one file on a case-blind disk) each gets a short hash of its exact name."""
-    slugs = {name: slug(name) for name in names}
-    shared = Counter(text.lower() for text in slugs.values())
-    return {
-        name: text if shared[text.lower()] == 1 else f"{text}-{_short_hash(name)}"
-        for name, text in slugs.items()
-    }
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from safetensors.numpy import load_file
 
 import cnnlab
 from cnnlab import conclusions as concl
-from cnnlab import plots, rungs, sequential, table
+from cnnlab import plots, rungs, sequential, slugs, table
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import model_to_toml
@@ -516,7 +516,7 @@ def factor_section(
 
 def weight_section(results: StudyResults, models: list[str], total: int) -> PlannedSection:
     jobs, unread = [], []
-    stems = plots.unique_slugs(models)
+    stems = slugs.unique_slugs(models)
     for model in models:
         violins = model_violins(results, model)
         if violins is None or not violins.layers:
@@ -924,7 +924,7 @@ def plot_section_html(plot_section: PlotSection) -> str:
         figure_html(f, folded=f.stem in plot_section.folded) for f in plot_section.files
     )
     intro = f"<p class=note>{esc(plot_section.intro)}</p>" if plot_section.intro else ""
-    anchor = "plots-" + plots.slug(plot_section.title.lower())
+    anchor = "plots-" + slugs.slug(plot_section.title.lower())
     return section(plot_section.title, f"{intro}\n{figures}", anchor)
 
 

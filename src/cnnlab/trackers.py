@@ -4,7 +4,8 @@ Both are written with the packages' own writers (optional extras: `pip install
 'cnnlab[tensorboard]'`, `pip install 'cnnlab[mlflow]'`), from the results store, so a finished
 study or one still training can be exported, again and again:
 
-- TensorBoard (`export_tensorboard`): one log directory per run, `<model>/seed-<seed>`, with
+- TensorBoard (`export_tensorboard`): one log directory per run, `<model>/seed-<seed>` (the
+  model's name as the report's plot files spell it, `slugs.unique_slugs`), with
   every epoch's scalars (step = epoch), a histogram of every weight tensor at each epoch whose
   checkpoint is kept (the last and the best), and the run's HParams (model, seed, training
   settings, grid factors; metrics test_accuracy and best_val_accuracy), so TensorBoard's HParams
@@ -19,17 +20,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cnnlab.checkpoint import CheckpointDamaged, load_best, load_epoch
 from cnnlab.errors import CnnlabError
+from cnnlab.slugs import unique_slugs
 from cnnlab.store import RunRecord
 
 EPOCH_SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
 HPARAM_METRICS = ("test_accuracy", "best_val_accuracy")
+# Tracking URIs of MLflow's SQLAlchemy store, which mlflow-skinny cannot open.
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 class TrackerError(CnnlabError):
@@ -43,9 +46,10 @@ def export_tensorboard(directory: str | Path, output: str | Path) -> list[Path]:
     from torch.utils.tensorboard import SummaryWriter
 
     root, runs = _study(directory)
+    names = unique_slugs(list(dict.fromkeys(run.model for run in runs)))
     written = []
     for run in runs:
-        run_dir = Path(output) / _safe(run.model) / f"seed-{run.seed}"
+        run_dir = Path(output) / names[run.model] / f"seed-{run.seed}"
         _clear_events(run_dir)
         try:
             writer = SummaryWriter(log_dir=str(run_dir))
@@ -68,8 +72,45 @@ def _write_run_events(writer: Any, run: RunRecord, root: Path) -> None:
             if tensor.is_floating_point() and tensor.numel() > 1:
                 writer.add_histogram(f"weights/{name}", tensor.float(), global_step=epoch)
     metrics = {name: value for name, value in _summary_metrics(run).items() if value is not None}
-    # run_name=".": the HParams summary goes into the run's own directory, not a new one.
-    writer.add_hparams(hyperparameters(run), metrics, run_name=".")
+    _write_hparams(writer, run, metrics)
+
+
+# TensorBoard's HParams session status per run status: a diverged run is no success.
+SESSION_STATUS = {
+    "done": "STATUS_SUCCESS",
+    "failed": "STATUS_FAILURE",
+    "diverged": "STATUS_FAILURE",
+    "pruned": "STATUS_UNKNOWN",  # stopped on purpose: TensorBoard has no word for it
+}
+
+
+def _write_hparams(writer: Any, run: RunRecord, metrics: dict[str, float]) -> None:
+    """The run's HParams into its own event file, as `SummaryWriter.add_hparams` writes them,
+    but with the session's real status (add_hparams calls every session a success)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams
+
+    experiment, start, _ = hparams(hyperparameters(run), metrics)
+    status = api_pb2.Status.Value(SESSION_STATUS.get(run.status, "STATUS_RUNNING"))
+    content = plugin_data_pb2.HParamsPluginData(
+        session_end_info=plugin_data_pb2.SessionEndInfo(status=status),
+        version=metadata.PLUGIN_DATA_VERSION,
+    )
+    plugin = SummaryMetadata.PluginData(
+        plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString()
+    )
+    end = Summary(
+        value=[
+            Summary.Value(
+                tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin)
+            )
+        ]
+    )
+    for summary in (experiment, start, end):
+        writer.file_writer.add_summary(summary)
+    for name, value in metrics.items():
+        writer.add_scalar(name, value)
 
 
 def _kept_weights(root: Path, run: RunRecord) -> list[tuple[int, dict[str, Any]]]:
@@ -118,11 +159,6 @@ def _clear_events(run_dir: Path) -> None:
             path.unlink()
 
 
-def _safe(name: str) -> str:
-    """A model name as one path component ("seed/model-2" -> "seed-model-2")."""
-    return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "model"
-
-
 # -- MLflow -----------------------------------------------------------------------------------
 
 
@@ -140,8 +176,22 @@ def export_mlflow(directory: str | Path, uri: str) -> list[str]:
         experiment = _experiment(client, _study_name(root))
         return [_mlflow_run(client, experiment, run, report) for run in runs]
     except (MlflowException, ImportError) as error:  # a store it refuses, a backend's package
-        message = " ".join(str(error).split())
-        raise TrackerError(f"MLflow at {uri}: {message}") from None
+        raise TrackerError(f"MLflow at {uri}: {_mlflow_refusal(uri, error)}") from None
+
+
+def _mlflow_refusal(uri: str, error: Exception) -> str:
+    """MLflow's reason in one line; for a database URI that mlflow-skinny (the extra) cannot
+    open, the fix, where MLflow itself speaks of its model registry."""
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme in DATABASE_SCHEMES and isinstance(error, UnsupportedModelRegistryStoreURIException):
+        return (
+            f"a {scheme}:/// store needs the full mlflow package (pip install mlflow); the "
+            "cnnlab[mlflow] extra is mlflow-skinny, the client alone: give a tracking server's "
+            "http:// address, or a file: store with MLFLOW_ALLOW_FILE_STORE=true"
+        )
+    return " ".join(str(error).split())
 
 
 def _experiment(client: Any, name: str) -> str:

@@ -12,7 +12,7 @@ so predictions never need the dataset.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,7 +81,7 @@ class LoadedRun:
     dataset: str  # the dataset's name
     class_names: tuple[str, ...] | None
     history: tuple[dict[str, Any], ...]  # every epoch's metrics, up to the run's last
-    test_accuracy: float | None  # the stored run's (its last epoch's weights)
+    test_accuracy: float | None  # the stored run's (the weights it kept: see `load_run`)
     # normalize = "per-channel": the training part's mean and std, built into `model`; None
     # for x / 255 alone. `network`: build_model's network itself, `model` without the
     # standardisation (it takes standardised images; `model` itself for x / 255 runs).
@@ -131,9 +131,11 @@ def load_run(
 ) -> LoadedRun:
     """The trained network of `model`'s run with `seed` in the study at `directory`.
 
-    epoch: "best" (the epoch with the highest validation accuracy, kept while the run trained),
-    "last", or an epoch number whose checkpoint is kept (a finished run keeps its last and
-    its best epoch). seed may be left out when the
+    epoch: "best" (the epoch with the highest validation accuracy, kept while the run trained;
+    for a run whose EarlyStopping restored its best weights, those weights, which its test
+    figures came from, as Keras leaves the model), "last", or an epoch number whose
+    checkpoint is kept (a finished run keeps its last and its best epoch). seed may be left
+    out when the
     model has one run. Raises RunError (one line naming the model, seed, epoch and what exists)
     for a model or seed not in the study, a run not done, or an epoch without a checkpoint.
     """
@@ -213,28 +215,33 @@ def _checkpoint(run: RunRecord, run_dir: Path, epoch: EpochChoice) -> Checkpoint
     where = f"{run.model} seed {run.seed}"
     last = len(run.epochs)
     try:
+        restored = _restored_by_early_stopping(run, run_dir)
         if epoch == "best":
-            return _best(run, run_dir, where)
+            return restored or _best(run, run_dir, where)
         number = last if epoch == "last" else _epoch_number(epoch, last, where)
         checkpoint = load_epoch(run_dir, number) or _best_if_epoch(run_dir, number)
+        if checkpoint is None and restored is not None and restored.epoch == number:
+            checkpoint = restored
     except CheckpointDamaged as damage:
         raise RunError(f"{where}: the checkpoint in {run_dir} is damaged ({damage})") from None
     if checkpoint is None:
-        raise RunError(
-            f"{where}: no checkpoint of epoch {number} in {run_dir} (kept: {_kept(run_dir)})"
-        )
+        kept = _kept(run_dir, restored)
+        raise RunError(f"{where}: no checkpoint of epoch {number} in {run_dir} (kept: {kept})")
     return checkpoint
 
 
-def _kept(run_dir: Path) -> str:
-    """'epoch 7 (best), epoch 12': the epochs whose weights a run directory holds."""
+def _kept(run_dir: Path, restored: Checkpoint | None = None) -> str:
+    """'epoch 7 (best), epoch 12': the epochs whose weights a run directory holds (the best
+    is EarlyStopping's where it restored its weights)."""
     kept = {epoch: "" for epoch in kept_epochs(run_dir)}
     try:
-        best = load_best(run_dir)
+        saved = load_best(run_dir)
     except CheckpointDamaged:
-        best = None
-    if best is not None:
-        kept[best.epoch] = " (best)"
+        saved = None
+    if saved is not None:
+        kept[saved.epoch] = "" if restored else " (best)"
+    if restored is not None:
+        kept[restored.epoch] = " (best)"
     return ", ".join(f"epoch {e}{label}" for e, label in sorted(kept.items())) or "none"
 
 
@@ -257,6 +264,18 @@ def _best(run: RunRecord, run_dir: Path, where: str) -> Checkpoint:
             f"history's best {BEST_MONITOR} is epoch {wanted}; use --epoch last"
         )
     return checkpoint
+
+
+def _restored_by_early_stopping(run: RunRecord, run_dir: Path) -> Checkpoint | None:
+    """The weights EarlyStopping kept and restored (restore_best_weights), which the run was
+    tested with; they travel inside its last checkpoint. None for a run that restored none."""
+    early_stopping = run.training.get("early_stopping") or {}
+    if run.best_epoch is None or not early_stopping.get("restore_best_weights"):
+        return None
+    last = load_epoch(run_dir, len(run.epochs))
+    if last is None or not last.kept_state:
+        return None
+    return replace(last, epoch=run.best_epoch, model_state=last.kept_state)
 
 
 def _best_if_epoch(run_dir: Path, epoch: int) -> Checkpoint | None:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 
-EPOCH_HELP = 'Which weights: "best" (highest validation accuracy), "last" or an epoch number.'
+EPOCH_HELP = (
+    'Which weights: "best" (highest validation accuracy; the weights EarlyStopping restored '
+    'where it did, which the run was tested with), "last" or an epoch number.'
+)
 
 
 def register(app: typer.Typer) -> None:
