@@ -71,5 +71,19 @@ def test_the_plain_twin_adds_nothing_so_it_computes_another_function_than_its_re
             torch.testing.assert_close(stacked[seed], twin(x), atol=1e-5, rtol=1e-4)
 
 
+def test_a_plain_blocks_runs_get_new_keys_and_every_other_blocks_keep_theirs():
+    # Plain blocks were built as identity blocks before: their stored runs trained another
+    # network, so their keys change and `cnnlab run` trains them again; no other key moves.
+    from cnnlab.spec.types import Residual as ResidualSpec
+    from cnnlab.store.identity import canonical_json
+
+    plain, identity = ResidualSpec((), "none"), ResidualSpec((), "identity")
+    assert '"adds_nothing":true' in canonical_json(plain)
+    assert canonical_json(identity) == (
+        '{"activation":"linear","layers":[],"shortcut":"identity","type":"Residual"}'
+    )
+    assert ResidualSpec((), "projection").adds_nothing is False
+
+
 def test_the_single_model_example_loads():
     assert load_model(EXAMPLES / "small-cnn.toml").name == "small-cnn"

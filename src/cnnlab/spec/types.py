@@ -168,6 +168,14 @@ class Residual:
     layers: tuple[Layer, ...]
     shortcut: str = "identity"
     activation: str = "linear"  # after the addition; ResNet v1 writes "relu"
+    # True exactly when shortcut is "none": before cnnlab built such a block without the
+    # addition, it added the identity (a bug), so its stored runs trained another network.
+    # Being part of the run key only for these blocks (NEW_FIELD: left out while False), it
+    # sends them to be trained again and keeps every other stored key as it was.
+    adds_nothing: bool = field(default=False, metadata=NEW_FIELD, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "adds_nothing", self.shortcut == "none")
 
 
 Layer = Union[  # noqa: UP007 (a runtime alias, kept readable on 3.10)
