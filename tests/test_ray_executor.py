@@ -3,23 +3,29 @@ how a run directory is mirrored into the driver's study directory."""
 
 from __future__ import annotations
 
+import errno
+import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.executors import RunTask, StudyError, WorkerSetup, make_executor
+from cnnlab.executors import RunTask, StudyError, WorkerSetup, make_executor, storage_failure
 from cnnlab.ray_executor import (
     SHARED_MARKER,
+    Driver,
     NodeSetupError,
     RayExecutor,
     TaskPlace,
     check_gpus_per_run,
+    epoch_sender,
     mark_study_dir,
     mirror_files,
     read_files,
     sees_shared_dir,
 )
+from cnnlab.store import NewRun, Worker, open_store
 
 
 def setup(device: str | None = None) -> WorkerSetup:
@@ -94,3 +100,68 @@ def test_mirroring_writes_new_files_and_drops_what_the_task_dropped(tmp_path):
 def test_shared_dir_takes_auto_yes_or_no(tmp_path, capsys):
     assert main(["run", "x.toml", "--executor", "ray", "--shared-dir", "maybe"]) == 2
     assert "--shared-dir must be auto, yes or no, got 'maybe'" in capsys.readouterr().err
+
+
+# -- errors raised on another node read as they do locally --------------------------------------
+
+
+def remote_error(cause: Exception, where: str = "Depot.epoch") -> Exception:
+    """What `ray.get` raises for an exception in a task or actor: a traceback, then the cause."""
+    ray = pytest.importorskip("ray")
+    try:
+        raise cause
+    except Exception:
+        text = traceback.format_exc()
+    return ray.exceptions.RayTaskError(where, text, cause).as_instanceof_cause()
+
+
+class Raising:
+    """Ray as the task sees it when the call it waits for raised `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        import ray
+
+        self.error, self.exceptions = error, ray.exceptions
+
+    def get(self, ref):
+        raise self.error
+
+
+class Depot:
+    class epoch:  # noqa: N801  # Ray's actor method handle: depot.epoch.remote(...)
+        @staticmethod
+        def remote(*args):
+            return "ref"
+
+
+EPOCH = {
+    "epoch": 1, "loss": 0.5, "accuracy": 0.9, "val_loss": None, "val_accuracy": None,
+    "seconds": 1.0, "images_per_second": 10.0,
+}  # fmt: skip
+
+
+def test_a_driver_disk_that_is_full_stops_the_study_with_one_line_as_locally(tmp_path):
+    full = OSError(errno.ENOSPC, "No space left on device")
+    send = epoch_sender(
+        task_in(tmp_path), tmp_path, Depot(), Raising(remote_error(full)), shared=True
+    )
+    with pytest.raises(OSError) as raised:
+        send(EPOCH)
+    reason = f"{type(raised.value).__name__}: {raised.value}"
+    assert reason == "OSError: [Errno 28] No space left on device"
+    assert storage_failure(reason) == "the disk is full"
+
+
+def test_a_task_that_raised_is_failed_with_the_errors_own_line(tmp_path):
+    pytest.importorskip("ray")
+    with open_store(tmp_path) as store:
+        task = task_in(tmp_path)
+        store.add_runs([NewRun("m", 0, "mnist", {"name": "m"}, {})])
+        key = store.list_runs()[0].key
+        task = replace(task, key=key)
+        worker = Worker.current("ray")
+        store.claim_next(worker)
+        error = remote_error(ValueError("no such layer"), "ray_train_task")
+        Driver(store, worker, {key: task}, Depot(), Raising(error)).settle("ref", task)
+        run = store.get_run(key)
+    assert (run.status, run.reason) == ("failed", "Ray task failed: ValueError: no such layer")

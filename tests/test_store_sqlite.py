@@ -11,6 +11,7 @@ import shutil
 import signal
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,6 +166,58 @@ def test_new_store_is_a_wal_file_with_the_current_schema_version(tmp_path):
     with sqlite3.connect(tmp_path / STORE_FILENAME) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+# -- C3: processes opening one new store at once ------------------------------------------
+
+
+class Rows:
+    """A statement's rows, fetched: the connection holds no lock while the test acts."""
+
+    def __init__(self, rows: list) -> None:
+        self.rows = rows
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self):
+        return self.rows
+
+
+def test_a_store_another_process_creates_while_this_one_looks_is_opened(tmp_path, monkeypatch):
+    """The other process commits the schema right after this one's first read of the file."""
+    path = tmp_path / STORE_FILENAME
+    connect = sqlite3.connect
+    hooked = []
+
+    class OtherCommitsAfterTheFirstRead(sqlite3.Connection):
+        def execute(self, sql, *args):
+            rows = Rows(super().execute(sql, *args).fetchall())
+            if not hooked:
+                hooked.append(sql)
+                with monkeypatch.context() as patch:
+                    patch.setattr(sqlite3, "connect", connect)
+                    SqliteStore(path).close()
+            return rows
+
+    factory = OtherCommitsAfterTheFirstRead
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, **k, factory=factory))
+    with SqliteStore(path) as store:
+        assert store.list_runs() == [] and hooked
+
+
+def test_a_store_another_process_is_creating_is_waited_for_not_called_locked(tmp_path):
+    path = tmp_path / STORE_FILENAME
+    creator = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    creator.execute("BEGIN IMMEDIATE")  # a new file, its schema being written
+    later = threading.Timer(0.3, creator.execute, ["ROLLBACK"])
+    later.start()
+    try:
+        with SqliteStore(path, timeout=5) as store:
+            assert store.list_runs() == []
+    finally:
+        later.join()
+        creator.close()
 
 
 # -- D1, D2: faults ------------------------------------------------------------------------

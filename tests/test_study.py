@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from cnnlab import study
+from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.errors import SpecError
 from cnnlab.executors import StudyError, WorkerSetup, work_through
@@ -487,6 +489,23 @@ def test_status_counts_a_killed_workers_run_as_pending_not_training(tmp_path, mn
     status = study.study_status(directory)
     assert status.counts["running"] == 1 and status.counts["pending"] == 1
     assert [run.worker.id for run in status.running] == [Worker.current("alive").id]
+
+
+def test_runs_show_a_killed_workers_run_as_pending_as_status_does(tmp_path, mnist_dir, capsys):
+    from cnnlab.store.interface import host_identity
+
+    directory = tmp_path / "d"
+    plan = study.plan_study(write_study(tmp_path), directory=directory, seeds=1, data_dir=mnist_dir)
+    with study.open_study_store(directory) as store:
+        study.register_runs(store, plan)
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        first, second = plan.keys
+        assert store.claim_next(Worker("killed", host_identity(), gone.pid), keys=[first])
+        assert store.claim_next(Worker.current("alive"), keys=[second])
+    assert [run.status for run in study.study_runs(directory)] == ["pending", "running"]
+    assert main(["runs", str(directory), "--json"]) == 0
+    assert [row["status"] for row in json.loads(capsys.readouterr().out)] == ["pending", "running"]
 
 
 def test_a_loaded_dataset_given_to_a_study_is_told_to_be_a_name(tmp_path, mnist_dir):

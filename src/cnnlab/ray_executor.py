@@ -237,7 +237,10 @@ def epoch_sender(
                     files[name] = (run_dir / name).read_bytes()
                     sent[name] = signature
         metrics = epoch_metrics(record)
-        ray.get(depot.epoch.remote(task.key, str(task.run_dir), metrics, files, present))
+        try:
+            ray.get(depot.epoch.remote(task.key, str(task.run_dir), metrics, files, present))
+        except ray.exceptions.RayTaskError as error:  # the driver's disk, not Ray, failed
+            raise remote_cause(error) from None
 
     return send
 
@@ -436,10 +439,11 @@ class Driver:
         try:
             report = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as error:
-            if isinstance(error.cause, CnnlabError):  # the setup is wrong, not the run
+            cause = remote_cause(error)
+            if isinstance(cause, CnnlabError):  # the setup is wrong, not the run
                 release_quietly(self.store, task.key, self.worker)
-                raise StudyError(str(error.cause)) from None
-            reason = f"Ray task failed: {type(error).__name__}: {first_line(error)}"
+                raise StudyError(str(cause)) from None
+            reason = f"Ray task failed: {type(cause).__name__}: {first_line(cause)}"
             report = failed_report(task, reason)
         except self.ray.exceptions.RayError as error:
             self.give_back(task, error)
@@ -473,7 +477,14 @@ class Driver:
             release_quietly(self.store, task.key, self.worker)
 
 
-def first_line(error: Exception) -> str:
+def remote_cause(error: Exception) -> BaseException:
+    """The exception a task or actor raised, as it would read locally: Ray's error for it
+    reads as the remote traceback, whose first line only names the process."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, BaseException) else error
+
+
+def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [""])[0]
 
 

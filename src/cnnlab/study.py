@@ -658,9 +658,19 @@ def dataset_class_names(directory: str | Path, dataset: str) -> tuple[str, ...] 
 
 
 def study_runs(directory: str | Path, *, all_runs: bool = False) -> list[RunRecord]:
-    """The runs of the study in `directory`: the latest expansion's, or every stored one."""
+    """The runs of the study in `directory`: the latest expansion's, or every stored one.
+
+    A run whose worker is gone (killed) reads as pending, as `study_status` counts it: the
+    store still says running until the next `cnnlab run` takes it over.
+    """
     with open_existing_store(directory) as store:
-        return _current_runs(store, all_runs=all_runs)[1]
+        return [_as_seen(run) for run in _current_runs(store, all_runs=all_runs)[1]]
+
+
+def _as_seen(run: RunRecord) -> RunRecord:
+    if run.status == "running" and _abandoned(run):
+        return dataclasses.replace(run, status="pending", worker=None, heartbeat_at=None)
+    return run
 
 
 def _current_runs(store: Store, *, all_runs: bool) -> tuple[str, list[RunRecord], int]:

@@ -433,7 +433,7 @@ class SqliteStore:
             conn.row_factory = sqlite3.Row
             try:
                 _schema_version(conn, self.path)  # before any write: a foreign file stays as is
-                _configure(conn, self.path)
+                _configure(conn, self.path, self._timeout)
             except BaseException:
                 conn.close()
                 raise
@@ -574,13 +574,17 @@ class SqliteStore:
 
 def _schema_version(db: sqlite3.Connection, path: Path) -> int:
     """The store's schema version (0: empty file), refusing newer stores and foreign files."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    # One statement, one snapshot: read apart, another process creating the store could
+    # commit its tables in between, and a cnnlab store would be taken for a foreign file.
+    version, tables = db.execute(
+        "SELECT user_version, (SELECT COUNT(*) FROM sqlite_master) FROM pragma_user_version"
+    ).fetchone()
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"the results store {path} has schema version {version}, newer than this cnnlab"
             f" understands ({SCHEMA_VERSION}); upgrade cnnlab to open it"
         )
-    if version == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+    if version == 0 and tables:
         raise StoreError(
             f"{path} is a SQLite database but not a cnnlab results store;"
             " move it away or choose another study directory"
@@ -588,8 +592,8 @@ def _schema_version(db: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def _configure(conn: sqlite3.Connection, path: Path) -> None:
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+def _configure(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
+    mode = _enter_wal(conn, timeout)
     if mode != "wal":
         raise StoreError(
             f"the results store {path} cannot use SQLite's WAL journal here (got {mode!r});"
@@ -599,6 +603,23 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
     # per epoch); NORMAL would only protect against process crashes.
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _enter_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """Switch a new file to WAL, waiting while another process writes its schema.
+
+    The switch needs an exclusive lock, and SQLite answers "locked" at once instead of
+    waiting for it (its busy timeout would risk a deadlock here), so two `cnnlab run` on one
+    new directory would otherwise fail for a lock held a few milliseconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _explain(path: Path, error: sqlite3.Error, timeout: float) -> str:
