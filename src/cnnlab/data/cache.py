@@ -99,6 +99,8 @@ def _file_digest(path: Path, digest, where: str, remedy: str) -> str:
 
 def _mismatch(where: str, digest: str, file: DataFile, dataset: str, remedy: str) -> str:
     belongs = KNOWN_CONTENT.get(digest)
+    if belongs is not None and not remedy:  # a download: the mirror is wrong, not a directory
+        return f"{where}: this is {belongs}, not {dataset}'s {file.name}"
     if belongs is not None:
         return (
             f"{where}: this is {belongs}, not {dataset}'s {file.name}; point --data-dir at a "
