@@ -125,6 +125,16 @@ def test_file_ending_inside_the_header_is_refused(tmp_path):
         read_idx(path)
 
 
+@pytest.mark.parametrize(
+    ("content", "length"), [(b"", 0), (b"\x00\x08", 2), (gzip.compress(b""), 0)]
+)
+def test_empty_file_says_where_it_ends_not_a_magic_number(tmp_path, content, length):
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=f"ends after {length} bytes, before the IDX magic number"):
+        read_idx(path, labels=True)
+
+
 def test_wrong_magic_number_says_expected_and_found(tmp_path):
     directory = write_idx_dir(tmp_path)
     labels_as_images = (directory / "train-labels-idx1-ubyte.gz").read_bytes()
