@@ -205,6 +205,20 @@ def test_registry_file_with_wrong_content_checksum_says_delete_and_fetch(tmp_pat
         load_dataset(info, data_dir=tmp_path, offline=True)
 
 
+def test_another_datasets_files_lying_flat_leave_the_subfolder_copy_found(tmp_path, monkeypatch):
+    # MNIST flat in the data directory and fashion-mnist/ beside it, as the docs allow.
+    other = [array.copy() for array in ARRAYS]
+    other[1][0] = 2  # another dataset's labels: other content, same structure
+    write_idx_dir(tmp_path, other)
+    write_idx_dir(tmp_path / "tiny")
+    other_labels = hashlib.sha256(encode_idx(other[1])).hexdigest()
+    monkeypatch.setattr(
+        "cnnlab.data.cache.KNOWN_CONTENT", {other_labels: "other's train-labels-idx1-ubyte"}
+    )
+    checked = verify_dataset(tiny_info(sha256=content_sha256s()), data_dir=tmp_path)
+    assert {item.path.parent for item in checked.files} == {tmp_path / "tiny"}
+
+
 def test_recompressed_registry_file_is_accepted_by_content_checksum(tmp_path):
     info = tiny_info(sha256=content_sha256s())
     directory = write_idx_dir(tmp_path)
