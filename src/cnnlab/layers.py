@@ -500,7 +500,7 @@ class Residual(nn.Module):
 
     Children carry Keras's names in the order Keras would create them (the body's layers, then
     the shortcut's Conv2D and BatchNormalization), so parameters read `residual.conv2d_1.weight`.
-    An empty shortcut is the identity.
+    An empty shortcut is the identity; `plain` (shortcut = "none") adds nothing, the plain twin.
     """
 
     def __init__(
@@ -508,12 +508,15 @@ class Residual(nn.Module):
         body: list[tuple[str, nn.Module]],
         shortcut: list[tuple[str, nn.Module]],
         activation: str,
+        *,
+        plain: bool = False,
     ) -> None:
         super().__init__()
         for name, module in (*body, *shortcut):
             self.add_module(name, module)
         self.body_names = tuple(name for name, _ in body)
         self.shortcut_names = tuple(name for name, _ in shortcut)
+        self.plain = plain
         # Not `activation`: that may be the Keras name of an Activation layer of the body.
         self.after_add = make_activation(activation)
 
@@ -521,6 +524,8 @@ class Residual(nn.Module):
         y, shortcut = x, x
         for name in self.body_names:
             y = self._modules[name](y)
+        if self.plain:
+            return self.after_add(y)
         for name in self.shortcut_names:
             shortcut = self._modules[name](shortcut)
         return self.after_add(y + shortcut)
@@ -606,7 +611,7 @@ def residual(layer, shape: Shape, classes: int, named: NamedLayer) -> nn.Module:
             (named.shortcut[0], conv2d(conv, shape, classes)),
             (named.shortcut[1], batch_normalization(norm, outputs[-1], classes)),
         ]
-    return Residual(body, shortcut, layer.activation)
+    return Residual(body, shortcut, layer.activation, plain=layer.shortcut == "none")
 
 
 _BUILDERS = {

@@ -177,6 +177,7 @@ class StackedResidual(nn.Module):
         first = blocks[0]
         _check_elementwise(first.after_add)
         self.after_add = first.after_add
+        self.plain = first.plain
         parts = []
         for name, layer in zip(first.body_names, block.layers, strict=True):
             same = [getattr(seed, name) for seed in blocks]
@@ -192,7 +193,8 @@ class StackedResidual(nn.Module):
         self.shortcut = nn.Sequential(*shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.after_add(self.body(x) + self.shortcut(x))
+        y = self.body(x)
+        return self.after_add(y if self.plain else y + self.shortcut(x))
 
 
 class StackedConv2D(nn.Module):
