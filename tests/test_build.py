@@ -211,3 +211,35 @@ def test_dense_matches_torch_linear_forward_and_backward():
     torch.testing.assert_close(got, expected)
     for a, b in zip(got_grads, expected_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _block_model(shortcut: str, seed: int = 0):
+    block = '[{ conv = 4, kernel = 3, padding = "same" }, "batchnorm"]'
+    text = (
+        'name = "block"\nlayers = [{ conv = 4, kernel = 3, padding = "same" }, '
+        f'{{ residual = {block}, shortcut = "{shortcut}", activation = "relu" }}, '
+        '"flatten", { dense = "classes", activation = "softmax" }]'
+    )
+    spec = s.model_from_toml(text, source="block")
+    return build_model(spec, (6, 6, 1), 3, generator=torch.Generator().manual_seed(seed)).eval()
+
+
+@pytest.mark.parametrize(("shortcut", "adds_input"), [("none", False), ("identity", True)])
+def test_a_block_adds_its_input_only_with_a_shortcut(shortcut, adds_input):
+    block = _block_model(shortcut).residual
+    x = torch.rand(2, 4, 6, 6)
+    body = block.batch_normalization(block.conv2d_1(x))
+    expected = torch.relu(body + x if adds_input else body)
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_stacked_seeds_of_a_plain_block_match_the_separate_models():
+    from cnnlab.stacked import StackedSeeds
+
+    models = [_block_model("none", seed) for seed in range(2)]
+    generators = [torch.Generator().manual_seed(seed) for seed in range(2)]
+    stack = StackedSeeds(models, generators).eval()
+    images = torch.rand(3, 6, 6, 1)
+    stacked = stack(images.repeat(1, 1, 1, 2).permute(0, 3, 1, 2))
+    for seed, model in enumerate(models):
+        torch.testing.assert_close(stacked[seed], model(images.permute(0, 3, 1, 2)))

@@ -273,3 +273,31 @@ def test_data_verify_prints_the_class_names(tmp_path, capsys):
     assert (
         out[-1] == "classes: airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck"
     )
+
+
+def write_cifar10_python(directory: Path) -> Path:
+    """The layout of CIFAR-10's pickled Python release (what Keras downloads): no .bin names."""
+    batches = directory / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in ("data_batch_1", "data_batch_2", "test_batch", "batches.meta"):
+        (batches / name).write_bytes(b"\x80\x04not read")
+    return batches
+
+
+@pytest.mark.parametrize("where", ["folder", "parent", "archive"])
+def test_cifar_python_version_is_named_as_such_and_the_binary_one_asked_for(tmp_path, where):
+    batches = write_cifar10_python(tmp_path / "keras")
+    path = {
+        "folder": batches,
+        "parent": batches.parent,
+        "archive": tar_gz(batches, tmp_path / "cifar-10-python.tar.gz"),
+    }[where]
+    with pytest.raises(DataError, match="CIFAR's pickled Python version.*binary version"):
+        load_dataset(f"cifar:{path}")
+
+
+def test_registered_cifar_names_a_python_version_lying_where_it_looked(tmp_path):
+    write_cifar10_python(tmp_path)
+    tar_gz(tmp_path / "cifar-10-batches-py", tmp_path / "cifar-10-python.tar.gz")
+    with pytest.raises(DataError, match="not found in .*cifar-10-python.tar.gz is CIFAR's pickled"):
+        verify_dataset("cifar10", data_dir=tmp_path)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -198,3 +200,33 @@ def test_a_mirror_serving_a_gzip_bomb_is_left_without_decompressing_it_all(serve
     # Refused from the first 4 bytes (zeros are no IDX magic number), never read to the end.
     assert sum("IDX magic number is 0x00000000" in line for line in lines) == 4
     assert all(item.url.startswith(f"{server.base}/good/") for item in fetched)
+
+
+def test_a_mirror_serving_another_datasets_file_is_named_without_data_dir_advice(
+    server, tmp_path, monkeypatch
+):
+    altered = encode_idx(ARRAYS[0])[:-1] + bytes([encode_idx(ARRAYS[0])[-1] ^ 0xFF])
+    other = {hashlib.sha256(altered).hexdigest(): "other's train-images-idx3-ubyte"}
+    monkeypatch.setattr("cnnlab.data.cache.KNOWN_CONTENT", other)
+    lines = []
+    fetch(
+        tiny_info(f"{server.base}/bad/", f"{server.base}/good/"),
+        data_dir=tmp_path,
+        report=lines.append,
+    )
+    refused = next(line for line in lines if "bad content" in line)
+    assert "this is other's train-images-idx3-ubyte, not tiny's" in refused
+    assert "--data-dir" not in refused  # the mirror is wrong, not the user's directory
+
+
+def test_a_day_old_partial_download_is_removed_and_a_fresh_one_left_alone(server, tmp_path):
+    # A download killed outright (SIGKILL, power loss) cannot remove its temporary file.
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    stale = folder / ".train-images-idx3-ubyte.abc123.part"
+    fresh = folder / ".train-images-idx3-ubyte.def456.part"  # maybe another process's, now
+    for part in (stale, fresh):
+        part.write_bytes(b"half a file")
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    fetch(tiny_info(f"{server.base}/good/"), data_dir=tmp_path)
+    assert not stale.exists() and fresh.exists()

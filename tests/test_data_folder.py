@@ -181,6 +181,14 @@ def test_second_load_reads_the_cache_and_a_changed_folder_is_decoded_again(tmp_p
     assert third.files[0].check == "decoded" and len(third.dataset.train_images) == 7
 
 
+def test_the_folder_cache_is_readable_by_others_sharing_the_data_directory(tmp_path):
+    write_split(tmp_path / "d" / "train", {"a": 2})
+    write_split(tmp_path / "d" / "test", {"a": 1})
+    verify_dataset(f"folder:{tmp_path / 'd'}", data_dir=tmp_path / "cache")
+    (cached,) = (tmp_path / "cache" / "folder-cache").iterdir()
+    assert cached.stat().st_mode & 0o777 == 0o644  # as downloads; mkstemp alone gives 0600
+
+
 def test_missing_folder_is_one_error_line(tmp_path):
     with pytest.raises(DataError, match="is not a directory"):
         load_dataset(f"folder:{tmp_path / 'nope'}")

@@ -125,6 +125,16 @@ def test_file_ending_inside_the_header_is_refused(tmp_path):
         read_idx(path)
 
 
+@pytest.mark.parametrize(
+    ("content", "length"), [(b"", 0), (b"\x00\x08", 2), (gzip.compress(b""), 0)]
+)
+def test_empty_file_says_where_it_ends_not_a_magic_number(tmp_path, content, length):
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=f"ends after {length} bytes, before the IDX magic number"):
+        read_idx(path, labels=True)
+
+
 def test_wrong_magic_number_says_expected_and_found(tmp_path):
     directory = write_idx_dir(tmp_path)
     labels_as_images = (directory / "train-labels-idx1-ubyte.gz").read_bytes()
@@ -193,6 +203,20 @@ def test_registry_file_with_wrong_content_checksum_says_delete_and_fetch(tmp_pat
         r"delete it and run `cnnlab data fetch tiny`",
     ):
         load_dataset(info, data_dir=tmp_path, offline=True)
+
+
+def test_another_datasets_files_lying_flat_leave_the_subfolder_copy_found(tmp_path, monkeypatch):
+    # MNIST flat in the data directory and fashion-mnist/ beside it, as the docs allow.
+    other = [array.copy() for array in ARRAYS]
+    other[1][0] = 2  # another dataset's labels: other content, same structure
+    write_idx_dir(tmp_path, other)
+    write_idx_dir(tmp_path / "tiny")
+    other_labels = hashlib.sha256(encode_idx(other[1])).hexdigest()
+    monkeypatch.setattr(
+        "cnnlab.data.cache.KNOWN_CONTENT", {other_labels: "other's train-labels-idx1-ubyte"}
+    )
+    checked = verify_dataset(tiny_info(sha256=content_sha256s()), data_dir=tmp_path)
+    assert {item.path.parent for item in checked.files} == {tmp_path / "tiny"}
 
 
 def test_recompressed_registry_file_is_accepted_by_content_checksum(tmp_path):

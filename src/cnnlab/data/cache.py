@@ -41,12 +41,40 @@ def is_offline(offline: bool = False) -> bool:
 
 
 def locate_file(info: DatasetInfo, file: DataFile, data_dir: Path) -> Path | None:
-    """The first copy of `file` found: flat in data_dir, then in data_dir/<dataset>; gz or raw."""
+    """The first copy of `file` found: flat in data_dir, then in data_dir/<dataset>; gz or raw.
+
+    Flat IDX files whose labels are another registered dataset's are passed over when the
+    subfolder has a copy, so one directory can hold MNIST flat and fashion-mnist/ beside it.
+    """
     names = (lambda d: candidates(d, file.name)) if file.gzipped else (lambda d: (d / file.name,))
-    for candidate in (*names(data_dir), *names(data_dir / info.directory)):
-        if candidate.is_file():
-            return candidate
-    return None
+    flat = [path for path in names(data_dir) if path.is_file()]
+    own = [path for path in names(data_dir / info.directory) if path.is_file()]
+    if flat and own and _flat_labels_belong_elsewhere(info, data_dir):
+        return own[0]
+    return next(iter([*flat, *own]), None)
+
+
+def _flat_labels_belong_elsewhere(info: DatasetInfo, data_dir: Path) -> bool:
+    """True if data_dir's flat IDX labels are another registered dataset's, by content."""
+    labels = next((file for file in info.files if file.gzipped and "labels" in file.name), None)
+    if labels is None:
+        return False
+    path = next((p for p in candidates(data_dir, labels.name) if p.is_file()), None)
+    if path is None:
+        return False
+    digest = hashlib.sha256()
+    try:
+        read_idx_file(
+            path,
+            expected_magic=IDX_LABELS_MAGIC,
+            where=str(path),
+            remedy="",
+            limit=labels.size,
+            digest=digest,
+        )
+    except DataError:
+        return False  # not readable as labels: the usual lookup, whose check names the problem
+    return digest.hexdigest() in KNOWN_CONTENT and digest.hexdigest() != labels.sha256
 
 
 def check_content(
@@ -99,6 +127,8 @@ def _file_digest(path: Path, digest, where: str, remedy: str) -> str:
 
 def _mismatch(where: str, digest: str, file: DataFile, dataset: str, remedy: str) -> str:
     belongs = KNOWN_CONTENT.get(digest)
+    if belongs is not None and not remedy:  # a download: the mirror is wrong, not a directory
+        return f"{where}: this is {belongs}, not {dataset}'s {file.name}"
     if belongs is not None:
         return (
             f"{where}: this is {belongs}, not {dataset}'s {file.name}; point --data-dir at a "

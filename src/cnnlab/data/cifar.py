@@ -86,6 +86,28 @@ _EXPECTED = (
     "DIR/cifar-100-binary, or the release's .tar.gz"
 )
 
+# The pickled "python version" of each release (what Keras's cifar10.load_data downloads): its
+# archives and the folders they unpack into. Named when found, never read (it is a pickle).
+_PYTHON_VERSION = (
+    "cifar-10-python.tar.gz",
+    "cifar-10-batches-py",
+    "cifar-100-python.tar.gz",
+    "cifar-100-python",
+)
+_BINARY_ONLY = (
+    "cnnlab reads only the binary version (cifar-10-binary.tar.gz, cifar-100-binary.tar.gz "
+    "from https://www.cs.toronto.edu/~kriz/cifar.html) and never loads a pickle"
+)
+
+
+def python_version_note(*places: Path) -> str:
+    """'; X is CIFAR's pickled Python version...' if one is `places` or lies in them, else ''."""
+    for place in places:
+        for found in (place, *(place / name for name in _PYTHON_VERSION)):
+            if found.name in _PYTHON_VERSION and found.exists():
+                return f"; {found} is CIFAR's pickled Python version: {_BINARY_ONLY}"
+    return ""
+
 
 @dataclass(frozen=True)
 class _Member:
@@ -123,6 +145,14 @@ def verify_cifar_source(source: str, path: Path, labels: str = "fine") -> Verifi
 def _recognise(members: dict[str, _Member], labels: str, source: str, path: Path) -> Layout:
     if labels not in ("fine", "coarse"):
         raise DataError(f"{source}: labels={labels!r}; expected 'fine' or 'coarse' (CIFAR-100)")
+    if not any(name.endswith(".bin") for name in members) and members.keys() & {
+        "test_batch",
+        "meta",
+    }:
+        raise DataError(
+            f"{source}: {path} holds {', '.join(sorted(members))}: CIFAR's pickled Python "
+            f"version, not the binary version; {_BINARY_ONLY}"
+        )
     if "test_batch.bin" in members or any(name.startswith("data_batch_") for name in members):
         if labels == "coarse":
             raise DataError(
@@ -135,7 +165,8 @@ def _recognise(members: dict[str, _Member], labels: str, source: str, path: Path
         return dataclasses.replace(CIFAR10, train=tuple(batches) or CIFAR10.train)
     if "train.bin" in members or "test.bin" in members:
         return CIFAR100_COARSE if labels == "coarse" else CIFAR100
-    raise DataError(f"{source}: no CIFAR batch files in {path}; {_EXPECTED}")
+    note = python_version_note(path)
+    raise DataError(f"{source}: no CIFAR batch files in {path}{note or '; ' + _EXPECTED}")
 
 
 def _read_layout(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -25,6 +27,9 @@ from cnnlab.data.registry import DataFile, DatasetInfo, get_dataset_info
 from cnnlab.errors import DataError
 
 DOWNLOAD_TIMEOUT_S = 30.0  # per connection attempt and per read; a stalled mirror is left
+# A temporary file this old belongs to a download killed outright (SIGKILL, power loss): a live
+# one writes every megabyte, and a day per megabyte is slower than any mirror worth waiting for.
+STALE_PART_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ def _try_mirror(
 
     Returns the final path, or a string saying what went wrong with this mirror.
     """
+    _remove_stale_parts(dest_dir, file)
     fd, temp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{file.name}.", suffix=".part")
     os.close(fd)
     temp = Path(temp_name)
@@ -98,6 +104,15 @@ def _try_mirror(
         return f"{url}: {_describe_network_error(error)}"
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _remove_stale_parts(dest_dir: Path, file: DataFile) -> None:
+    """Delete `file`'s temporary files left a day ago by killed downloads (never a live one)."""
+    cutoff = time.time() - STALE_PART_S
+    for part in dest_dir.glob(f".{file.name}.*.part"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
 
 
 def download_file(

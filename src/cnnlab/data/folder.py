@@ -311,6 +311,7 @@ def _save_cache(cache: Path | None, arrays: list[np.ndarray]) -> None:
         temp = Path(name)
         with os.fdopen(fd, "wb") as out:
             np.savez(out, **dict(zip(_CACHE_KEYS, arrays, strict=True)))
+        os.chmod(temp, 0o644)  # as downloads: mkstemp's 0600 would hide it from others sharing
         os.replace(temp, cache)
     except OSError:
         if temp is not None:

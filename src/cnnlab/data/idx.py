@@ -109,9 +109,14 @@ _EXTRA_COUNTED = 1 << 24  # bytes past the declared end counted before saying "l
 
 
 def _check_magic(head: bytes, expected_magic: int, where: str, remedy: str) -> None:
-    if len(head) < 4 or int.from_bytes(head, "big") != expected_magic:
-        found = f"0x{int.from_bytes(head, 'big'):08x}" if len(head) >= 4 else "no header"
-        what = "images" if expected_magic == IDX_IMAGES_MAGIC else "labels"
+    what = "images" if expected_magic == IDX_IMAGES_MAGIC else "labels"
+    if len(head) < 4:  # an empty (or all but empty) file: there is no magic number to show
+        raise DataError(
+            f"{where}: ends after {len(head)} bytes, before the IDX magic number; expected "
+            f"an IDX {what} file; {remedy}"
+        )
+    if int.from_bytes(head, "big") != expected_magic:
+        found = f"0x{int.from_bytes(head, 'big'):08x}"
         raise DataError(
             f"{where}: IDX magic number is {found}, expected 0x{expected_magic:08x} "
             f"(unsigned-byte {what}); is this the right file? {remedy}"

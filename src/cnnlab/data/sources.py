@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlab.data.cache import locate_file, read_checked, resolve_data_dir, verify_file
-from cnnlab.data.cifar import LAYOUTS, read_cifar, verify_cifar_source
+from cnnlab.data.cifar import LAYOUTS, python_version_note, read_cifar, verify_cifar_source
 from cnnlab.data.dataset import ROLES, CheckedFile, Dataset, Verification, assemble
 from cnnlab.data.download import download_missing
 from cnnlab.data.folder import parse_options, read_folder
@@ -51,10 +51,12 @@ def _local_file(
         path, _ = download_missing(info, file, directory, offline)
     elif path is None:
         name = f"{file.name}[.gz]" if file.gzipped else file.name
+        places = (directory, directory / info.directory)
+        note = python_version_note(*places) if info.format in LAYOUTS else ""
         raise DataError(
             f"{info.name}: {name} not found in {directory} or "
-            f"{directory / info.directory}; run `cnnlab data fetch {info.name}`, or pass "
-            "--data-dir DIR with local copies"
+            f"{directory / info.directory}{note}; run "
+            f"`cnnlab data fetch {info.name}`, or pass --data-dir DIR with local copies"
         )
     return path
 
