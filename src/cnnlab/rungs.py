@@ -32,8 +32,8 @@ from cnnlab.store.interface import FINAL_STATUSES, RunRecord
 DEFAULT_FACTOR = 3  # Hyperband's and ASHA's eta: a third goes on at each rung
 # The first rung when none is given: epochs // factor (at least 1), one rung a factor before the
 # end. Rung 1 (Hyperband's r for searches over many configurations) lost the best of the seed
-# preset's 13 models in 38-45 % of simulated studies, whose learning curves cross
-# (docs/sequential.md); a third of the way, 1-4 % like a fixed study.
+# preset's 13 models and its twin in up to 32 % of simulated studies, whose learning curves
+# cross (docs/sequential.md); a third of the way in, at most 0.5 %, like a fixed study.
 DEFAULT_MIN_EPOCHS = None
 DEFAULT_METRIC = "val_accuracy"
 SETTINGS_KEY = "prune"  # where the study's stored settings keep halving's
