@@ -341,7 +341,7 @@ def status_command(
     from cnnlab import halving, study, until_decided
 
     if check:
-        print_check(directory, study.check_store(directory))
+        print_check(directory, study.check_store(directory), to_stderr=as_json)
     status = study.study_status(directory)
     decisions = until_decided.study_decisions(directory)
     pruning = halving.study_halving(directory)
@@ -385,10 +385,10 @@ def status_command(
         print_halving(pruning)
 
 
-def print_check(directory: Path, problems: list[str]) -> None:
-    """'store ok', or each problem SQLite found and exit code 1."""
+def print_check(directory: Path, problems: list[str], *, to_stderr: bool = False) -> None:
+    """'store ok', or each problem SQLite found and exit code 1. to_stderr: --json owns stdout."""
     if not problems:
-        typer.echo(f"store ok: {directory} passed SQLite's integrity check")
+        typer.echo(f"store ok: {directory} passed SQLite's integrity check", err=to_stderr)
         return
     for problem in problems:
         typer.echo(f"store damaged: {problem}", err=True)
