@@ -410,9 +410,12 @@ def runs_command(
     """A table of the study's runs with their metrics; --format writes the tidy tables."""
     from cnnlab import study
 
+    if as_json and table_format not in (None, "json"):
+        raise SpecError(f"--json and --format {table_format} ask for two formats; give one")
     if table_format is not None or epochs or output is not None:
         suffix = output.suffix.lstrip(".") if output is not None else ""
-        chosen = table_format or (suffix if suffix in ("csv", "json", "parquet") else "csv")
+        by_suffix = suffix if suffix in ("csv", "json", "parquet") else "csv"
+        chosen = table_format or ("json" if as_json else by_suffix)
         _write_results(directory, all_runs, epochs, chosen, output)
         return
     runs = study.study_runs(directory, all_runs=all_runs)
