@@ -201,3 +201,12 @@ def test_status_check_runs_sqlites_integrity_check(shared_copy, capsys):
     store.write_bytes(bytes(content))
     assert main(["status", str(shared_copy), "--check"]) == 1
     assert "store damaged:" in capsys.readouterr().err
+
+
+def test_status_check_with_json_prints_json_alone_on_stdout(shared_copy, capsys):
+    import json
+
+    assert main(["status", str(shared_copy), "--check", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["runs"] == 3
+    assert "store ok" in err

@@ -54,6 +54,16 @@ def test_list_shows_each_dataset_with_mirrors_and_whether_present(mnist_dir, cap
     assert "folder:DIR (DIR/train/<class>/*" in table  # the local sources are listed too
 
 
+def test_list_points_at_the_verify_command_for_the_directory_it_listed(
+    mnist_dir, tmp_path, capsys, monkeypatch
+):
+    # Without --data-dir the suggested verify would check $CNNLAB_DATA_DIR or the cache instead.
+    monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
+    assert main(["data", "list", "--data-dir", str(mnist_dir)]) == 0
+    table = capsys.readouterr().out
+    assert f"see `cnnlab data verify kmnist --data-dir {mnist_dir}`" in table
+
+
 def test_fetch_with_files_present_verifies_without_downloading(mnist_dir, capsys):
     assert main(["data", "fetch", "mnist", "--data-dir", str(mnist_dir), "--offline"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,17 @@ def test_the_grid_example_makes_every_depth_kernel_bn_combination():
     names = {model.name for model in study.models}
     assert len(names) == 12 and {"d3-k3", "d7-k5-bn"} <= names
     assert study.seeds == (0, 1, 2) and study.training.validation == 0.1
+
+
+def test_the_grid_example_descriptions_count_every_conv_layer_the_models_have():
+    # The report shows each description beside the model: "3 conv layers" on a model with a
+    # conv stem and 3 conv blocks (4 convs) misread the depth axis.
+    for model in load_study(EXAMPLES / "depth-kernel-grid.toml").models:
+        rows = summarize(model, (28, 28, 1), 10).rows
+        convs = sum(row.layer_type == "Conv2D" for row in rows)
+        counted = re.match(r"(?:(\d+) \+ )?(\d+) conv layers", model.description)
+        assert counted, model.description
+        assert sum(int(n) for n in counted.groups() if n) == convs, (model.name, convs)
 
 
 def test_the_residual_grid_pairs_each_plain_model_with_its_residual_twin():

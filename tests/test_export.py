@@ -153,3 +153,25 @@ def test_safetensors_weights_named_like_their_spec_toml_are_refused(trained_stud
         export_run(
             trained_study, model="dense", seed=0, format="safetensors", output=tmp_path / "m.toml"
         )
+
+
+def test_every_format_writes_its_files_readable_by_others_as_the_umask_allows(
+    trained_study, tmp_path
+):
+    # safetensors' own save_file creates 0600 files; an export is there to be handed on.
+    import os
+
+    old = os.umask(0o022)
+    try:
+        written = []
+        for format, name in (("torchscript", "m.pt"), ("safetensors", "m.safetensors")):
+            written += export_run(
+                trained_study, model="dense", seed=0, format=format, output=tmp_path / name
+            )
+    finally:
+        os.umask(old)
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
+        "m.pt": "0o644",
+        "m.safetensors": "0o644",
+        "m.toml": "0o644",
+    }

@@ -52,6 +52,15 @@ def test_runs_epochs_format_csv_and_json_print_the_epoch_table(trained_study, ca
     assert len(runs) == 4 and {"best_epoch", "test_accuracy", "batch_size"} <= set(runs[0])
 
 
+def test_runs_epochs_with_json_prints_the_epoch_table_as_json(trained_study, capsys):
+    # --epochs took the tidy-table path, which ignored --json and printed CSV.
+    assert main(["runs", str(trained_study), "--epochs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 16 and rows[0]["epoch"] == 1
+    assert main(["runs", str(trained_study), "--epochs", "--json", "--format", "csv"]) == 2
+    assert "--json and --format csv ask for two formats" in capsys.readouterr().err
+
+
 def test_runs_writes_parquet_to_a_file(trained_study, tmp_path):
     pandas = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")

@@ -187,10 +187,12 @@ def _torchscript(loaded: LoadedRun, output: Path) -> list[Path]:
 
 
 def _safetensors(loaded: LoadedRun, output: Path) -> list[Path]:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in loaded.network.state_dict().items()}
-    save_file(state, str(output), metadata=metadata(loaded, "safetensors"))
+    # Bytes written by Python, not safetensors' save_file: that creates the file 0600, where an
+    # export is meant to be handed on (the umask's mode, as the other formats and checkpoints).
+    output.write_bytes(save(state, metadata=metadata(loaded, "safetensors")))
     spec_path = output.with_suffix(".toml")
     spec_path.write_text(model_to_toml(loaded.spec), encoding="utf-8")
     return [output, spec_path]

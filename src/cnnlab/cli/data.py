@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
@@ -51,7 +52,7 @@ def list_datasets(
     for row in rows:
         typer.echo(
             f"{row['name']:<15}{row['classes']:>8}{row['size_mb']:>7.1f} MB"
-            f"{row['mirrors']:>9}  {_cached_words(row)}"
+            f"{row['mirrors']:>9}  {_cached_words(row, data_dir)}"
         )
     typer.echo("local sources (for --dataset and a study's dataset key):")
     for source in data.SOURCES:
@@ -71,12 +72,14 @@ def _list_row(info: data.DatasetInfo, directory: Path) -> dict:
     }
 
 
-def _cached_words(row: dict) -> str:
+def _cached_words(row: dict, data_dir: Path | None) -> str:
     present = [path for path in row["files"] if path]
     if not present:
         return "no"
     if row["problem"]:
-        return f"no: files found fail their check (see `cnnlab data verify {row['name']}`)"
+        # The same --data-dir, or the verify suggested would look in another directory.
+        where = f" --data-dir {shlex.quote(str(data_dir))}" if data_dir is not None else ""
+        return f"no: files found fail their check (see `cnnlab data verify {row['name']}{where}`)"
     if len(present) < len(row["files"]):
         return f"partly ({len(present)} of {len(row['files'])} files)"
     folders = sorted({str(Path(path).parent) for path in present})

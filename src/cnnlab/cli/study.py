@@ -341,7 +341,7 @@ def status_command(
     from cnnlab import halving, study, until_decided
 
     if check:
-        print_check(directory, study.check_store(directory))
+        print_check(directory, study.check_store(directory), to_stderr=as_json)
     status = study.study_status(directory)
     decisions = until_decided.study_decisions(directory)
     pruning = halving.study_halving(directory)
@@ -385,10 +385,10 @@ def status_command(
         print_halving(pruning)
 
 
-def print_check(directory: Path, problems: list[str]) -> None:
-    """'store ok', or each problem SQLite found and exit code 1."""
+def print_check(directory: Path, problems: list[str], *, to_stderr: bool = False) -> None:
+    """'store ok', or each problem SQLite found and exit code 1. to_stderr: --json owns stdout."""
     if not problems:
-        typer.echo(f"store ok: {directory} passed SQLite's integrity check")
+        typer.echo(f"store ok: {directory} passed SQLite's integrity check", err=to_stderr)
         return
     for problem in problems:
         typer.echo(f"store damaged: {problem}", err=True)
@@ -410,9 +410,12 @@ def runs_command(
     """A table of the study's runs with their metrics; --format writes the tidy tables."""
     from cnnlab import study
 
+    if as_json and table_format not in (None, "json"):
+        raise SpecError(f"--json and --format {table_format} ask for two formats; give one")
     if table_format is not None or epochs or output is not None:
         suffix = output.suffix.lstrip(".") if output is not None else ""
-        chosen = table_format or (suffix if suffix in ("csv", "json", "parquet") else "csv")
+        by_suffix = suffix if suffix in ("csv", "json", "parquet") else "csv"
+        chosen = table_format or ("json" if as_json else by_suffix)
         _write_results(directory, all_runs, epochs, chosen, output)
         return
     runs = study.study_runs(directory, all_runs=all_runs)

@@ -90,7 +90,11 @@ def export_logs_command(
         None, "--tensorboard", metavar="OUT", help="Write TensorBoard event files under OUT."
     ),
     mlflow: str = typer.Option(
-        None, "--mlflow", metavar="URI", help="Log to this MLflow tracking URI (file:./mlruns)."
+        None,
+        "--mlflow",
+        metavar="URI",
+        help="Log to this MLflow tracking URI (http://HOST:5000; MLflow 3 opens file:./mlruns "
+        "only with MLFLOW_ALLOW_FILE_STORE=true).",
     ),
 ) -> None:
     """Export a finished or running study to TensorBoard and/or MLflow (their own writers)."""
