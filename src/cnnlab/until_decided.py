@@ -10,7 +10,7 @@ extends it (replaying every look at the new, lower levels: a decided model may o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from cnnlab import sequential
 from cnnlab.errors import SpecError
 from cnnlab.sequential import Decisions, SequentialSettings
 from cnnlab.spec import SeedRange, StudySpec
-from cnnlab.store import FINAL_STATUSES, STORE_FILENAME, NewRun, RunRecord
+from cnnlab.store import FINAL_STATUSES, STORE_FILENAME
 from cnnlab.study import (
     StudyOutcome,
     driven_study,
@@ -88,7 +88,7 @@ def run_until_decided(
     settings.check_budget(len(names))
     annotations = {sequential.SETTINGS_KEY: {**settings.to_dict(), "models": names}}
     started, finished, rounds = time.perf_counter(), [], 0
-    ours = _recipe_of(spec, root, names, run_options)
+    ours = _keys_of_this_recipe(spec, root, names, settings, run_options)
     decisions = _decide(root, names, settings, ours)
     outcome = None
     while not decisions.finished:
@@ -113,38 +113,34 @@ def run_until_decided(
     return UntilDecidedOutcome(whole, decisions, rounds)
 
 
-def _recipe_of(
-    spec: StudySpec, root: Path, names: list[str], run_options: dict[str, Any]
-) -> Callable[[RunRecord], bool]:
-    """Whether a stored run is one this call would train (same model spec, recipe, dataset):
-    a directory may hold the same models' runs under other settings (--epochs, an edited
-    [training]), which must neither decide nor stand in for this call's runs."""
+def _keys_of_this_recipe(
+    spec: StudySpec,
+    root: Path,
+    names: list[str],
+    settings: SequentialSettings,
+    run_options: dict[str, Any],
+) -> frozenset[str]:
+    """The keys of the runs this call would train (seeds 0 .. max - 1): a directory may hold
+    the same models' runs under other settings (--epochs, an edited [training]), which must
+    neither decide nor stand in for this call's runs."""
     recipe = {name: run_options[name] for name in _RECIPE_OPTIONS if name in run_options}
+    data_dir = run_options.get("data_dir")
     plan = plan_study(
-        spec, directory=root, seeds=1, models=names, data_dir=run_options.get("data_dir"), **recipe
+        spec, directory=root, seeds=settings.max_seeds, models=names, data_dir=data_dir, **recipe
     )
-    models = {task.model.name: task.model for task in plan.tasks}
-    training = plan.training.identity()
-
-    def ours(run: RunRecord) -> bool:
-        model = models.get(run.model)
-        if model is None:
-            return False
-        return NewRun(run.model, run.seed, plan.dataset_id, model, training).key == run.key
-
-    return ours
+    return frozenset(plan.keys)
 
 
 def _decide(
     root: Path,
     names: list[str],
     settings: SequentialSettings,
-    ours: Callable[[RunRecord], bool],
+    ours: frozenset[str],
 ) -> Decisions:
     """The decisions from the runs of this call's recipe that the study directory holds
     (nothing yet: every model open)."""
     runs = study_runs(root, all_runs=True) if (root / STORE_FILENAME).is_file() else []
-    chosen = [run for run in runs if run.model in names and ours(run)]
+    chosen = [run for run in runs if run.model in names and run.key in ours]
     seconds = sum(run.seconds or 0.0 for run in chosen if run.status in FINAL_STATUSES)
     results = {m: sequential.accuracies_by_seed(chosen, m) for m in names}
     return sequential.decide(results, settings, seconds_spent=seconds)
