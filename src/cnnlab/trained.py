@@ -214,14 +214,16 @@ def find_run(runs: Sequence[RunRecord], *, model: str, seed: int | None) -> RunR
 def _checkpoint(run: RunRecord, run_dir: Path, epoch: EpochChoice) -> Checkpoint:
     where = f"{run.model} seed {run.seed}"
     last = len(run.epochs)
+    restored = None  # EarlyStopping's restored weights: read (from the last checkpoint) if needed
     try:
-        restored = _restored_by_early_stopping(run, run_dir)
         if epoch == "best":
-            return restored or _best(run, run_dir, where)
+            return _restored_by_early_stopping(run, run_dir) or _best(run, run_dir, where)
         number = last if epoch == "last" else _epoch_number(epoch, last, where)
         checkpoint = load_epoch(run_dir, number) or _best_if_epoch(run_dir, number)
-        if checkpoint is None and restored is not None and restored.epoch == number:
-            checkpoint = restored
+        if checkpoint is None:
+            restored = _restored_by_early_stopping(run, run_dir)
+            if restored is not None and restored.epoch == number:
+                checkpoint = restored
     except CheckpointDamaged as damage:
         raise RunError(f"{where}: the checkpoint in {run_dir} is damaged ({damage})") from None
     if checkpoint is None:
