@@ -152,7 +152,10 @@ def test_a_study_file_with_a_seed_range_takes_the_options_without_the_flag(
     ranged.write_text("seeds = { min = 2, max = 3 }\n" + study_file.read_text())
     directory = tmp_path / "never"
     assert main(["run", str(ranged), "--dir", str(directory), "--max-seeds", "1"]) == 2
-    assert "--min-seeds must not exceed --max-seeds, got min 2 > max 1" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: --max-seeds 1 is below the minimum of 2 seeds (the study file's seeds.min); "
+        "give at least 2, or --min-seeds too\n"
+    )
     assert not directory.exists()
 
 

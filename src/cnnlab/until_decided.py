@@ -46,6 +46,12 @@ def resolve_settings(
     `seeds = { min, max, margin, budget }`, else the defaults (2, 10, 0.1 points, none)."""
     found = seed_range or SeedRange(sequential.DEFAULT_MIN_SEEDS, sequential.DEFAULT_MAX_SEEDS)
     margin = margin_points if margin_points is not None else found.margin
+    if min_seeds is None and max_seeds is not None and max_seeds < found.min:
+        where = "the study file's seeds.min" if seed_range else "the default --min-seeds"
+        raise SpecError(
+            f"--max-seeds {max_seeds} is below the minimum of {found.min} seeds ({where}); "
+            f"give at least {found.min}, or --min-seeds too"
+        )
     return SequentialSettings(
         min_seeds=found.min if min_seeds is None else min_seeds,
         max_seeds=found.max if max_seeds is None else max_seeds,
